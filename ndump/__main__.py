@@ -1,0 +1,4 @@
+"""python -m ndump."""
+from ndump.cli import main
+
+raise SystemExit(main())

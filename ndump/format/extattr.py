@@ -1,0 +1,210 @@
+"""Extended-attribute records <-> {name: value} (FORMAT.md §5).
+
+ACL values travel in the ext4 on-disk form (version 1); ``getxattr`` gives and
+``setxattr`` takes version 2.  Both directions are here so that the rest of
+ndump only sees the kernel's form.
+"""
+from __future__ import annotations
+
+import struct
+
+from ndump.format.constants import XATTR_MAXSIZE
+
+EA_MAGIC_BLOCK = 0xEA020000
+EA_MAGIC_INODE = 0xEA020001
+ACL_ACCESS = "system.posix_acl_access"
+ACL_DEFAULT = "system.posix_acl_default"
+
+_PREFIXES = {1: "user.", 4: "trusted.", 5: "lustre.", 6: "security."}
+_ACL_INDEX = {2: ACL_ACCESS, 3: ACL_DEFAULT}
+_ENTRY = struct.Struct("<BBHIII")
+_HEADER = struct.Struct("<IIII16x")
+
+# POSIX ACL tags (linux/posix_acl_xattr.h)
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 16, 32
+ACL_UNDEFINED_ID = 0xFFFFFFFF
+
+
+class ExtAttrError(ValueError):
+    pass
+
+
+def name_index(name: str) -> tuple[int, bytes] | None:
+    """Full attribute name -> (index, suffix); None when the format cannot carry it."""
+    if name == ACL_ACCESS:
+        return 2, b""
+    if name == ACL_DEFAULT:
+        return 3, b""
+    for idx, prefix in _PREFIXES.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            suffix = name[len(prefix):].encode("utf-8", "surrogateescape")
+            return (idx, suffix) if len(suffix) <= 255 else None
+    return None
+
+
+def acl_to_disk(value: bytes) -> bytes:
+    """Kernel ACL xattr (version 2) -> ext4 on-disk form (version 1)."""
+    if len(value) < 4 or (len(value) - 4) % 8:
+        raise ExtAttrError("malformed ACL value")
+    version, = struct.unpack_from("<I", value)
+    if version != 2:
+        raise ExtAttrError(f"ACL version {version} unknown")
+    out = bytearray(struct.pack("<I", 1))
+    for off in range(4, len(value), 8):
+        tag, perm, ident = struct.unpack_from("<HHI", value, off)
+        if tag in (ACL_USER, ACL_GROUP):
+            out += struct.pack("<HHI", tag, perm, ident)
+        else:
+            out += struct.pack("<HH", tag, perm)
+    return bytes(out)
+
+
+def acl_from_disk(value: bytes) -> bytes:
+    """ext4 on-disk ACL (version 1) -> kernel xattr form (version 2)."""
+    if len(value) < 4:
+        raise ExtAttrError("malformed ACL value")
+    version, = struct.unpack_from("<I", value)
+    if version == 2:
+        return bytes(value)
+    if version != 1:
+        raise ExtAttrError(f"ACL version {version} unknown")
+    out = bytearray(struct.pack("<I", 2))
+    off = 4
+    while off < len(value):
+        if off + 4 > len(value):
+            raise ExtAttrError("truncated ACL entry")
+        tag, perm = struct.unpack_from("<HH", value, off)
+        if tag in (ACL_USER, ACL_GROUP):
+            if off + 8 > len(value):
+                raise ExtAttrError("truncated ACL entry")
+            ident, = struct.unpack_from("<I", value, off + 4)
+            off += 8
+        elif tag in (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER):
+            ident = ACL_UNDEFINED_ID
+            off += 4
+        else:
+            raise ExtAttrError(f"unknown ACL tag {tag:#x}")
+        out += struct.pack("<HHI", tag, perm, ident)
+    return bytes(out)
+
+
+def entry_size(name: str, value: bytes) -> int:
+    found = name_index(name)
+    suffix = found[1] if found else name.encode()
+    disk = len(value) if not found or found[0] not in (2, 3) else len(acl_to_disk(value))
+    return ((16 + len(suffix) + 3) & ~3) + ((disk + 3) & ~3)
+
+
+def pack_ea_records(attrs: list[tuple[str, bytes]], *, single: bool = False
+                    ) -> tuple[list[bytes], list[str]]:
+    """Attributes -> block-format EA records of at most 4096 bytes (FORMAT §5.4).
+
+    Returns (records, names that could not be stored).  ``single`` keeps
+    everything in one record (directories: stock restore keeps only the last).
+    Each record's length is a multiple of 1024.
+    """
+    skipped: list[str] = []
+    items: list[tuple[int, bytes, bytes, str]] = []
+    for name, value in attrs:
+        found = name_index(name)
+        if found is None:
+            skipped.append(name)
+            continue
+        idx, suffix = found
+        if idx in (2, 3):
+            try:
+                value = acl_to_disk(value)
+            except ExtAttrError:
+                skipped.append(name)
+                continue
+        items.append((idx, suffix, bytes(value), name))
+    records: list[bytes] = []
+    current: list[tuple[int, bytes, bytes, str]] = []
+    for item in items:
+        if _fits(current + [item]):
+            current.append(item)
+        elif not single and current and _fits([item]):
+            records.append(_pack_block(current))
+            current = [item]
+        else:
+            skipped.append(item[3])
+    if current:
+        records.append(_pack_block(current))
+    return records, skipped
+
+
+def _needed(items) -> int:
+    return (32 + sum((16 + len(s) + 3) & ~3 for _, s, _, _ in items) + 4
+            + sum((len(v) + 3) & ~3 for _, _, v, _ in items))
+
+
+def _fits(items) -> bool:
+    return _needed(items) <= XATTR_MAXSIZE
+
+
+def _pack_block(items) -> bytes:
+    size = (_needed(items) + 1023) & ~1023
+    buf = bytearray(size)
+    _HEADER.pack_into(buf, 0, EA_MAGIC_BLOCK, 1, 1, 0)
+    pos = 32
+    value_end = size
+    for idx, suffix, value, _ in items:
+        value_end -= (len(value) + 3) & ~3
+        buf[value_end:value_end + len(value)] = value
+        _ENTRY.pack_into(buf, pos, len(suffix), idx, value_end, 0, len(value), 0)
+        buf[pos + 16:pos + 16 + len(suffix)] = suffix
+        pos += (16 + len(suffix) + 3) & ~3
+    return bytes(buf)
+
+
+def unpack_ea_record(data: bytes | memoryview) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """One EA record's data (di_size bytes) -> (attributes, problems).
+
+    Reads both the block format and stock dump's in-inode format; ACLs come back
+    in the kernel's version-2 form.  Bad entries are reported and skipped.
+    """
+    data = bytes(data[:XATTR_MAXSIZE])
+    problems: list[str] = []
+    if len(data) < 4:
+        return [], ["EA record too short"]
+    magic, = struct.unpack_from("<I", data)
+    if magic == EA_MAGIC_BLOCK:
+        pos, base = 32, 0
+    elif magic == EA_MAGIC_INODE:
+        pos, base = 4, 4
+    else:
+        return [], [f"bad EA magic {magic:#x}"]
+    attrs: list[tuple[str, bytes]] = []
+    while pos + 4 <= len(data) and data[pos:pos + 4] != b"\0\0\0\0":
+        if pos + 16 > len(data):
+            problems.append("EA entry past the end of the record")
+            break
+        nlen, idx, voff, _vblock, vsize, _hash = _ENTRY.unpack_from(data, pos)
+        suffix = data[pos + 16:pos + 16 + nlen]
+        pos += (16 + nlen + 3) & ~3
+        start = base + voff
+        if len(suffix) != nlen or start + vsize > len(data) or vsize > XATTR_MAXSIZE:
+            problems.append("EA entry out of bounds")
+            continue
+        value = data[start:start + vsize]
+        name = _full_name(idx, suffix)
+        if name is None:
+            problems.append(f"unknown EA index {idx}")
+            continue
+        if idx in (2, 3):
+            try:
+                value = acl_from_disk(value)
+            except ExtAttrError as e:
+                problems.append(f"{name}: {e}")
+                continue
+        attrs.append((name, value))
+    return attrs, problems
+
+
+def _full_name(idx: int, suffix: bytes) -> str | None:
+    if idx in _ACL_INDEX:
+        return _ACL_INDEX[idx]
+    prefix = _PREFIXES.get(idx)
+    if prefix is None or not suffix:
+        return None
+    return prefix + suffix.decode("utf-8", "surrogateescape")

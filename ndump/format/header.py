@@ -1,0 +1,271 @@
+"""The 1024-byte header block <-> Header (FORMAT.md §2; classic: dumprestore.h
+``union u_spcl``).
+
+Pure: bytes in, frozen dataclasses out.  Byte order is detected from the magic
+(FORMAT §1.3); ndump always writes little-endian.
+
+The ndump extension (FORMAT §11.1 item 18) lives in c_spare, which stock
+restore never reads; it starts with the magic ``NDX1``:
+
+* inode headers (TS_INODE, TS_ADDR): nanoseconds of atime/mtime/ctime, the high
+  halves of their 64-bit seconds, the birth time, and a CRC-32 of the data
+  blocks that follow this header;
+* TS_TAPE: the dump's totals (data bytes, inodes, blocks) for restore's space
+  check (SPEC §5.2).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field, replace
+
+from ndump.errors import NdumpError
+from ndump.format.constants import (
+    CHECKSUM, DB_ENTRIES, DR_EXTATTRIBUTES, DR_METAONLY, NDX_MAGIC, NFS_MAGIC, TP_BSIZE,
+    TS_ADDR, TS_INODE, TS_NAMES,
+)
+from ndump.format.inode import Inode, decode_rdev, encode_rdev, join_seconds, split_seconds
+
+_LAYOUT = ("iiiiIIii"        # type date ddate volume tapea inumber magic checksum
+           "HhHHQ"           # di_mode di_nlink di_ouid di_ogid di_size
+           "iiiiii"          # atime mtime ctime (sec, usec)
+           "12i3i"           # di_db di_ib
+           "IIiII"           # di_flags di_blocks di_gen di_uid di_gid
+           "8s"              # di_spare
+           "i512s16si64s64s64s"  # count addr label level filesys dev host
+           "iiii120s")       # flags firstrec ntrec extattributes spare
+HEADER_LE = struct.Struct("<" + _LAYOUT)
+HEADER_BE = struct.Struct(">" + _LAYOUT)
+WORDS_LE = struct.Struct("<256i")
+WORDS_BE = struct.Struct(">256i")
+_MAGIC_AT = 24
+_CKSUM_AT = 28
+_EXT_INODE = struct.Struct("<4sIIIiiiqIII")
+_EXT_TAPE = struct.Struct("<4sIQQQ")
+_EXT_BIRTH = 1
+_EXT_CRC = 2
+_EXT_TOTALS = 1
+
+assert HEADER_LE.size == TP_BSIZE
+
+
+class HeaderError(NdumpError):
+    """A block that should be a header is not one."""
+
+
+class BadMagicError(HeaderError):
+    pass
+
+
+class BadChecksumError(HeaderError):
+    pass
+
+
+class BadTypeError(HeaderError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a dump holds, for restore's space and inode check (SPEC §5.2)."""
+    data_bytes: int
+    inodes: int
+    blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """One header block (FORMAT §2.1).  ``addr`` is the raw 512-byte c_addr."""
+    type: int
+    date: int = 0
+    ddate: int = 0
+    volume: int = 1
+    tapea: int = 0
+    inumber: int = 0
+    inode: Inode = field(default_factory=Inode)
+    count: int = 0
+    addr: bytes = bytes(512)
+    label: str = "none"
+    level: int = 0
+    filesys: str = ""
+    dev: str = ""
+    host: str = ""
+    flags: int = 0
+    firstrec: int = 0
+    ntrec: int = 10
+    extattributes: int = 0
+    data_crc: int | None = None
+    totals: Totals | None = None
+
+    @property
+    def type_name(self) -> str:
+        return TS_NAMES.get(self.type, f"type {self.type}")
+
+    @property
+    def is_extattr(self) -> bool:
+        return bool(self.flags & DR_EXTATTRIBUTES)
+
+    @property
+    def is_metaonly(self) -> bool:
+        return bool(self.flags & DR_METAONLY)
+
+    @property
+    def is_inode(self) -> bool:
+        return self.type == TS_INODE and not self.flags & DR_EXTATTRIBUTES
+
+    @property
+    def inos(self) -> tuple[int, ...]:
+        """The c_inos overlay of c_addr (TS_TAPE/TS_END volume table)."""
+        return struct.unpack("<128I", self.addr)
+
+    def present(self) -> int:
+        """Number of data blocks following this header."""
+        if self.type in (TS_INODE, TS_ADDR) and not self.flags & DR_EXTATTRIBUTES:
+            n = max(0, min(self.count, 512))
+            return n - self.addr[:n].count(0)
+        return max(0, self.count)
+
+    def with_(self, **changes) -> "Header":
+        return replace(self, **changes)
+
+    def pack(self) -> bytes:
+        return pack_header(self)
+
+
+def _cstr(value: str, size: int) -> bytes:
+    raw = value.encode("utf-8", "surrogateescape")[: size - 1]
+    return raw + bytes(size - len(raw))
+
+
+def _uncstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _spare_for(h: Header) -> bytes:
+    if h.totals is not None:
+        t = h.totals
+        return _EXT_TAPE.pack(NDX_MAGIC, _EXT_TOTALS, t.data_bytes, t.inodes, t.blocks).ljust(120, b"\0")
+    if h.type not in (TS_INODE, TS_ADDR):
+        return bytes(120)
+    i = h.inode
+    ext_flags = 0
+    bsec = bns = 0
+    if i.birth is not None:
+        ext_flags |= _EXT_BIRTH
+        bsec, bns = i.birth
+    if h.data_crc is not None:
+        ext_flags |= _EXT_CRC
+    return _EXT_INODE.pack(NDX_MAGIC, i.atime_ns, i.mtime_ns, i.ctime_ns,
+                           split_seconds(i.atime)[1], split_seconds(i.mtime)[1],
+                           split_seconds(i.ctime)[1], bsec, bns, ext_flags,
+                           h.data_crc or 0).ljust(120, b"\0")
+
+
+def pack_header(h: Header) -> bytes:
+    """Header -> 1024 bytes, little-endian, with a correct checksum."""
+    i = h.inode
+    db = [0] * DB_ENTRIES
+    if i.is_device:
+        db[0] = _s32(encode_rdev(i.rdev))
+    size = i.size
+    buf = bytearray(HEADER_LE.pack(
+        h.type, h.date, h.ddate, h.volume, h.tapea & 0xFFFFFFFF, h.inumber, NFS_MAGIC, 0,
+        i.mode & 0xFFFF, max(-32768, min(i.nlink, 32767)), i.uid & 0xFFFF, i.gid & 0xFFFF, size,
+        split_seconds(i.atime)[0], i.atime_ns // 1000,
+        split_seconds(i.mtime)[0], i.mtime_ns // 1000,
+        split_seconds(i.ctime)[0], i.ctime_ns // 1000,
+        *db, 0, 0, 0,
+        i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen), i.uid & 0xFFFFFFFF,
+        i.gid & 0xFFFFFFFF, bytes(8),
+        h.count, h.addr, _cstr(h.label, 16), h.level, _cstr(h.filesys, 64),
+        _cstr(h.dev, 64), _cstr(h.host, 64),
+        h.flags, h.firstrec, h.ntrec, h.extattributes, _spare_for(h)))
+    set_checksum(buf)
+    return bytes(buf)
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - 0x100000000 if v >= 0x80000000 else v
+
+
+def set_checksum(buf: bytearray) -> None:
+    """Make the 256 little-endian words of ``buf`` sum to CHECKSUM (FORMAT §2.2)."""
+    buf[_CKSUM_AT:_CKSUM_AT + 4] = b"\0\0\0\0"
+    total = sum(WORDS_LE.unpack(buf))
+    struct.pack_into("<i", buf, _CKSUM_AT, _s32(CHECKSUM - total))
+
+
+def detect_order(block: bytes | memoryview) -> str | None:
+    """'<' or '>' when the block carries the dump magic in that order, else None."""
+    if len(block) < TP_BSIZE:
+        return None
+    magic = bytes(block[_MAGIC_AT:_MAGIC_AT + 4])
+    if magic == b"\x6c\xea\x00\x00":
+        return "<"
+    if magic == b"\x00\x00\xea\x6c":
+        return ">"
+    return None
+
+
+def checksum_ok(block: bytes | memoryview, order: str = "<") -> bool:
+    words = WORDS_LE if order == "<" else WORDS_BE
+    return sum(words.unpack_from(block)) & 0xFFFFFFFF == CHECKSUM
+
+
+def is_header(block: bytes | memoryview, order: str = "<") -> bool:
+    return detect_order(block) == order and checksum_ok(block, order)
+
+
+def unpack_header(block: bytes | memoryview, order: str | None = None) -> Header:
+    """1024 bytes -> Header; raises a HeaderError when they are not a header."""
+    found = detect_order(block)
+    if found is None or (order is not None and found != order):
+        raise BadMagicError("no dump magic")
+    if not checksum_ok(block, found):
+        total = sum((WORDS_LE if found == "<" else WORDS_BE).unpack_from(block)) & 0xFFFFFFFF
+        raise BadChecksumError(f"checksum error {total:o}")
+    v = (HEADER_LE if found == "<" else HEADER_BE).unpack_from(block)
+    htype = v[0]
+    if htype not in TS_NAMES:
+        raise BadTypeError(f"unknown header type {htype}")
+    return _build(v, bytes(block[904:1024]))
+
+
+def _build(v: tuple, spare: bytes) -> Header:
+    (htype, date, ddate, volume, tapea, inumber, _magic, _ck,
+     mode, nlink, ouid, ogid, size, asec, ausec, msec, musec, csec, cusec) = v[:19]
+    db = v[19:31]
+    flags_i, blocks, gen, uid, gid = v[34:39]
+    (count, addr, label, level, filesys, dev, host,
+     flags, firstrec, ntrec, extattr, _spare) = v[40:52]
+    ans, mns, cns = ausec * 1000, musec * 1000, cusec * 1000
+    ahi = mhi = chi = 0
+    birth = None
+    crc = None
+    totals = None
+    if spare[:4] == NDX_MAGIC:
+        if htype in (TS_INODE, TS_ADDR):
+            (_, ans2, mns2, cns2, ahi, mhi, chi, bsec, bns, ext_flags, dcrc) = _EXT_INODE.unpack_from(spare)
+            if max(ans2, mns2, cns2) < 1_000_000_000:
+                ans, mns, cns = ans2, mns2, cns2
+            if ext_flags & _EXT_BIRTH:
+                birth = (bsec, bns)
+            if ext_flags & _EXT_CRC:
+                crc = dcrc
+        elif htype == 1:
+            _, ext_flags, dbytes, inodes, nblocks = _EXT_TAPE.unpack_from(spare)
+            if ext_flags & _EXT_TOTALS:
+                totals = Totals(dbytes, inodes, nblocks)
+    if not 0 <= ans < 1_000_000_000 or not 0 <= mns < 1_000_000_000 or not 0 <= cns < 1_000_000_000:
+        ans = mns = cns = 0
+    inode = Inode(mode=mode, nlink=nlink, size=size, uid=uid, gid=gid,
+                  atime=join_seconds(asec, ahi), atime_ns=ans,
+                  mtime=join_seconds(msec, mhi), mtime_ns=mns,
+                  ctime=join_seconds(csec, chi), ctime_ns=cns,
+                  rdev=decode_rdev(db[0], db[1]) if mode & 0o170000 in (0o020000, 0o060000) else 0,
+                  flags=flags_i, blocks=blocks, gen=gen, birth=birth)
+    return Header(type=htype, date=date, ddate=ddate, volume=volume, tapea=tapea,
+                  inumber=inumber, inode=inode, count=count, addr=addr,
+                  label=_uncstr(label), level=level, filesys=_uncstr(filesys),
+                  dev=_uncstr(dev), host=_uncstr(host), flags=flags, firstrec=firstrec,
+                  ntrec=ntrec, extattributes=extattr, data_crc=crc, totals=totals)

@@ -1,0 +1,213 @@
+"""Tape blocks <-> records, and Linux dump's compressed record framing (FORMAT.md §1.2, §8).
+
+``RecordPacker`` turns the logical block stream into the physical records of one
+volume: the first record raw, every later one as a 4-byte prefix plus payload
+when compressing.  ``BlockSource`` does the reverse for a reader and serves
+1024-byte blocks from a byte source.  Both are pure: they see only bytes and a
+``read(n)`` callable.
+"""
+from __future__ import annotations
+
+import bz2
+import struct
+import zlib
+from typing import Callable
+
+from ndump.errors import NdumpError
+from ndump.format.constants import (
+    COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, COMPRESS_ZSTD, DR_COMPRESSED, MAXNTREC,
+    TP_BSIZE, TS_TAPE,
+)
+from ndump.format.header import HeaderError, unpack_header
+
+try:  # zstd is an optional ndump extension (SPEC §4)
+    import zstandard as _zstd
+except ImportError:  # pragma: no cover - depends on the installation
+    _zstd = None
+
+ALGORITHMS = {"zlib": COMPRESS_ZLIB, "bzip2": COMPRESS_BZLIB, "zstd": COMPRESS_ZSTD}
+_PREFIX = struct.Struct("<I")
+
+
+class RecordError(NdumpError):
+    """A compressed record cannot be decoded."""
+
+
+def zstd_available() -> bool:
+    return _zstd is not None
+
+
+def compress_record(record: bytes, algorithm: int, level: int) -> bytes:
+    """One record -> prefix + payload; stored raw when compression does not pay."""
+    if algorithm == COMPRESS_ZLIB:
+        payload = zlib.compress(record, level)
+    elif algorithm == COMPRESS_BZLIB:
+        payload = bz2.compress(record, level)
+    elif algorithm == COMPRESS_ZSTD and _zstd is not None:
+        payload = _zstd.ZstdCompressor(level=level).compress(record)
+    else:
+        raise RecordError(f"compression algorithm {algorithm} not available")
+    if len(payload) > len(record) - 16:
+        return _PREFIX.pack(len(record) << 4) + record
+    return _PREFIX.pack((len(payload) << 4) | (algorithm << 1) | 1) + payload
+
+
+def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
+    try:
+        if algorithm == COMPRESS_ZLIB:
+            d = zlib.decompressobj()
+            out = d.decompress(payload, limit + 1)
+        elif algorithm == COMPRESS_BZLIB:
+            d = bz2.BZ2Decompressor()
+            out = d.decompress(payload, limit + 1)
+        elif algorithm == COMPRESS_ZSTD:
+            if _zstd is None:
+                raise RecordError("zstd records need the python package zstandard")
+            out = _zstd.ZstdDecompressor().decompressobj().decompress(payload)
+        elif algorithm == COMPRESS_LZO:
+            raise RecordError("LZO-compressed records (dump -y) are not supported")
+        else:
+            raise RecordError(f"unknown compression algorithm {algorithm}")
+    except (zlib.error, OSError, EOFError, ValueError) as e:
+        raise RecordError(f"decompression error: {e}") from None
+    except Exception as e:  # zstandard raises its own ZstdError
+        if _zstd is not None and isinstance(e, _zstd.ZstdError):
+            raise RecordError(f"decompression error: {e}") from None
+        raise
+    if len(out) > limit or len(out) % TP_BSIZE:
+        raise RecordError(f"decompressed record of {len(out)} bytes")
+    return out
+
+
+class BlockSource:
+    """Serves blocks from one volume's byte stream (FORMAT §8.2).
+
+    ``read`` is the medium's read(n).  The first block is read raw; when it is a
+    TS_TAPE with DR_COMPRESSED, the rest of the first record is raw and every
+    later record carries a prefix.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], *, chunk: int = 1 << 20):
+        self._read = read
+        self._chunk = chunk
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self.compressed = False
+        self.algorithm: int | None = None
+        self.ntrec = 0
+        self.blocks_served = 0
+        self._raw_left = 0      # raw bytes left in the first record of a compressed volume
+        self._pending_raw = b""   # compressed mode: raw bytes read but not yet decoded
+
+    def _fill_raw(self, want: int) -> bytes:
+        """Exactly ``want`` bytes from the medium, or fewer at its end."""
+        parts = []
+        while want > 0:
+            data = self._read(max(want, 1) if self.compressed else max(want, self._chunk))
+            if not data:
+                self._eof = True
+                break
+            parts.append(data)
+            want -= len(data)
+        return b"".join(parts)
+
+    def probe_first(self) -> bytes:
+        """The first block, and set up compressed reading if it says so."""
+        first = self._take_raw_stream(TP_BSIZE)
+        if len(first) < TP_BSIZE:
+            return first
+        try:
+            h = unpack_header(first)
+        except HeaderError:
+            return first
+        if h.type == TS_TAPE and h.flags & DR_COMPRESSED and 0 < h.ntrec <= MAXNTREC:
+            self.compressed = True
+            self.ntrec = h.ntrec
+            rest = self._buf[self._pos:]
+            self._buf, self._pos = b"", 0
+            self._pending_raw = rest
+            self._raw_left = (h.ntrec - 1) * TP_BSIZE
+        return first
+
+    def _take_raw_stream(self, n: int) -> bytes:
+        if len(self._buf) - self._pos < n:
+            self._buf = self._buf[self._pos:] + self._fill_raw(n - (len(self._buf) - self._pos))
+            self._pos = 0
+        out = self._buf[self._pos:self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def _next_compressed(self) -> bytes:
+        if self._raw_left:
+            pending = self._pending_raw
+            need = self._raw_left - len(pending)
+            raw = pending + (self._fill_raw(need) if need > 0 else b"")
+            self._pending_raw = raw[self._raw_left:]
+            out = raw[:self._raw_left]
+            self._raw_left = 0
+            return out
+        pending = self._pending_raw
+        if len(pending) < 4:
+            pending += self._fill_raw(4 - len(pending))
+        if len(pending) < 4:
+            return b""
+        prefix, = _PREFIX.unpack_from(pending)
+        length = prefix >> 4
+        limit = MAXNTREC * TP_BSIZE
+        if length > limit + 16:
+            raise RecordError(f"bad compressed record length {length}")
+        body = pending[4:]
+        if len(body) < length:
+            body += self._fill_raw(length - len(body))
+        self._pending_raw = body[length:]
+        payload = body[:length]
+        if len(payload) < length:
+            raise RecordError("compressed record cut short")
+        if prefix & 1:
+            return decompress_payload(payload, (prefix >> 1) & 7, limit)
+        return payload
+
+    def read_blocks(self, n: int) -> bytes | memoryview:
+        """Up to ``n`` blocks (fewer only at the end of the volume)."""
+        want = n * TP_BSIZE
+        if not self.compressed:
+            if len(self._buf) - self._pos >= want:
+                out = memoryview(self._buf)[self._pos:self._pos + want]
+                self._pos += want
+            else:
+                out = self._take_raw_stream(want)
+                out = out[: len(out) - len(out) % TP_BSIZE]
+            self.blocks_served += len(out) // TP_BSIZE
+            return out
+        while len(self._buf) - self._pos < want:
+            record = self._next_compressed()
+            if not record:
+                break
+            self._buf = self._buf[self._pos:] + record
+            self._pos = 0
+        out = self._buf[self._pos:self._pos + want]
+        out = out[: len(out) - len(out) % TP_BSIZE]
+        self._pos += len(out)
+        self.blocks_served += len(out) // TP_BSIZE
+        return out
+
+
+class RecordPacker:
+    """Logical blocks of one volume -> physical records (FORMAT §1.2, §8.1)."""
+
+    def __init__(self, ntrec: int, algorithm: int | None = None, level: int = 2):
+        self.record_size = ntrec * TP_BSIZE
+        self.algorithm = algorithm
+        self.level = level
+        self.first = True
+
+    def new_volume(self) -> None:
+        self.first = True
+
+    def pack(self, record: bytes) -> bytes:
+        """One full record -> the bytes to write (raw or prefixed)."""
+        if self.algorithm is None or self.first:
+            self.first = False
+            return record
+        return compress_record(record, self.algorithm, self.level)

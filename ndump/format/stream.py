@@ -1,0 +1,408 @@
+"""The logical dump stream: FormatWriter and FormatReader (FORMAT.md §4; classic:
+dump/tape.c + traverse.c on the write side, restore/tape.c on the read side).
+
+The writer hands headers and data to a sink (dump/volumes.py), which cuts them
+into records and volumes.  The reader takes blocks from a ``BlockSource`` per
+volume and gives back inode records whose data it streams (classic getfile()).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+from ndump.errors import NdumpError
+from ndump.format.constants import (
+    DR_COMPRESSED, DR_EXTATTRIBUTES, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
+    TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
+)
+from ndump.format.extattr import unpack_ea_record
+from ndump.format.header import (
+    Header, HeaderError, Totals, detect_order, pack_header, unpack_header,
+)
+from ndump.format.inode import Inode
+from ndump.format.records import BlockSource, RecordError
+
+ALL_PRESENT = b"\x01" * TP_NINDIR
+
+
+@dataclass(frozen=True, slots=True)
+class DumpIdent:
+    """Dump-wide header fields (FORMAT §2.7), the same in every header."""
+    date: int
+    ddate: int = 0
+    level: int = 0
+    label: str = "none"
+    filesys: str = ""
+    dev: str = ""
+    host: str = ""
+    ntrec: int = 10
+    compressed: bool = False
+
+
+class BlockSink(Protocol):
+    def put(self, header: bytes, data: bytes | memoryview | None, ino: int, nblocks: int) -> None:
+        """One header and the ``nblocks`` data blocks that follow it."""
+
+
+class FormatWriter:
+    """Writes one dump's blocks, in the order FORMAT §4.1 requires."""
+
+    def __init__(self, sink: BlockSink, ident: DumpIdent):
+        self.sink = sink
+        self.ident = ident
+        self.tapea = 0
+        self.volume = 1
+        self.firstrec = 0
+        self._flags = DR_NEWINODEFMT | (DR_COMPRESSED if ident.compressed else 0)
+
+    def _header(self, htype: int, ino: int, inode: Inode, count: int, addr: bytes,
+                flags: int = 0, ext: int = 0, crc: int | None = None,
+                totals: Totals | None = None) -> bytes:
+        i = self.ident
+        h = Header(type=htype, date=i.date, ddate=i.ddate, volume=self.volume, tapea=self.tapea,
+                   inumber=ino, inode=inode, count=count, addr=addr, label=i.label,
+                   level=i.level, filesys=i.filesys, dev=i.dev, host=i.host,
+                   flags=self._flags | flags, firstrec=self.firstrec, ntrec=i.ntrec,
+                   extattributes=ext, data_crc=crc, totals=totals)
+        return pack_header(h)
+
+    def _put(self, header: bytes, data, ino: int, nblocks: int) -> None:
+        self.sink.put(header, data, ino, nblocks)
+        self.tapea += 1 + nblocks
+
+    def volume_header(self, *, count: int = 1, ino: int = 0, totals: Totals | None = None) -> bytes:
+        """TS_TAPE for the current volume (FORMAT §4.2, §7.2); consumes a block number."""
+        block = self._header(TS_TAPE, ino, Inode(), count, bytes(512),
+                             flags=DR_NEWHEADER, totals=totals)
+        self.tapea += 1
+        return block
+
+    def start_volume(self, volume: int, firstrec: int) -> None:
+        self.volume = volume
+        self.firstrec = firstrec
+
+    def write_tape_header(self, totals: Totals | None = None) -> None:
+        block = self.volume_header(totals=totals)
+        self.sink.put(block, None, 0, 0)
+
+    def write_maps(self, clri: bytes, bits: bytes, maxino: int) -> None:
+        """TS_CLRI then TS_BITS, equal sizes (FORMAT §4.3)."""
+        for htype, bitmap in ((TS_CLRI, clri), (TS_BITS, bits)):
+            count = len(bitmap) // TP_BSIZE
+            inode = Inode(size=len(bitmap))
+            ino = maxino if htype == TS_CLRI else ROOTINO
+            self._put(self._header(htype, ino, inode, count, bytes(512)), bitmap, ino, count)
+
+    def write_chunk(self, ino: int, inode: Inode, first: bool, addr: bytes, data,
+                    *, metaonly: bool = False, crc: bool = True) -> None:
+        """One TS_INODE (first) or TS_ADDR header and its present data blocks."""
+        count = len(addr)
+        nblocks = count - addr.count(0)
+        dcrc = zlib.crc32(data) if crc and nblocks else None
+        full_addr = addr + bytes(512 - count) if count < 512 else addr
+        header = self._header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,
+                              flags=0x100 if metaonly else 0, crc=dcrc)
+        self._put(header, data if nblocks else None, ino, nblocks)
+
+    def write_extattrs(self, ino: int, inode: Inode, record: bytes) -> None:
+        """One EA record (FORMAT §4.6); ``record`` is a multiple of 1024 bytes."""
+        count = len(record) // TP_BSIZE
+        ea_inode = _with_size(inode, len(record))
+        header = self._header(TS_INODE, ino, ea_inode, count, ALL_PRESENT[:count] + bytes(512 - count),
+                              flags=DR_EXTATTRIBUTES, ext=EXT_XATTR)
+        self._put(header, record, ino, count)
+
+    def write_end(self, maxino: int) -> None:
+        """TS_END headers up to the end of the current record (FORMAT §4.8)."""
+        ntrec = self.ident.ntrec
+        position = self.tapea - self.firstrec
+        for _ in range(ntrec - position % ntrec):
+            self._put(self._header(TS_END, maxino, Inode(), 0, bytes(512)), None, maxino, 0)
+
+
+def _with_size(inode: Inode, size: int) -> Inode:
+    from dataclasses import replace
+    return replace(inode, size=size)
+
+
+# --------------------------------------------------------------------------
+# reading
+
+class DumpFormatError(NdumpError):
+    """The stream cannot be read on (after the first header)."""
+
+
+class NotADumpError(DumpFormatError):
+    """The first block is not a dump volume header."""
+
+
+class TruncatedError(DumpFormatError):
+    """The dump ended before its TS_END and no further volume was given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hole:
+    """A run of bytes that is a hole in the file."""
+    size: int
+
+
+@dataclass(slots=True)
+class InodeRecord:
+    """One dumped inode: its TS_INODE header, and what reading it found."""
+    header: Header
+    xattrs: list[tuple[str, bytes]] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def ino(self) -> int:
+        return self.header.inumber
+
+    @property
+    def inode(self) -> Inode:
+        return self.header.inode
+
+
+NextVolume = Callable[[int], "Callable[[int], bytes] | None"]
+
+
+class FormatReader:
+    """Reads one dump from a chain of volumes (FORMAT §4.9).
+
+    ``read`` is volume 1's read(n).  ``next_volume(n)`` is asked for volume n's
+    read(n) when a volume ends before TS_END; it returns None when there is none.
+    ``on_problem`` receives one-line descriptions of damage found on the way.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], *, next_volume: NextVolume | None = None,
+                 on_problem: Callable[[str], None] | None = None, verify_crc: bool = True):
+        self._next_volume = next_volume
+        self._problem = on_problem or (lambda msg: None)
+        self.verify_crc = verify_crc
+        self._peeked: Header | None = None
+        self.blocks_read = 0
+        self.ended = False
+        self._src = BlockSource(read)
+        first = self._src.probe_first()
+        self.tape = self._first_header(first)
+        self.order = detect_order(first) or "<"
+        self.volume = self.tape.volume
+        self.clri = b""
+        self.bits = b""
+        self.maxino = 0
+
+    @property
+    def compressed(self) -> bool:
+        return self._src.compressed
+
+    def _first_header(self, first: bytes) -> Header:
+        if len(first) < TP_BSIZE:
+            raise NotADumpError("empty input" if not first else "input too short for a dump header")
+        try:
+            h = unpack_header(first)
+        except HeaderError as e:
+            raise NotADumpError(f"not a dump image ({e})") from None
+        if h.type != TS_TAPE:
+            raise NotADumpError(f"not a dump image (first header is {h.type_name})")
+        self.blocks_read = 1
+        return h
+
+    # -- blocks ------------------------------------------------------------
+    def _read_blocks(self, n: int) -> bytes | memoryview:
+        """Exactly n blocks, crossing into the next volume when one ends."""
+        try:
+            data = self._src.read_blocks(n)
+        except RecordError as e:
+            self._problem(str(e))
+            data = b""
+        if len(data) == n * TP_BSIZE:
+            self.blocks_read += n
+            return data
+        parts = [bytes(data)]
+        got = len(data) // TP_BSIZE
+        self.blocks_read += got
+        while got < n:
+            self._change_volume()
+            more = self._src.read_blocks(n - got)
+            got += len(more) // TP_BSIZE
+            self.blocks_read += len(more) // TP_BSIZE
+            parts.append(bytes(more))
+        return b"".join(parts)
+
+    def _change_volume(self) -> None:
+        want = self.volume + 1
+        read = self._next_volume(want) if self._next_volume else None
+        if read is None:
+            raise TruncatedError(f"the dump ends early, at block {self.blocks_read}"
+                                 f" of volume {self.volume}, without an end marker")
+        src = BlockSource(read)
+        first = src.probe_first()
+        try:
+            h = unpack_header(first)
+        except HeaderError:
+            raise DumpFormatError(f"volume {want} does not start with a dump header") from None
+        if h.type != TS_TAPE or h.volume != want:
+            raise DumpFormatError(f"wrong volume: wanted volume {want}, got volume {h.volume}")
+        if h.date != self.tape.date or h.ddate != self.tape.ddate:
+            raise DumpFormatError(f"wrong dump date on volume {want}")
+        self._src = src
+        self.volume = want
+        # drop blocks rewritten after an end-of-medium (FORMAT §7.3)
+        dup = self.blocks_read - h.firstrec if 0 < h.firstrec < self.blocks_read else 0
+        if dup:
+            self._src.read_blocks(dup)
+
+    # -- headers -----------------------------------------------------------
+    def _block_is_header(self, block) -> Header | None:
+        try:
+            h = unpack_header(block)
+        except HeaderError:
+            return None
+        return h if h.date == self.tape.date else None
+
+    def next_header(self) -> Header:
+        """The next header, resynchronising past damaged blocks (FORMAT §11.2 item 10)."""
+        if self._peeked is not None:
+            h, self._peeked = self._peeked, None
+            return h
+        block = self._read_blocks(1)
+        h = self._block_is_header(block)
+        skipped = 0
+        while h is None or h.type == TS_TAPE:
+            skipped += 1
+            block = self._read_blocks(1)
+            h = self._block_is_header(block)
+        if skipped:
+            self._problem(f"resync: skipped {skipped} blocks of damaged or unexpected data")
+        return h
+
+    def peek_header(self) -> Header:
+        if self._peeked is None:
+            self._peeked = self.next_header()
+        return self._peeked
+
+    # -- the fixed part: maps ----------------------------------------------
+    def read_maps(self) -> None:
+        """TS_CLRI and TS_BITS (FORMAT §4.3); sets clri, bits and maxino."""
+        h = self.next_header()
+        if h.type != TS_CLRI:
+            raise DumpFormatError(f"cannot find file removal list (found {h.type_name})")
+        self.clri = self._map_data(h)
+        self.maxino = len(self.clri) * 8 + 1
+        h = self.peek_header()
+        if h.type == TS_END:
+            self.bits = bytes(len(self.clri))
+            return
+        h = self.next_header()
+        if h.type != TS_BITS:
+            raise DumpFormatError(f"cannot find file dump list (found {h.type_name})")
+        bits = self._map_data(h)
+        self.bits = bits[:len(self.clri)].ljust(len(self.clri), b"\0")
+
+    def _map_data(self, h: Header) -> bytes:
+        count = max(0, h.count)
+        if count > 1 << 16:
+            raise DumpFormatError(f"absurd map size ({count} blocks)")
+        return bytes(self._read_blocks(count))
+
+    # -- inodes ------------------------------------------------------------
+    def next_record(self) -> InodeRecord | None:
+        """The next inode's record, or None at the end of the dump."""
+        while True:
+            h = self.next_header()
+            if h.type == TS_END:
+                self.ended = True
+                return None
+            if h.type == TS_INODE and not h.flags & DR_EXTATTRIBUTES:
+                return InodeRecord(h)
+            # a TS_ADDR or EA record without its inode: its start was damaged
+            self._skip_blocks(h)
+            self._problem(f"skipped a {h.type_name} record of inode {h.inumber}"
+                          " whose inode header is missing")
+
+    def _skip_blocks(self, h: Header) -> None:
+        n = h.present() if h.type in (TS_INODE, TS_ADDR) else 0
+        if h.is_extattr:
+            n = max(0, min(h.count, XATTR_MAXSIZE // TP_BSIZE))
+        if n:
+            self._read_blocks(n)
+
+    def file_data(self, rec: InodeRecord) -> Iterator[bytes | memoryview | Hole]:
+        """Yields the inode's data up to di_size: bytes and Hole runs (classic getfile).
+
+        Afterwards rec.xattrs holds its extended attributes and rec.damaged what
+        went wrong on the way.
+        """
+        remaining = rec.inode.size if not rec.header.is_metaonly else 0
+        h = rec.header
+        while True:
+            yield from self._chunk_pieces(rec, h, remaining)
+            remaining -= min(remaining, max(0, min(h.count, TP_NINDIR)) * TP_BSIZE)
+            nxt = self.peek_header()
+            if nxt.type == TS_ADDR and nxt.inumber == rec.ino:
+                h = self.next_header()
+                continue
+            break
+        if remaining > 0:
+            if not rec.header.inode.is_dir:
+                yield Hole(remaining)
+            if rec.inode.is_reg and rec.header.count:
+                rec.damaged.append(f"missing blocks at the end, {remaining} bytes taken as a hole")
+        self._read_extattrs(rec)
+        rec.done = True
+
+    def _chunk_pieces(self, rec: InodeRecord, h: Header, remaining: int):
+        count = max(0, min(h.count, TP_NINDIR))
+        addr = h.addr
+        i = 0
+        crc = 0
+        while i < count:
+            present = addr[i] != 0
+            j = i + 1
+            while j < count and (addr[j] != 0) == present:
+                j += 1
+            run = j - i
+            span = min(run * TP_BSIZE, max(0, remaining))
+            if present:
+                data = self._read_blocks(run)
+                if h.data_crc is not None and self.verify_crc:
+                    crc = zlib.crc32(data, crc)
+                if span:
+                    yield data[:span] if span < len(data) else data
+            elif span:
+                yield Hole(span)
+            remaining -= span
+            i = j
+        if h.data_crc is not None and self.verify_crc and crc != h.data_crc:
+            rec.damaged.append(f"data checksum mismatch in the chunk at block {h.tapea}")
+
+    def skip(self, rec: InodeRecord) -> None:
+        """Consume an inode's data and attributes without using them."""
+        if not rec.done:
+            for _ in self.file_data(rec):
+                pass
+
+    def read_all(self, rec: InodeRecord) -> bytes:
+        """An inode's data as one bytes object (directories, symlinks)."""
+        parts = []
+        for piece in self.file_data(rec):
+            parts.append(bytes(piece.size) if isinstance(piece, Hole) else bytes(piece))
+        return b"".join(parts)
+
+    def _read_extattrs(self, rec: InodeRecord) -> None:
+        while True:
+            nxt = self.peek_header()
+            if not (nxt.type == TS_INODE and nxt.flags & DR_EXTATTRIBUTES and nxt.inumber == rec.ino):
+                return
+            h = self.next_header()
+            count = max(0, min(h.count, XATTR_MAXSIZE // TP_BSIZE))
+            data = bytes(self._read_blocks(count)) if count else b""
+            if h.extattributes != EXT_XATTR:
+                continue
+            if h.inode.size > XATTR_MAXSIZE:
+                rec.damaged.append("EA record too big")
+                continue
+            attrs, problems = unpack_ea_record(data[:h.inode.size])
+            rec.xattrs.extend(attrs)
+            rec.damaged.extend(problems)

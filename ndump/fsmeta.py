@@ -1,0 +1,140 @@
+"""The OS side of file metadata, both directions: birth time (statx), extended
+attributes and ACL xattrs, inode flags (FS_IOC_GETFLAGS/SETFLAGS), device nodes,
+times with nanoseconds.  Classic counterparts: dump's use of libext2fs inode
+reads, restore's utilities.c (lsetflags, linkit, ...).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import struct
+
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+# flags chattr can set again (append-only, immutable, nodump, noatime, sync,
+# dirsync, compress-hint, nocow, project-inherit, no-tail-merge, top-dir, ...)
+SETTABLE_FLAGS = (0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010
+                  | 0x00000020 | 0x00000040 | 0x00000080 | 0x00004000 | 0x00008000
+                  | 0x00010000 | 0x00020000 | 0x00800000 | 0x20000000)
+# immutable and append-only forbid writing: set them last
+LOCKING_FLAGS = 0x00000010 | 0x00000020
+
+_NOT_SUPPORTED = (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EPERM)
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.E2BIG)
+
+
+def get_flags(fd: int) -> int:
+    """Inode flags of an open file; 0 where the filesystem has none."""
+    try:
+        buf = fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8)
+    except OSError as e:
+        if e.errno in _NOT_SUPPORTED:
+            return 0
+        raise
+    return struct.unpack("<l", buf[:4])[0] & 0xFFFFFFFF
+
+
+def set_flags(fd: int, flags: int) -> None:
+    """Set the settable inode flags; raises OSError when the filesystem refuses."""
+    value = flags & SETTABLE_FLAGS
+    current = get_flags(fd)
+    if value == current & SETTABLE_FLAGS:
+        return
+    fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("<l", _s32((current & ~SETTABLE_FLAGS) | value)) + b"\0" * 4)
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def get_xattrs(target, *, follow: bool = False) -> list[tuple[str, bytes]]:
+    """All extended attributes, ACLs included (as system.posix_acl_*), sorted."""
+    if isinstance(target, int):
+        follow = True          # an fd names the file itself
+    try:
+        names = os.listxattr(target, follow_symlinks=follow)
+    except OSError as e:
+        if e.errno in _NO_XATTR:
+            return []
+        raise
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((name, os.getxattr(target, name, follow_symlinks=follow)))
+        except OSError as e:
+            if e.errno not in _NO_XATTR:
+                raise
+    return out
+
+
+def set_xattr(target, name: str, value: bytes, *, follow: bool = False) -> None:
+    if isinstance(target, int):
+        follow = True
+    os.setxattr(target, name, value, 0, follow_symlinks=follow)
+
+
+# -- statx for the birth time ------------------------------------------------
+_STATX_BTIME = 0x800
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+
+
+class _StatxTimestamp(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_uint32), ("pad", ctypes.c_int32)]
+
+
+class _Statx(ctypes.Structure):
+    _fields_ = [("stx_mask", ctypes.c_uint32), ("stx_blksize", ctypes.c_uint32),
+                ("stx_attributes", ctypes.c_uint64), ("stx_nlink", ctypes.c_uint32),
+                ("stx_uid", ctypes.c_uint32), ("stx_gid", ctypes.c_uint32),
+                ("stx_mode", ctypes.c_uint16), ("pad1", ctypes.c_uint16),
+                ("stx_ino", ctypes.c_uint64), ("stx_size", ctypes.c_uint64),
+                ("stx_blocks", ctypes.c_uint64), ("stx_attributes_mask", ctypes.c_uint64),
+                ("stx_atime", _StatxTimestamp), ("stx_btime", _StatxTimestamp),
+                ("stx_ctime", _StatxTimestamp), ("stx_mtime", _StatxTimestamp),
+                ("rest", ctypes.c_uint8 * 160)]
+
+
+def _load_statx():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.statx
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_statx = _load_statx()
+_statx_buf = _Statx()
+
+
+def birth_time(fd: int | None = None, path: bytes | None = None, dir_fd: int = -100
+               ) -> tuple[int, int] | None:
+    """(seconds, nanoseconds) of the file's birth, where the filesystem knows it."""
+    if _statx is None:
+        return None
+    if fd is not None:
+        rc = _statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, ctypes.byref(_statx_buf))
+    else:
+        rc = _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, ctypes.byref(_statx_buf))
+    if rc != 0 or not _statx_buf.stx_mask & _STATX_BTIME:
+        return None
+    return _statx_buf.stx_btime.tv_sec, _statx_buf.stx_btime.tv_nsec
+
+
+def make_node(name, mode: int, rdev: int, dir_fd: int | None = None) -> None:
+    """Create a device, fifo or socket node."""
+    os.mknod(name, mode, rdev, dir_fd=dir_fd)
+
+
+def set_times(target, atime_ns: int, mtime_ns: int, *, dir_fd: int | None = None,
+              follow: bool = False) -> None:
+    if isinstance(target, int):
+        os.utime(target, ns=(atime_ns, mtime_ns))
+    else:
+        os.utime(target, ns=(atime_ns, mtime_ns), dir_fd=dir_fd, follow_symlinks=follow)

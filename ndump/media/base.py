@@ -1,0 +1,28 @@
+"""What every medium offers (classic: the device half of dump/tape.c and
+restore/tape.c).  Media move opaque records; they never look inside them."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from ndump.errors import MediaError
+
+
+class EndOfMedia(MediaError):
+    """The medium is full (ENOSPC, end of tape): the next volume is needed."""
+
+
+class Output(Protocol):
+    name: str
+    is_tape: bool
+    seekable: bool
+
+    def write(self, data: bytes | memoryview) -> None: ...
+    def close(self) -> None: ...
+
+
+class Input(Protocol):
+    name: str
+    is_tape: bool
+
+    def read(self, n: int) -> bytes: ...
+    def close(self) -> None: ...

@@ -1,0 +1,86 @@
+"""Regular image files (and other seekable or plain outputs such as /dev/null)."""
+from __future__ import annotations
+
+import errno
+import os
+
+from ndump.errors import MediaError, StartupError
+from ndump.media.base import EndOfMedia
+
+
+def _reason(e: OSError) -> str:
+    return os.strerror(e.errno).lower() if e.errno else str(e)
+
+
+class FileOutput:
+    is_tape = False
+
+    def __init__(self, path: str, *, fd: int | None = None):
+        self.name = path
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            except OSError as e:
+                raise StartupError(f"cannot open {path}: {_reason(e)}") from None
+        self.fd = fd
+        try:
+            os.lseek(fd, 0, os.SEEK_CUR)
+            self.seekable = True
+        except OSError:
+            self.seekable = False
+        self.bytes_written = 0
+
+    def write(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise EndOfMedia(f"{self.name}: {_reason(e)}") from None
+                if e.errno == errno.EPIPE:
+                    raise MediaError(f"{self.name}: broken pipe") from None
+                raise MediaError(f"write error on {self.name}: {_reason(e)}") from None
+            if n == 0:
+                raise EndOfMedia(f"{self.name}: no room left")
+            view = view[n:]
+            self.bytes_written += n
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                os.close(fd)
+            except OSError as e:
+                raise MediaError(f"cannot close {self.name}: {_reason(e)}") from None
+
+
+class FileInput:
+    is_tape = False
+
+    def __init__(self, path: str, *, fd: int | None = None):
+        self.name = path
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise StartupError(f"cannot open {path}: {_reason(e)}") from None
+        self.fd = fd
+        try:
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                raise StartupError(f"cannot read {path}: is a directory")
+        except OSError:
+            pass
+
+    def read(self, n: int) -> bytes:
+        try:
+            return os.read(self.fd, n)
+        except OSError as e:
+            if e.errno == errno.EISDIR:
+                raise StartupError(f"cannot read {self.name}: is a directory") from None
+            raise MediaError(f"read error on {self.name}: {_reason(e)}") from None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
