@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
-from ndump.errors import NdumpError
+from ndump.errors import ExitStatus, NdumpError
 from ndump.format.constants import (
     DR_COMPRESSED, DR_EXTATTRIBUTES, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
     TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
@@ -131,10 +131,12 @@ def _with_size(inode: Inode, size: int) -> Inode:
 
 class DumpFormatError(NdumpError):
     """The stream cannot be read on (after the first header)."""
+    exit_status = ExitStatus.ABORTED
 
 
 class NotADumpError(DumpFormatError):
     """The first block is not a dump volume header."""
+    exit_status = ExitStatus.STARTUP
 
 
 class TruncatedError(DumpFormatError):

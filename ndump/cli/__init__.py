@@ -1,0 +1,97 @@
+"""The command line: the only place that knows click, sys.exit and os.environ.
+
+main() translates classic syntax, runs click with standalone_mode=False and
+turns the Outcome or the exception into the exit status (SPEC §2).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+
+import click
+
+from ndump import __version__
+from ndump.errors import ExitStatus, Interrupted, NdumpError, Outcome
+from ndump.settings import Settings
+from ndump.cli.argv import classic_argv
+from ndump.cli.dump_cmd import dump
+
+_PREFIX = {"dump": "DUMP", "restore": "RESTORE"}
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+@click.version_option(__version__, "--version", prog_name="ndump")
+def cli() -> None:
+    """ndump: dump and restore Linux directory trees in the classic dump format."""
+
+
+cli.add_command(dump)
+try:
+    from ndump.cli.restore_cmd import restore
+    cli.add_command(restore)
+except ImportError:  # pragma: no cover - during development only
+    pass
+
+
+def _raise_interrupted(signo, _frame):
+    raise Interrupted(signo)
+
+
+def _install_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupted)
+    # a closed pipe downstream must be an EPIPE error we report, not a silent death
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    settings = Settings.from_environ()
+    prefix = _PREFIX.get(argv[0] if argv else "", "NDUMP")
+    _install_signals()
+    try:
+        rv = cli.main(classic_argv(argv), prog_name="ndump", standalone_mode=False, obj=settings)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.UsageError as e:
+        _say(prefix, e.format_message())
+        return ExitStatus.STARTUP
+    except click.ClickException as e:
+        _say(prefix, e.format_message())
+        return ExitStatus.STARTUP
+    except click.Abort:
+        _say(prefix, "aborted")
+        return ExitStatus.ABORTED
+    except Interrupted as e:
+        _say(prefix, f"interrupted by signal {e.signo}, aborting")
+        return ExitStatus.ABORTED
+    except NdumpError as e:
+        _say(prefix, str(e))
+        if settings.debug:
+            traceback.print_exc()
+        return e.exit_status
+    except BrokenPipeError:
+        _say(prefix, "broken pipe, aborting")
+        return ExitStatus.ABORTED
+    except OSError as e:
+        _say(prefix, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        if settings.debug:
+            traceback.print_exc()
+        return ExitStatus.ABORTED
+    except Exception as e:  # a bug: say so, with the traceback
+        _say(prefix, f"internal error: {type(e).__name__}: {e}")
+        traceback.print_exc()
+        return ExitStatus.ABORTED
+    if isinstance(rv, Outcome):
+        if rv.aborted:
+            _say(prefix, rv.aborted)
+        return rv.exit_status
+    return rv if isinstance(rv, int) else ExitStatus.OK
+
+
+def _say(prefix: str, text: str) -> None:
+    text = "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    sys.stderr.write(f"{prefix}: {text}\n")
+    sys.stderr.flush()

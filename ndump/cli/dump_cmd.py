@@ -1,0 +1,49 @@
+"""`ndump dump`: parse, build DumpOptions, run the engine (classic: dump/main.c)."""
+from __future__ import annotations
+
+import click
+
+from ndump.cli.common import (
+    CompressType, blocksize_option, file_option, quiet_option, settings, verbose_option,
+)
+from ndump.dump import DumpOptions, run_dump
+from ndump.report import make_reporter
+
+
+@click.command("dump")
+@click.option("--level", "level", type=click.IntRange(0, 31), default=0, metavar="N",
+              help="Dump level 0-31 (classic: -0 ... -9, -15).")
+@file_option("Write the dump to FILE.")
+@blocksize_option("Blocking factor: KiB per tape record, 4-1024 (default 10).", default=10)
+@click.option("-L", "--label", metavar="LABEL", help="Label written in the dump header (15 characters).")
+@click.option("--compress", "compress", type=CompressType(), default=None,
+              help="Compress records: zlib (-z[LEVEL]), bzip2 (-j[LEVEL]) or zstd (--zstd).")
+@click.option("--zstd", "zstd", is_flag=False, flag_value="3", default=None, metavar="[LEVEL]",
+              help="Compress records with zstd (ndump extension; stock restore refuses it).")
+@click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
+              help="Leave out names or paths matching PATTERN (repeatable).")
+@click.option("-h", "--honor-level", "honor_level", type=click.IntRange(0, 32), default=1,
+              metavar="LEVEL", help="Honour the nodump flag at and above LEVEL (default 1).")
+@click.option("-S", "--estimate", "estimate", is_flag=True,
+              help="Print the estimated size in bytes and exit without dumping.")
+@click.option("--no-checksums", "no_checksums", is_flag=True,
+              help="Leave out the per-chunk data checksums (ndump extension).")
+@quiet_option
+@verbose_option
+@click.argument("path", required=True)
+def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, estimate,
+         no_checksums, quiet, verbose, path):
+    """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
+    s = settings()
+    if zstd is not None:
+        compress = CompressType().convert(f"zstd:{zstd}", None, None)
+    if blocksize < 4:
+        raise click.UsageError("blocking factor must be 4 to 1024")
+    opts = DumpOptions(path=path, level=level, file=file or s.tape, ntrec=blocksize, label=label,
+                       verbose=verbose, quiet=quiet, excludes=tuple(excludes),
+                       honor_level=honor_level, estimate_only=estimate,
+                       compress=compress[0] if compress else None,
+                       compress_level=compress[1] if compress else 2,
+                       checksums=not no_checksums)
+    reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
+    return run_dump(opts, s, reporter)

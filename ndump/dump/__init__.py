@@ -1,0 +1,144 @@
+"""The dump engine (classic: dump/main.c): run_dump(options, settings, reporter)."""
+from __future__ import annotations
+
+import os
+import time
+
+from ndump.errors import Outcome, StartupError, UsageError
+from ndump.format import DumpIdent, FormatWriter, RecordPacker, Totals
+from ndump.format.constants import ROOTINO, TP_BSIZE
+from ndump.format.records import ALGORITHMS
+from ndump.media import open_output
+from ndump.report import Reporter
+from ndump.settings import Settings
+from ndump.dump.inomap import InodeMap
+from ndump.dump.options import DumpOptions
+from ndump.dump.select import Selection, Walk
+from ndump.dump.volumes import VolumeWriter
+from ndump.dump.writer import TreeWriter
+
+__all__ = ["DumpOptions", "run_dump"]
+
+
+def _check_path(path: str) -> bytes:
+    root = os.path.abspath(path)
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise StartupError(f"cannot dump {path}: no such file or directory") from None
+    except OSError as e:
+        raise StartupError(f"cannot dump {path}: {e.strerror.lower()}") from None
+    if not os.path.isdir(root):
+        raise StartupError(f"cannot dump {path}: not a directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise StartupError(f"cannot dump {path}: permission denied")
+    del st
+    return os.fsencode(root)
+
+
+def _mount_source(path: str) -> str:
+    """The device or source of the filesystem that holds path (/proc/self/mountinfo)."""
+    best, source = "", ""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                mnt = fields[4].replace("\\040", " ")
+                sep = fields.index("-")
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, source = mnt, fields[sep + 2]
+    except OSError:
+        pass
+    return source
+
+
+def _bitmap(dinos, maxino: int) -> bytes:
+    size = ((maxino + 7) // 8 + TP_BSIZE - 1) // TP_BSIZE * TP_BSIZE
+    bits = bytearray(size)
+    for n in dinos:
+        bits[(n - 1) >> 3] |= 1 << ((n - 1) & 7)
+    return bytes(bits)
+
+
+def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outcome:
+    if not 0 <= opts.level <= 31:
+        raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
+    if not 4 <= opts.ntrec <= 1024:
+        raise UsageError(f"blocking factor must be 4 to 1024, not {opts.ntrec}")
+    root = _check_path(opts.path)
+    ident_path = os.fsdecode(root)
+    date = int(settings.clock())
+    base_date = opts.base_date or 0
+    reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
+    reporter.info(f"Date of last level {0} dump: {'the epoch' if not base_date else time.ctime(base_date)}"
+                  if opts.level else "Date of last level dump: the epoch")
+    reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
+
+    inomap = _open_inomap(settings, ident_path, reporter)
+    try:
+        reporter.phase("I", "mapping")
+        walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
+        sel = walk.run()
+        reporter.phase("II", "mapping")
+        if inomap.persistent:
+            inomap.save()
+    finally:
+        inomap.close()
+    est_blocks = sel.blocks + 20
+    reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
+    if opts.estimate_only:
+        print(est_blocks * TP_BSIZE)
+        return Outcome(reporter.problems)
+    return _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date)
+
+
+def _open_inomap(settings: Settings, ident: str, reporter: Reporter) -> InodeMap:
+    inomap = InodeMap.for_tree(settings.state_dir, ident)
+    try:
+        inomap.open()
+    except OSError as e:
+        reporter.warning(f"cannot keep the inode map under {settings.state_dir} ({e.strerror});"
+                         " inode numbers of this dump will not match later incrementals")
+        inomap = InodeMap(None, ident)
+    return inomap
+
+
+def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date) -> Outcome:
+    ident_path = os.fsdecode(root)
+    all_dinos = [inomap.map[k] for k in sel.all_keys]
+    maxino = max(all_dinos) + 1
+    dumped = [inomap.map[k] for k in sel.files] + [inomap.map[k] for k in sel.dumped_dirs()]
+    clri, bits = _bitmap(all_dinos, maxino), _bitmap(dumped, maxino)
+    algorithm = ALGORITHMS[opts.compress] if opts.compress else None
+    ident = DumpIdent(date=date, ddate=base_date, level=opts.level,
+                      label=opts.label or "none", filesys=ident_path,
+                      dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
+                      compressed=algorithm is not None)
+    output = open_output(opts.file)
+    packer = RecordPacker(opts.ntrec, algorithm, opts.compress_level) if algorithm is not None else None
+    sink = VolumeWriter(output, opts.ntrec, packer)
+    fmt = FormatWriter(sink, ident)
+    started = time.monotonic()
+    try:
+        fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
+        fmt.write_maps(clri, bits, maxino)
+        tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
+                          progress=lambda n: reporter.progress(n))
+        reporter.phase("III", "dumping directories")
+        tree.dump_dirs()
+        reporter.phase("IV", "dumping regular files")
+        reporter.progress_start(max(sel.data_bytes, 1))
+        tree.dump_files()
+        reporter.progress_end()
+        fmt.write_end(maxino)
+        sink.close()
+    finally:
+        reporter.progress_end()
+        output.close()
+    elapsed = max(time.monotonic() - started, 1e-6)
+    kib = sink.blocks
+    reporter.info(f"{kib} blocks (%.2fMB) on 1 volume(s)" % (kib / 1024))
+    reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
+    reporter.info("DUMP IS DONE" if not reporter.problems else
+                  f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
+    return Outcome(reporter.problems)

@@ -1,0 +1,108 @@
+"""Persistent mapping from filesystem inode numbers to dump inode numbers.
+
+Rule (SPEC §3.1, FORMAT §11.1 item 5): the dumped directory is inode 2.  Every
+other inode gets, the first time a dump of the tree sees it, the lowest unused
+number from 3 up, in walk order (entries sorted by name, parents before
+children); the pair is kept in the tree's map under ``STATE_DIR/inomap/`` and the
+same inode gets the same number in every later dump, at every level, so that
+``restore -r`` recognises renames and deletions.  A level-0 dump starts a new
+chain: it forgets inodes that no longer exist, so their numbers are reused and
+the numbers stay dense.  Keys are the filesystem inode number; objects on
+another device inside the tree (mount points) are keyed by their path.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+from ndump.format.constants import FIRST_INO
+
+_MAGIC = b"NDIM1\n"
+_PAIR = struct.Struct("<QI")
+FOREIGN = 1 << 63
+
+
+def foreign_key(relpath: bytes) -> int:
+    """Key for an object that is not on the dumped filesystem (a mount point)."""
+    return FOREIGN | int.from_bytes(hashlib.blake2b(relpath, digest_size=7).digest(), "little")
+
+
+class InodeMap:
+    def __init__(self, path: Path | None, identifier: str):
+        self.path = path
+        self.identifier = identifier
+        self.map: dict[int, int] = {}
+        self._next = FIRST_INO
+        self._lock_fd: int | None = None
+        self.persistent = path is not None
+
+    @classmethod
+    def for_tree(cls, state_dir: Path, identifier: str) -> "InodeMap":
+        name = hashlib.sha256(identifier.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        return cls(state_dir / "inomap" / f"{name}.map", identifier)
+
+    def open(self) -> None:
+        """Lock the map (one dump of a tree assigns numbers at a time) and load it."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        self._load(data)
+
+    def _load(self, data: bytes) -> None:
+        if not data.startswith(_MAGIC):
+            return
+        body = data[len(_MAGIC):]
+        ident_end = body.find(b"\n")
+        pairs = body[ident_end + 1:]
+        pairs = pairs[: len(pairs) - len(pairs) % _PAIR.size]
+        self.map = {k: v for k, v in _PAIR.iter_unpack(pairs)}
+        if self.map:
+            self._next = max(self.map.values()) + 1
+
+    def known(self, key: int) -> int | None:
+        return self.map.get(key)
+
+    def assign(self, keys: list[int], *, level0: bool, seen: set[int] | None = None) -> None:
+        """Give numbers to ``keys`` (new inodes, in walk order).
+
+        At level 0, inodes not in ``seen`` are forgotten first, so their numbers
+        are reused (a level 0 starts a new chain).
+        """
+        free: list[int] = []
+        if level0 and seen is not None:
+            gone = [k for k in self.map if k not in seen]
+            free = sorted(self.map.pop(k) for k in gone)
+            free.reverse()
+        for key in keys:
+            if key in self.map:
+                continue
+            if free:
+                self.map[key] = free.pop()
+            else:
+                self.map[key] = self._next
+                self._next += 1
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(_MAGIC + self.identifier.encode("utf-8", "surrogateescape") + b"\n")
+            f.write(b"".join(_PAIR.pack(k, v) for k, v in self.map.items() if k >= 0))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
