@@ -1,12 +1,15 @@
 """`ndump dump`: parse, build DumpOptions, run the engine (classic: dump/main.c)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ndump.cli.common import (
     CompressType, blocksize_option, file_option, quiet_option, settings, verbose_option,
 )
-from ndump.dump import DumpOptions, run_dump
+from ndump.dump import DumpOptions, run_dump, show_history
+from ndump.dump.dumpdates import parse_date
 from ndump.report import make_reporter
 
 
@@ -28,13 +31,30 @@ from ndump.report import make_reporter
               help="Print the estimated size in bytes and exit without dumping.")
 @click.option("--no-checksums", "no_checksums", is_flag=True,
               help="Leave out the per-chunk data checksums (ndump extension).")
+@click.option("-u", "--update-dumpdates", "update", is_flag=True,
+              help="Record this dump in the dumpdates file once it has completed.")
+@click.option("-D", "--dumpdates-file", "dumpdates", type=click.Path(dir_okay=False),
+              metavar="FILE", help="Dumpdates file (default $NDUMP_DUMPDATES, else"
+              " /var/lib/ndump/dumpdates).")
+@click.option("-T", "--date", "base_date", metavar="DATE",
+              help="Dump what changed since DATE (ctime form) instead of the dumpdates base.")
+@click.option("-W", "--show-history", "show_all", is_flag=True,
+              help="Print the last dump of every tree in the dumpdates file and exit.")
+@click.option("-w", "--show-needed", "show_needed", is_flag=True,
+              help="Print the trees not dumped in the last day and exit.")
 @quiet_option
 @verbose_option
-@click.argument("path", required=True)
+@click.argument("path", required=False)
 def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, estimate,
-         no_checksums, quiet, verbose, path):
+         no_checksums, update, dumpdates, base_date, show_all, show_needed, quiet, verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
+    if show_all or show_needed:
+        for line in show_history(dumpdates, s, only_needed=show_needed and not show_all):
+            click.echo(line)
+        return 0
+    if path is None:
+        raise click.UsageError("missing PATH: the directory to dump")
     if zstd is not None:
         compress = CompressType().convert(f"zstd:{zstd}", None, None)
     if blocksize < 4:
@@ -44,6 +64,8 @@ def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, e
                        honor_level=honor_level, estimate_only=estimate,
                        compress=compress[0] if compress else None,
                        compress_level=compress[1] if compress else 2,
-                       checksums=not no_checksums)
+                       checksums=not no_checksums, update=update,
+                       dumpdates=Path(dumpdates) if dumpdates else None,
+                       base_date=parse_date(base_date) if base_date else None)
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     return run_dump(opts, s, reporter)

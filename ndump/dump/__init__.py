@@ -11,13 +11,20 @@ from ndump.format.records import ALGORITHMS
 from ndump.media import open_output
 from ndump.report import Reporter
 from ndump.settings import Settings
+from ndump.dump.dumpdates import DumpDates, history_lines
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
 from ndump.dump.select import Selection, Walk
 from ndump.dump.volumes import VolumeWriter
 from ndump.dump.writer import TreeWriter
 
-__all__ = ["DumpOptions", "run_dump"]
+__all__ = ["DumpOptions", "run_dump", "show_history"]
+
+
+def show_history(dumpdates_path, settings: Settings, *, only_needed: bool) -> list[str]:
+    """Lines for -W (every tree) and -w (trees not dumped in the last day)."""
+    entries = DumpDates(dumpdates_path or settings.dumpdates).read()
+    return history_lines(entries, int(settings.clock()), only_needed=only_needed)
 
 
 def _check_path(path: str) -> bytes:
@@ -65,16 +72,17 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
         raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
     if not 4 <= opts.ntrec <= 1024:
         raise UsageError(f"blocking factor must be 4 to 1024, not {opts.ntrec}")
+    if opts.update and opts.base_date is not None:
+        raise UsageError("-T and -u cannot be used together")
     root = _check_path(opts.path)
     ident_path = os.fsdecode(root)
+    dumpdates = DumpDates(opts.dumpdates or settings.dumpdates)
     date = int(settings.clock())
-    base_date = opts.base_date or 0
+    base_date = _base_date(opts, dumpdates, ident_path, reporter)
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
-    reporter.info(f"Date of last level {0} dump: {'the epoch' if not base_date else time.ctime(base_date)}"
-                  if opts.level else "Date of last level dump: the epoch")
     reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
 
-    inomap = _open_inomap(settings, ident_path, reporter)
+    inomap = _open_inomap(settings, ident_path, reporter, opts.level)
     try:
         reporter.phase("I", "mapping")
         walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
@@ -89,13 +97,41 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     if opts.estimate_only:
         print(est_blocks * TP_BSIZE)
         return Outcome(reporter.problems)
-    return _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date)
+    outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date)
+    if opts.update:
+        if outcome.problems:
+            reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
+                             " could not be dumped")
+        else:
+            dumpdates.record(ident_path, opts.level, date)
+            reporter.info(f"level {opts.level} dump of {ident_path} recorded in {dumpdates.path}")
+    return outcome
 
 
-def _open_inomap(settings: Settings, ident: str, reporter: Reporter) -> InodeMap:
+def _base_date(opts: DumpOptions, dumpdates: DumpDates, ident: str, reporter: Reporter) -> int:
+    """c_ddate: -T, else the latest dump at a lower level (FORMAT §9.3), else 0."""
+    if opts.base_date is not None:
+        reporter.info(f"Date of last level ? dump: {time.ctime(opts.base_date)} (-T)")
+        return opts.base_date
+    if opts.level == 0:
+        reporter.info("Date of last level dump: the epoch")
+        return 0
+    base = dumpdates.base_for(ident, opts.level)
+    if base is None:
+        reporter.warning(f"there is no inferior level dump of {ident} in {dumpdates.path};"
+                         f" the level {opts.level} dump will hold everything")
+        return 0
+    reporter.info(f"Date of last level {base.level} dump: {time.ctime(base.date)}")
+    return base.date
+
+
+def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int) -> InodeMap:
     inomap = InodeMap.for_tree(settings.state_dir, ident)
     try:
         inomap.open()
+        if level > 0 and not inomap.map:
+            reporter.warning(f"no inode map for {ident} under {settings.state_dir}: this"
+                             " incremental cannot be applied on top of earlier dumps by restore -r")
     except OSError as e:
         reporter.warning(f"cannot keep the inode map under {settings.state_dir} ({e.strerror});"
                          " inode numbers of this dump will not match later incrementals")

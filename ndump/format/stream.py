@@ -13,12 +13,13 @@ from typing import Callable, Iterator, Protocol
 
 from ndump.errors import ExitStatus, NdumpError
 from ndump.format.constants import (
-    DR_COMPRESSED, DR_EXTATTRIBUTES, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
+    DR_COMPRESSED, DR_EXTATTRIBUTES, DR_METAONLY, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
     TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
 )
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
-    Header, HeaderError, Totals, detect_order, pack_header, unpack_header,
+    Header, HeaderError, HeaderPacker, Totals, detect_order, inode_spare, pack_header,
+    unpack_header,
 )
 from ndump.format.inode import Inode
 from ndump.format.records import BlockSource, RecordError
@@ -55,6 +56,11 @@ class FormatWriter:
         self.volume = 1
         self.firstrec = 0
         self._flags = DR_NEWINODEFMT | (DR_COMPRESSED if ident.compressed else 0)
+        self._packer = HeaderPacker(date=ident.date, ddate=ident.ddate, level=ident.level,
+                                    label=ident.label, filesys=ident.filesys, dev=ident.dev,
+                                    host=ident.host, ntrec=ident.ntrec)
+        self._din_for: Inode | None = None
+        self._din = (b"", 0)
 
     def _header(self, htype: int, ino: int, inode: Inode, count: int, addr: bytes,
                 flags: int = 0, ext: int = 0, crc: int | None = None,
@@ -66,6 +72,15 @@ class FormatWriter:
                    flags=self._flags | flags, firstrec=self.firstrec, ntrec=i.ntrec,
                    extattributes=ext, data_crc=crc, totals=totals)
         return pack_header(h)
+
+    def _inode_header(self, htype: int, ino: int, inode: Inode, count: int, addr: bytes,
+                      flags: int, ext: int, crc: int | None) -> bytes:
+        """Fast path for TS_INODE/TS_ADDR: per-inode parts are packed once."""
+        if self._din_for is not inode:
+            self._din_for = inode
+            self._din = self._packer.dinode(inode)
+        return self._packer.pack(htype, self.volume, self.tapea, ino, self._din, count, addr,
+                                 self._flags | flags, self.firstrec, ext, inode_spare(inode, crc))
 
     def _put(self, header: bytes, data, ino: int, nblocks: int) -> None:
         self.sink.put(header, data, ino, nblocks)
@@ -101,8 +116,8 @@ class FormatWriter:
         nblocks = count - addr.count(0)
         dcrc = zlib.crc32(data) if crc and nblocks else None
         full_addr = addr + bytes(512 - count) if count < 512 else addr
-        header = self._header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,
-                              flags=0x100 if metaonly else 0, crc=dcrc)
+        header = self._inode_header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,
+                                    DR_METAONLY if metaonly else 0, 0, dcrc)
         self._put(header, data if nblocks else None, ino, nblocks)
 
     def write_extattrs(self, ino: int, inode: Inode, record: bytes) -> None:

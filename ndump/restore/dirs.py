@@ -1,0 +1,193 @@
+"""Directories from the tape -> an in-memory name tree (classic: restore/dirs.c
+extractdirs(), treescan(), pathsearch(); the entry tree of symtab.c).
+
+All directories precede all files on the tape (FORMAT §4.1), so the whole name
+tree is known before the first file arrives.  Hostile names are dropped here,
+once, so nothing later has to think about them: names with '/' or NUL, '.' and
+'..' beyond the first two entries, duplicate names, bad inode numbers and
+directory loops (a directory reachable under two names).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from ndump.format import MAX_DIR_SIZE, ROOTINO, DirEntry, FormatReader, Hole, InodeRecord, Inode, unpack_dir
+
+Complain = Callable[[str, str], None]      # (path, reason)
+
+
+@dataclass(slots=True)
+class DirRecord:
+    """A directory as read from the tape."""
+    ino: int
+    inode: Inode
+    entries: list[DirEntry]
+    xattrs: list[tuple[str, bytes]] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+
+class Entry:
+    """One name in the tree (classic struct entry).  Identity matters: the
+    same inode may have several Entry objects (hard links)."""
+    __slots__ = ("name", "parent", "ino", "is_dir", "children", "depth", "failed")
+
+    def __init__(self, name: bytes, parent: "Entry | None", ino: int, is_dir: bool):
+        self.name = name
+        self.parent = parent
+        self.ino = ino
+        self.is_dir = is_dir
+        self.children: list[Entry] | None = [] if is_dir else None
+        self.depth = parent.depth + 1 if parent is not None else 0
+        self.failed = False          # could not be created: skip what is below
+
+    def path(self) -> bytes:
+        """'.' for the root, './a/b' below it (the classic spelling)."""
+        parts = []
+        e = self
+        while e.parent is not None:
+            parts.append(e.name)
+            e = e.parent
+        parts.append(b".")
+        return b"/".join(reversed(parts))
+
+    def spath(self) -> str:
+        return self.path().decode("utf-8", "surrogateescape")
+
+    def __repr__(self) -> str:
+        return f"Entry({self.path()!r}, ino={self.ino})"
+
+
+def read_dirs(reader: FormatReader, complain: Complain
+              ) -> tuple[dict[int, DirRecord], InodeRecord | None]:
+    """Read the directory part of the tape.
+
+    Returns the directories by inode and the first non-directory record (None
+    when the tape holds no files), which the caller must handle next.
+    """
+    dirs: dict[int, DirRecord] = {}
+    while True:
+        rec = reader.next_record()
+        if rec is None or not rec.inode.is_dir:
+            return dirs, rec
+        entries, damaged = _dir_entries(reader, rec)
+        if rec.ino in dirs:
+            complain(f"(inode {rec.ino})", "directory appears twice on the tape, second copy ignored")
+            continue
+        dirs[rec.ino] = DirRecord(rec.ino, rec.inode, entries, rec.xattrs, damaged)
+
+
+def _dir_entries(reader: FormatReader, rec: InodeRecord) -> tuple[list[DirEntry], list[str]]:
+    if rec.inode.size > MAX_DIR_SIZE:
+        reader.skip(rec)
+        return [], [f"directory size {rec.inode.size} is not believable; entries ignored"]
+    parts = []
+    for piece in reader.file_data(rec):
+        # holes in a directory cannot hold entries; zeros keep the 512-byte chunking
+        parts.append(bytes(piece.size) if isinstance(piece, Hole) else bytes(piece))
+    entries, mangled = unpack_dir(b"".join(parts), reader.order)
+    damaged = list(rec.damaged)
+    if mangled:
+        damaged.append(f"mangled directory: {mangled} damaged chunk(s) skipped")
+    return entries, damaged
+
+
+class Tree:
+    """The name tree of one dump, rooted at inode 2."""
+
+    def __init__(self, dirs: dict[int, DirRecord], maxino: int, complain: Complain):
+        self.dirs = dirs
+        self.maxino = maxino
+        self.root = Entry(b".", None, ROOTINO, True)
+        self.by_ino: dict[int, list[Entry]] = {ROOTINO: [self.root]}
+        self._complain = complain
+        self._build()
+
+    # -- building ------------------------------------------------------------
+    def _build(self) -> None:
+        seen_dirs = {ROOTINO}
+        stack = [self.root]
+        while stack:
+            parent = stack.pop()
+            rec = self.dirs.get(parent.ino)
+            if rec is None:
+                continue            # not on this tape (lost, or unchanged in an incremental)
+            if rec.damaged:
+                for reason in rec.damaged:
+                    self._complain(parent.spath(), reason)
+            names: set[bytes] = set()
+            for position, de in enumerate(rec.entries):
+                child = self._child(parent, position, de, names, seen_dirs)
+                if child is None:
+                    continue
+                parent.children.append(child)
+                self.by_ino.setdefault(de.ino, []).append(child)
+                if child.is_dir:
+                    stack.append(child)
+
+    def _child(self, parent: Entry, position: int, de: DirEntry, names: set[bytes],
+               seen_dirs: set[int]) -> Entry | None:
+        name = de.name
+        if name in (b".", b".."):
+            if position > 1:
+                self._bad(parent, name, f"extra '{name.decode()}' entry")
+            return None
+        if b"/" in name or b"\0" in name:
+            self._bad(parent, name, "name contains '/' or NUL")
+            return None
+        if name in names:
+            self._bad(parent, name, "duplicate name in directory")
+            return None
+        if de.ino < ROOTINO or de.ino >= self.maxino:
+            self._bad(parent, name, f"bad inode number {de.ino}")
+            return None
+        names.add(name)
+        is_dir = de.ino in self.dirs
+        if is_dir:
+            if de.ino in seen_dirs:
+                self._bad(parent, name, f"directory loop (inode {de.ino} already has a name)")
+                return None
+            seen_dirs.add(de.ino)
+        return Entry(name, parent, de.ino, is_dir)
+
+    def _bad(self, parent: Entry, name: bytes, reason: str) -> None:
+        shown = name.replace(b"\0", b"\\0").decode("utf-8", "backslashreplace")
+        self._complain(f"{parent.spath()}/{shown}", f"{reason}; skipped")
+
+    # -- queries ---------------------------------------------------------------
+    def lookup(self, path: str | bytes) -> Entry | None:
+        """A path as the user gives it ('a/b', '/a/b', './a/b') -> its entry."""
+        e = self.root
+        for part in canon_parts(path):
+            if part == b"..":
+                e = e.parent or e
+                continue
+            if e.children is None:
+                return None
+            for child in e.children:
+                if child.name == part:
+                    e = child
+                    break
+            else:
+                return None
+        return e
+
+    def walk(self, start: Entry | None = None) -> Iterator[Entry]:
+        """Pre-order, entries in tape order (classic treescan())."""
+        stack = [start or self.root]
+        while stack:
+            e = stack.pop()
+            yield e
+            if e.children:
+                stack.extend(reversed(e.children))
+
+
+def canon_parts(path: str | bytes) -> list[bytes]:
+    raw = path if isinstance(path, bytes) else path.encode("utf-8", "surrogateescape")
+    return [p for p in raw.split(b"/") if p not in (b"", b".")]
+
+
+def canon(path: str | bytes) -> str:
+    """The classic spelling of a requested name: './a/b' (classic canon())."""
+    parts = canon_parts(path)
+    return "/".join(["."] + [p.decode("utf-8", "surrogateescape") for p in parts])

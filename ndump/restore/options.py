@@ -1,0 +1,48 @@
+"""What the restore command asked for (classic: restore/main.c's flag variables)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODES = {
+    "r": "rebuild",        # whole tree; level 0 then each incremental (restoresymtable)
+    "R": "resume",         # continue an interrupted -r
+    "x": "extract",        # named files and directories, all when none are named
+    "t": "list",           # list names
+    "C": "compare",        # compare the dump with the filesystem
+    "i": "interactive",    # shell (another issue)
+}
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Filled in by cli.restore_cmd; read by run_restore.
+
+    ``file`` None means the settings' tape ($TAPE, else /dev/nst0).  ``target``
+    None means the current directory, as in classic restore.
+    """
+    mode: str
+    file: str | None = None
+    paths: tuple[str, ...] = ()
+    target: Path | None = None
+    verbose: int = 0
+    quiet: bool = False
+    yes: bool = False               # -y: never ask; answers "yes" where restore would ask
+    dry_run: bool = False           # -N: do everything but write
+    blocksize: int | None = None    # -b KiB per record; files and pipes do not need it
+    keep_existing: bool = False     # leave existing files alone (SPEC §5.3)
+    verify_checksums: bool = True   # ndump per-chunk data checksums
+    # issue #6 (SPEC §5.1, §5.2): None means "from the settings/environment"
+    extract: str | None = None      # 'N' whole tree, 'Y' named paths, 'E' renamed pairs
+    renames: tuple[tuple[str, str], ...] = ()
+    force: bool | None = None
+    extra: dict = field(default_factory=dict)   # room for later options without new fields
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown restore mode {self.mode!r}")
+
+    @property
+    def writes(self) -> bool:
+        """Whether this run creates anything under the target."""
+        return self.mode in ("r", "R", "x") and not self.dry_run

@@ -1,0 +1,116 @@
+"""The read side of the medium (classic: restore/tape.c setup(), getvol(),
+printdumpinfo()): open the input, check it is a dump, read the maps.
+
+This is the only restore module that handles both the medium and the format.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from ndump.errors import MediaError, NotADumpImageError, StartupError
+from ndump.format import DumpFormatError, FormatReader, NotADumpError
+from ndump.media import open_input
+from ndump.report import Reporter
+
+ROOT_PROBLEMS_LIMIT = 1000
+
+
+class DumpInput:
+    """An open dump: the medium, its FormatReader and the dump's identity.
+
+    ``name`` is what messages call the input (the -f argument).
+    """
+
+    def __init__(self, spec: str, reporter: Reporter, *, verify_checksums: bool = True):
+        self.spec = spec
+        self.name = "standard input" if spec == "-" else spec
+        self.reporter = reporter
+        self.medium = open_input(spec)
+        try:
+            self.reader = FormatReader(self.medium.read, next_volume=self._next_volume,
+                                       on_problem=self._problem, verify_crc=verify_checksums)
+        except NotADumpError as e:
+            self.close()
+            raise NotADumpImageError(f"{self.name} is not a dump image{_detail(e)}") from None
+        except MediaError:
+            self.close()
+            raise
+        self.tape = self.reader.tape
+
+    # -- life cycle ----------------------------------------------------------
+    def close(self) -> None:
+        try:
+            self.medium.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "DumpInput":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------
+    def read_maps(self) -> None:
+        """TS_CLRI and TS_BITS; a dump without them cannot be restored at all."""
+        try:
+            self.reader.read_maps()
+        except NotADumpError as e:
+            raise NotADumpImageError(f"{self.name} is not a dump image{_detail(e)}") from None
+        except DumpFormatError as e:
+            raise StartupError(f"{self.name}: {e}") from None
+
+    def in_bits(self, ino: int) -> bool:
+        """Whether the inode is written on this dump (TS_BITS)."""
+        i = ino - 1
+        bits = self.reader.bits
+        return 0 <= i < len(bits) * 8 and bits[i >> 3] >> (i & 7) & 1 == 1
+
+    def in_clri(self, ino: int) -> bool:
+        """Whether the inode existed when the dump was made (TS_CLRI)."""
+        i = ino - 1
+        clri = self.reader.clri
+        return 0 <= i < len(clri) * 8 and clri[i >> 3] >> (i & 7) & 1 == 1
+
+    def input_size(self) -> int | None:
+        """Bytes in a regular-file input, for progress; None when unknown."""
+        fd = getattr(self.medium, "fd", None)
+        if fd is None or self.reader.compressed:
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def bytes_read(self) -> int:
+        return self.reader.blocks_read * 1024
+
+    def info_lines(self) -> list[str]:
+        """What classic printdumpinfo() says about the dump (FORMAT §2.7)."""
+        t = self.tape
+        lines = [f"Dump   date: {time.ctime(t.date)}",
+                 "Dumped from: " + ("the epoch" if t.ddate == 0 else time.ctime(t.ddate))]
+        if t.host:
+            lines.append(f"Level {t.level} dump of {t.filesys} on {t.host}:{t.dev}")
+            lines.append(f"Label: {t.label}")
+        return lines
+
+    # -- hooks for the reader ------------------------------------------------
+    def _problem(self, text: str) -> None:
+        self.reporter.warning(text)
+
+    def _next_volume(self, number: int):
+        """Volume changes (prompting, -M names) come with the media issue."""
+        self.reporter.verbose(f"volume {number} is needed but no further volume was given")
+        return None
+
+
+def _detail(e: Exception) -> str:
+    text = str(e)
+    if text.startswith("not a dump image"):
+        text = text[len("not a dump image"):].strip()
+        return f" {text}" if text else ""
+    return f" ({text})" if text else ""
