@@ -114,6 +114,10 @@ class FormatWriter:
         """One TS_INODE (first) or TS_ADDR header and its present data blocks."""
         count = len(addr)
         nblocks = count - addr.count(0)
+        if nblocks and len(data) != nblocks * TP_BSIZE:
+            if len(data) > nblocks * TP_BSIZE:
+                raise ValueError("more data than the block map describes")
+            data = bytes(data) + bytes(nblocks * TP_BSIZE - len(data))
         dcrc = zlib.crc32(data) if crc and nblocks else None
         full_addr = addr + bytes(512 - count) if count < 512 else addr
         header = self._inode_header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,

@@ -1,0 +1,106 @@
+"""format/header.py on bytes only (FORMAT §2)."""
+import os
+import struct
+
+import pytest
+
+from ndump.format import (
+    BadChecksumError, BadMagicError, Header, Inode, Totals, checksum_ok, pack_header,
+    unpack_header,
+)
+from ndump.format.constants import CHECKSUM, TS_ADDR, TS_INODE, TS_TAPE
+from ndump.format.header import HEADER_LE
+
+
+def test_layout_is_1024_bytes():
+    assert HEADER_LE.size == 1024
+
+
+def test_checksum_words_sum_to_constant():
+    block = pack_header(Header(type=TS_TAPE, date=1700000000, label="mylabel", host="vm"))
+    assert sum(struct.unpack("<256i", block)) & 0xFFFFFFFF == CHECKSUM
+    assert checksum_ok(block)
+
+
+def test_field_offsets_match_format_md():
+    inode = Inode(mode=0o100644, nlink=3, size=12, uid=70000, gid=80000, atime=0x5E0D5DA5,
+                  mtime=0x5E0D5DA5, ctime=0x6B05DC7B)
+    block = pack_header(Header(type=TS_INODE, date=0x6B05DC8A, volume=1, tapea=818,
+                               inumber=171, inode=inode, count=4, addr=b"\x01" * 4 + bytes(508)))
+    assert block[0:4] == b"\x02\x00\x00\x00"
+    assert block[16:20] == struct.pack("<I", 818)
+    assert block[20:24] == struct.pack("<I", 171)
+    assert block[24:28] == b"\x6c\xea\x00\x00"
+    assert block[32:40] == bytes.fromhex("a481030070118038")      # mode, nlink, ouid, ogid
+    assert block[40:48] == struct.pack("<Q", 12)
+    assert block[144:152] == struct.pack("<II", 70000, 80000)
+    assert block[160:168] == bytes.fromhex("0400000001010101")
+    assert block[888:892] == b"\0\0\0\0"
+
+
+def test_round_trip_with_extension():
+    inode = Inode(mode=0o100600, size=5, uid=1, gid=2, atime=-100, atime_ns=999_999_999,
+                  mtime=2**33 + 7, mtime_ns=1, ctime=5, ctime_ns=123_456_789, birth=(42, 43))
+    h = Header(type=TS_INODE, date=1, inumber=9, inode=inode, count=1,
+               addr=b"\x01" + bytes(511), data_crc=0xDEADBEEF)
+    back = unpack_header(pack_header(h))
+    assert back == h
+    assert back.inode.birth == (42, 43) and back.data_crc == 0xDEADBEEF
+
+
+def test_classic_usec_fields_carry_microseconds():
+    block = pack_header(Header(type=TS_INODE, inode=Inode(mtime=10, mtime_ns=987_654_321)))
+    assert struct.unpack_from("<ii", block, 56) == (10, 987654)
+
+
+def test_stock_header_without_extension_reads_usec():
+    block = bytearray(pack_header(Header(type=TS_INODE, inode=Inode(mtime=10, mtime_ns=987_654_321))))
+    block[904:1024] = bytes(120)                     # what stock dump writes
+    from ndump.format.header import set_checksum
+    set_checksum(block)
+    assert unpack_header(bytes(block)).inode.mtime_ns == 987_654_000
+
+
+def test_totals_on_tape_header():
+    h = Header(type=TS_TAPE, totals=Totals(10**12, 12345, 99))
+    assert unpack_header(pack_header(h)).totals == Totals(10**12, 12345, 99)
+
+
+def test_bad_checksum_and_magic_raise():
+    block = bytearray(pack_header(Header(type=TS_ADDR)))
+    block[700] ^= 0xFF
+    with pytest.raises(BadChecksumError):
+        unpack_header(bytes(block))
+    with pytest.raises(BadMagicError):
+        unpack_header(os.urandom(1024))
+
+
+def test_big_endian_header_is_read():
+    le = pack_header(Header(type=TS_INODE, date=77, inumber=5,
+                            inode=Inode(mode=0o100644, size=3000, uid=7, mtime=100)))
+    be = bytearray(le)
+    # swap the numeric words as a big-endian dump would have written them
+    for start, end, size in ((0, 32, 4), (32, 40, 2), (48, 164, 4), (692, 696, 4), (888, 904, 4)):
+        for off in range(start, end, size):
+            be[off:off + size] = be[off:off + size][::-1]
+    be[40:48] = be[40:48][::-1]
+    be[904:1024] = bytes(120)
+    total = sum(struct.unpack(">256i", bytes(be[:28] + b"\0\0\0\0" + be[32:])))
+    be[28:32] = struct.pack(">i", ((CHECKSUM - total + 2**31) % 2**32) - 2**31)
+    h = unpack_header(bytes(be))
+    assert (h.date, h.inumber, h.inode.size, h.inode.uid, h.inode.mtime) == (77, 5, 3000, 7, 100)
+
+
+def test_device_numbers_use_linux_encoding():
+    inode = Inode(mode=0o020644, rdev=os.makedev(300, 70000))
+    block = pack_header(Header(type=TS_INODE, inode=inode))
+    assert struct.unpack_from("<I", block, 72)[0] == 0x11112C70
+    assert unpack_header(block).inode.rdev == os.makedev(300, 70000)
+
+
+def test_new_style_device_in_db1_is_decoded():
+    block = bytearray(pack_header(Header(type=TS_INODE, inode=Inode(mode=0o060644))))
+    struct.pack_into("<ii", block, 72, 0, 0x11112C70)
+    from ndump.format.header import set_checksum
+    set_checksum(block)
+    assert unpack_header(bytes(block)).inode.rdev == os.makedev(300, 70000)
