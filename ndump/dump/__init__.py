@@ -1,6 +1,7 @@
 """The dump engine (classic: dump/main.c): run_dump(options, settings, reporter)."""
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -141,10 +142,14 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
 
 def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date) -> Outcome:
     ident_path = os.fsdecode(root)
-    all_dinos = [inomap.map[k] for k in sel.all_keys]
-    maxino = max(all_dinos) + 1
-    dumped = [inomap.map[k] for k in sel.files] + [inomap.map[k] for k in sel.dumped_dirs()]
-    clri, bits = _bitmap(all_dinos, maxino), _bitmap(dumped, maxino)
+    m = inomap.map
+    maxino = sel.maxino + 1
+    all_dinos = (m[k] for d in sel.dirs for k in d.keys)
+    clri = _bitmap(itertools.chain([ROOTINO], all_dinos), maxino)
+    files = sel.files
+    dumped = itertools.chain((n for n in range(len(files)) if files[n]),
+                             (m[d.key] for d in sel.dirs if d.dumped))
+    bits = _bitmap(dumped, maxino)
     algorithm = ALGORITHMS[opts.compress] if opts.compress else None
     ident = DumpIdent(date=date, ddate=base_date, level=opts.level,
                       label=opts.label or "none", filesys=ident_path,

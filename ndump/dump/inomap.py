@@ -71,25 +71,30 @@ class InodeMap:
     def known(self, key: int) -> int | None:
         return self.map.get(key)
 
-    def assign(self, keys: list[int], *, level0: bool, seen: set[int] | None = None) -> None:
-        """Give numbers to ``keys`` (new inodes, in walk order).
+    def assign(self, keys, *, level0: bool, all_keys=None) -> None:
+        """Give numbers to the keys not yet known, in the order given (walk order).
 
-        At level 0, inodes not in ``seen`` are forgotten first, so their numbers
-        are reused (a level 0 starts a new chain).
+        At level 0, inodes not among ``all_keys()`` are forgotten first, so
+        their numbers are reused (a level 0 starts a new chain).
         """
         free: list[int] = []
-        if level0 and seen is not None:
-            gone = [k for k in self.map if k not in seen]
-            free = sorted(self.map.pop(k) for k in gone)
-            free.reverse()
+        if level0 and all_keys is not None and self.map:
+            alive = bytearray(max(self.map.values()) + 1)
+            m = self.map
+            for k in all_keys():
+                d = m.get(k)
+                if d is not None:
+                    alive[d] = 1
+            gone = [k for k, d in m.items() if not alive[d] and k >= 0]
+            free = sorted((m.pop(k) for k in gone), reverse=True)
+        m = self.map
         for key in keys:
-            if key in self.map:
-                continue
-            if free:
-                self.map[key] = free.pop()
-            else:
-                self.map[key] = self._next
-                self._next += 1
+            if key not in m:
+                if free:
+                    m[key] = free.pop()
+                else:
+                    m[key] = self._next
+                    self._next += 1
 
     def save(self) -> None:
         if self.path is None:
@@ -97,7 +102,7 @@ class InodeMap:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(_MAGIC + self.identifier.encode("utf-8", "surrogateescape") + b"\n")
-            f.write(b"".join(_PAIR.pack(k, v) for k, v in self.map.items() if k >= 0))
+            f.write(b"".join(_PAIR.pack(k, v) for k, v in self.map.items() if k > 0))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

@@ -5,17 +5,20 @@ The walk stays on PATH's filesystem; another filesystem mounted inside is kept a
 an empty directory.  Sockets are skipped with a note (SPEC §3.1).  A level-N
 dump selects what changed (mtime or ctime, whole seconds) since the base date,
 then every directory on the way to a selected inode (FORMAT §6.1).
+
+Memory matters (a million files must dump in well under 500 MiB), so each
+directory keeps its entries as parallel arrays, and files are found again by a
+table indexed by dump inode number rather than by per-file objects.
 """
 from __future__ import annotations
 
 import fnmatch
 import os
 import stat
+from array import array
 from dataclasses import dataclass, field
 
-from ndump.format.constants import (
-    DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, ROOTINO,
-)
+from ndump.format.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, ROOTINO
 from ndump.format.inode import NODUMP_FL
 from ndump.fsmeta import get_flags
 from ndump.dump.inomap import InodeMap, foreign_key
@@ -23,14 +26,19 @@ from ndump.report import Reporter
 
 _DTYPES = {stat.S_IFDIR: DT_DIR, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
            stat.S_IFCHR: DT_CHR, stat.S_IFBLK: DT_BLK, stat.S_IFIFO: DT_FIFO}
-ROOT_KEY = -1          # the dumped directory, whatever its inode number
+ROOT_KEY = 0           # the dumped directory, whatever its inode number (no inode is 0)
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(slots=True)
 class DirNode:
     relpath: bytes                # b"" for the root
-    parent: int                   # key of the parent directory
-    entries: list = field(default_factory=list)   # [(name, key, dtype)]
+    parent: int                   # index of the parent directory in Selection.dirs
+    names: list = field(default_factory=list)
+    keys: array = field(default_factory=lambda: array("Q"))
+    dtypes: bytearray = field(default_factory=bytearray)
+    chosen: bytearray = field(default_factory=bytearray)   # 1: first name of a selected file
+    key: int = ROOT_KEY
     changed: bool = True
     foreign: bool = False         # a mount point: dumped empty
     dumped: bool = False
@@ -38,16 +46,22 @@ class DirNode:
 
 @dataclass
 class Selection:
-    """What Pass I/II decided; keys are filesystem inode numbers (or foreign keys)."""
-    dirs: dict[int, DirNode]
-    files: dict[int, tuple[int, bytes]]        # key -> (parent dir key, name), selected files
-    all_keys: set[int]
+    """What Pass I/II decided.  ``files`` maps a dump inode number to
+    ``dir index << 32 | entry index`` of its first name (0: not selected)."""
+    dirs: list[DirNode]
+    files: array = field(default_factory=lambda: array("Q"))
+    maxino: int = ROOTINO
     data_bytes: int = 0
     inodes: int = 0
     blocks: int = 0
 
-    def dumped_dirs(self) -> list[int]:
-        return [k for k, d in self.dirs.items() if d.dumped]
+    def file_entries(self):
+        """(dino, directory, entry index) of every selected file, ascending dino."""
+        files = self.files
+        for dino in range(len(files)):
+            where = files[dino]
+            if where:
+                yield dino, self.dirs[where >> 32], where & 0xFFFFFFFF
 
 
 @dataclass
@@ -60,136 +74,150 @@ class Walk:
     inomap: InodeMap
     reporter: Reporter
     dev: int = 0
-    _new: list[int] = field(default_factory=list)
 
     def run(self) -> Selection:
-        st = os.lstat(self.root)
-        self.dev = st.st_dev
-        root = DirNode(b"", ROOT_KEY, changed=True)
-        dirs = {ROOT_KEY: root}
-        files: dict[int, tuple[int, bytes]] = {}
-        sel = Selection(dirs, files, {ROOT_KEY})
-        stack = [ROOT_KEY]
+        self.dev = os.lstat(self.root).st_dev
+        sel = Selection([DirNode(b"", 0)])
+        self._dir_index = {ROOT_KEY: 0}
+        self._linked: set[int] = set()
         honor = self.level >= self.honor_level
+        stack = [0]
         while stack:
-            key = stack.pop()
-            node = dirs[key]
-            if node.foreign:
-                continue
-            for name, est in self._scan(node.relpath):
-                if self._excluded(node.relpath, name, est, honor):
-                    continue
-                self._visit(key, node, name, est, sel, stack)
-        self._map_numbers(sel)
+            di = stack.pop()
+            node = sel.dirs[di]
+            if not node.foreign:
+                self._scan(di, node, sel, stack, honor)
+        self._number(sel)
         self._mark_dirs(sel)
         return sel
 
-    def _scan(self, relpath: bytes):
-        path = os.path.join(self.root, relpath) if relpath else self.root
+    # -- Pass I --------------------------------------------------------------
+    def _scan(self, di: int, node: DirNode, sel: Selection, stack: list[int], honor: bool) -> None:
+        path = self.root + b"/" + node.relpath if node.relpath else self.root
         try:
             with os.scandir(path) as it:
-                names = sorted(e.name for e in it)
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            self.reporter.file_problem(_show(relpath), f"cannot read directory: {e.strerror}")
+            self.reporter.file_problem(_show(node.relpath), f"cannot read directory: {e.strerror}")
             return
-        for name in names:
+        prefix = node.relpath + b"/" if node.relpath else b""
+        for entry in entries:
             try:
-                yield name, os.lstat(os.path.join(path, name))
+                st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             except OSError as e:
-                self.reporter.file_problem(_show(os.path.join(relpath, name)), e.strerror or str(e))
+                self.reporter.file_problem(_show(prefix + entry.name), e.strerror or str(e))
+                continue
+            if self._excluded(prefix + entry.name, entry, st, honor):
+                continue
+            self._visit(di, node, entry.name, prefix + entry.name, st, sel, stack)
 
-    def _excluded(self, relpath: bytes, name: bytes, st: os.stat_result, honor: bool) -> bool:
+    def _excluded(self, relpath: bytes, entry, st: os.stat_result, honor: bool) -> bool:
         if stat.S_ISSOCK(st.st_mode):
-            self.reporter.verbose(f"{_show(os.path.join(relpath, name))}: socket not dumped")
+            self.reporter.verbose(f"{_show(relpath)}: socket not dumped")
             return True
-        if self.excludes:
-            rel = os.fsdecode(os.path.join(relpath, name))
-            for pat in self.excludes:
-                if fnmatch.fnmatchcase(os.fsdecode(name), pat) or fnmatch.fnmatchcase(rel, pat) \
-                        or fnmatch.fnmatchcase("/" + rel, pat):
-                    return True
-        if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) and st.st_dev == self.dev:
-            return self._nodump(os.path.join(self.root, relpath, name))
+        if self.excludes and _matches(self.excludes, entry.name, relpath):
+            self.reporter.verbose(f"{_show(relpath)}: excluded")
+            return True
+        if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
+                and st.st_dev == self.dev and _nodump(entry.path):
+            self.reporter.verbose(f"{_show(relpath)}: nodump flag set, not dumped")
+            return True
         return False
 
-    def _nodump(self, path: bytes) -> bool:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOATIME)
-        except PermissionError:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
-                return False
-        except OSError:
-            return False
-        try:
-            return bool(get_flags(fd) & NODUMP_FL)
-        finally:
-            os.close(fd)
-
-    def _visit(self, parent: int, node: DirNode, name: bytes, st: os.stat_result,
+    def _visit(self, di: int, node: DirNode, name: bytes, relpath: bytes, st: os.stat_result,
                sel: Selection, stack: list[int]) -> None:
-        relpath = os.path.join(node.relpath, name) if node.relpath else name
         fmt = stat.S_IFMT(st.st_mode)
         if st.st_dev != self.dev:
             if fmt != stat.S_IFDIR:
                 return
             key = foreign_key(relpath)
-            sel.dirs[key] = DirNode(relpath, parent, changed=True, foreign=True)
-            self.reporter.info(f"{_show(relpath)}: another filesystem mounted here, dumped as an empty directory")
+            self.reporter.info(f"{_show(relpath)}: another filesystem is mounted here;"
+                               " dumped as an empty directory")
         else:
             key = st.st_ino
-        node.entries.append((name, key, _DTYPES.get(fmt, 0)))
-        if key in sel.all_keys:
-            return                                   # another name of a hard link
-        sel.all_keys.add(key)
-        if self.inomap.known(key) is None:
-            self._new.append(key)
+        node.names.append(name)
+        node.keys.append(key)
+        node.dtypes.append(_DTYPES.get(fmt, 0))
         changed = self.level == 0 or max(st.st_mtime, st.st_ctime) >= self.base_date
         if fmt == stat.S_IFDIR:
-            if key not in sel.dirs:
-                sel.dirs[key] = DirNode(relpath, parent, changed=changed)
-                stack.append(key)
+            node.chosen.append(0)
+            if key not in self._dir_index:
+                self._dir_index[key] = len(sel.dirs)
+                stack.append(len(sel.dirs))
+                sel.dirs.append(DirNode(relpath, di, key=key, changed=changed,
+                                        foreign=key != st.st_ino))
             return
+        if st.st_nlink > 1:
+            if key in self._linked:                  # another name of a hard link
+                node.chosen.append(0)
+                return
+            self._linked.add(key)
+        node.chosen.append(1 if changed else 0)
         if changed:
-            sel.files[key] = (parent, name)
             sel.inodes += 1
             if fmt == stat.S_IFREG:
-                sel.data_bytes += min(st.st_size, st.st_blocks * 512)
-                sel.blocks += 1 + (min(st.st_size, st.st_blocks * 512) + 1023) // 1024 + (st.st_size >> 19)
+                used = min(st.st_size, st.st_blocks * 512)
+                sel.data_bytes += used
+                sel.blocks += 1 + (used + 1023) // 1024 + (st.st_size >> 19)
             else:
                 sel.blocks += 2
 
-    def _map_numbers(self, sel: Selection) -> None:
-        # keys are numbered in walk order; a stack walk is depth-first in sorted order
-        self.inomap.assign(self._new, level0=self.level == 0, seen=sel.all_keys)
-        self.inomap.map[ROOT_KEY] = ROOTINO
+    # -- numbering and Pass II -------------------------------------------------
+    def _number(self, sel: Selection) -> None:
+        """Dump inode numbers for every key (inomap rules), then the file table."""
+        keys = (k for d in sel.dirs for k in d.keys)
+        self.inomap.assign(keys, level0=self.level == 0,
+                           all_keys=lambda: (k for d in sel.dirs for k in d.keys))
+        m = self.inomap.map
+        m[ROOT_KEY] = ROOTINO
+        sel.maxino = max(m.values(), default=ROOTINO)
+        files = array("Q", bytes(8 * (sel.maxino + 1)))
+        for di, d in enumerate(sel.dirs):
+            for i, flag in enumerate(d.chosen):
+                if flag:
+                    files[m[d.keys[i]]] = di << 32 | i
+        sel.files = files
 
     def _mark_dirs(self, sel: Selection) -> None:
         """Pass II: a directory goes in when it changed or leads to something that did."""
         dirs = sel.dirs
-        for parent, _name in sel.files.values():
-            _mark_up(dirs, parent)
-        for key, node in list(dirs.items()):
-            if node.changed:
-                _mark_up(dirs, key)
-        for node in dirs.values():
-            if node.dumped:
+        for di, d in enumerate(dirs):
+            if d.changed or any(d.chosen):
+                _mark_up(dirs, di)
+        for d in dirs:
+            if d.dumped:
                 sel.inodes += 1
-                sel.blocks += 2 + len(node.entries) // 20
+                sel.blocks += 2 + len(d.names) // 20
 
 
-def _mark_up(dirs: dict[int, DirNode], key: int) -> None:
+def _mark_up(dirs: list[DirNode], di: int) -> None:
     while True:
-        node = dirs[key]
+        node = dirs[di]
         if node.dumped:
             return
         node.dumped = True
-        if key == ROOT_KEY:
+        if di == 0:
             return
-        key = node.parent
+        di = node.parent
+
+
+def _matches(patterns: tuple[str, ...], name: bytes, relpath: bytes) -> bool:
+    sname, srel = os.fsdecode(name), os.fsdecode(relpath)
+    return any(fnmatch.fnmatchcase(sname, p) or fnmatch.fnmatchcase(srel, p)
+               or fnmatch.fnmatchcase("/" + srel, p) for p in patterns)
+
+
+def _nodump(path: bytes) -> bool:
+    try:
+        fd = os.open(path, _OPEN)
+    except OSError:
+        return False
+    try:
+        return bool(get_flags(fd) & NODUMP_FL)
+    finally:
+        os.close(fd)
 
 
 def _show(relpath: bytes) -> str:

@@ -13,16 +13,23 @@ import stat
 
 from ndump.format import FormatWriter, Inode, pack_dir, pack_ea_records, symlink_payload
 from ndump.format.constants import (
-    DT_DIR, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
+    DT_DIR, DT_REG, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
 from ndump.fsmeta import birth_time, get_flags, get_xattrs
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
-from ndump.dump.select import ROOT_KEY, Selection
+from ndump.dump.select import ROOT_KEY, DirNode, Selection
 
 CHUNK = TP_NINDIR * TP_BSIZE          # bytes described by one header
 ALL = b"\x01" * TP_NINDIR
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _why_not(e: OSError) -> str:
+    if e.errno == errno.ENOENT:
+        return "vanished during the dump, not dumped"
+    return f"not dumped: {e.strerror}"
 
 
 class TreeWriter:
@@ -40,16 +47,18 @@ class TreeWriter:
 
     # -- helpers -----------------------------------------------------------
     def _path(self, relpath: bytes) -> bytes:
-        return os.path.join(self.root, relpath) if relpath else self.root
+        return self.root + b"/" + relpath if relpath else self.root
 
-    def _open(self, path: bytes) -> int:
+    def _open(self, path: bytes, dir_fd: int | None = None) -> int:
+        if dir_fd is not None and dir_fd < 0:
+            dir_fd = None
         try:
-            return os.open(path, _OPEN_FLAGS | self._noatime)
+            return os.open(path, _OPEN_FLAGS | self._noatime, dir_fd=dir_fd)
         except PermissionError:
             if not self._noatime:
                 raise
             self._noatime = 0                 # O_NOATIME needs ownership; do without
-            return os.open(path, _OPEN_FLAGS)
+            return os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
 
     def _inode(self, st: os.stat_result, fd: int | None, path: bytes | None, size: int | None = None,
                flags: int = 0) -> Inode:
@@ -78,17 +87,16 @@ class TreeWriter:
 
     # -- Pass III ----------------------------------------------------------
     def dump_dirs(self) -> None:
-        dirs = self.sel.dirs
-        order = sorted((self.map[k], k) for k, d in dirs.items() if d.dumped)
-        for dino, key in order:
-            self._dump_dir(dino, key)
-
-    def _dump_dir(self, dino: int, key: int) -> None:
-        node = self.sel.dirs[key]
-        parent = ROOTINO if key == ROOT_KEY else self.map[node.parent]
-        entries = [(dino, DT_DIR, b"."), (parent, DT_DIR, b"..")]
         m = self.map
-        entries += [(m[k], dt, name) for name, k, dt in node.entries]
+        order = sorted((m[d.key], di) for di, d in enumerate(self.sel.dirs) if d.dumped)
+        for dino, di in order:
+            self._dump_dir(dino, self.sel.dirs[di])
+
+    def _dump_dir(self, dino: int, node: DirNode) -> None:
+        m = self.map
+        parent = ROOTINO if node.key == ROOT_KEY else m[self.sel.dirs[node.parent].key]
+        entries = [(dino, DT_DIR, b"."), (parent, DT_DIR, b"..")]
+        entries += [(m[k], dt, name) for name, k, dt in zip(node.names, node.keys, node.dtypes)]
         data = pack_dir(entries)
         if len(data) > MAX_DIR_SIZE:
             self.rep.file_problem(_show(node.relpath), "directory too large for the dump format")
@@ -100,17 +108,19 @@ class TreeWriter:
             st = os.fstat(fd)
             flags = get_flags(fd)
         except OSError as e:
-            if node.foreign and fd is None:
-                st, flags = os.lstat(path), 0
-            else:
+            if not node.foreign:
                 self.rep.file_problem(_show(node.relpath), f"cannot read directory: {e.strerror}")
-                st, flags = os.lstat(self.root), 0
+            try:
+                st = os.lstat(path)
+            except OSError:
+                st = os.lstat(self.root)
+            flags = 0
         try:
             inode = self._inode(st, fd, None, size=len(data), flags=flags)
             for i in range(0, len(data), TP_BSIZE):
-                self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE].ljust(TP_BSIZE, b"\0"),
+                self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE],
                                      crc=self.checksums)
-            if not node.foreign:
+            if fd is not None and not node.foreign:
                 self._xattrs(dino, inode, fd, _show(node.relpath), single=True)
         finally:
             if fd is not None:
@@ -118,36 +128,60 @@ class TreeWriter:
 
     # -- Pass IV/V ---------------------------------------------------------
     def dump_files(self) -> None:
-        dirs = self.sel.dirs
-        order = sorted((self.map[k], k) for k in self.sel.files)
-        for dino, key in order:
-            parent, name = self.sel.files[key]
-            pnode = dirs[parent]
-            relpath = os.path.join(pnode.relpath, name) if pnode.relpath else name
-            self._dump_file(dino, relpath)
+        cur_dir = None
+        dfd = -1
+        try:
+            for dino, node, i in self.sel.file_entries():
+                if node is not cur_dir:
+                    if dfd >= 0:
+                        os.close(dfd)
+                        dfd = -1
+                    cur_dir = node
+                    try:
+                        dfd = os.open(self._path(node.relpath), _DIR_FLAGS)
+                    except OSError:
+                        dfd = -1              # each file then reports its own problem
+                name = node.names[i]
+                rel = node.relpath + b"/" + name if node.relpath else name
+                self._dump_file(dino, dfd, name, rel, node.dtypes[i])
+        finally:
+            if dfd >= 0:
+                os.close(dfd)
 
-    def _dump_file(self, dino: int, relpath: bytes) -> None:
-        path = self._path(relpath)
+    def _dump_file(self, dino: int, dfd: int, name: bytes, relpath: bytes, dtype: int) -> None:
         show = _show(relpath)
+        if dtype == DT_REG:
+            try:
+                fd = self._open(name, dfd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                    self.rep.file_problem(show, _why_not(e))
+                    return
+            else:
+                self._dump_regular(dino, fd, show)
+                return
+        path = self._path(relpath)
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
-            self.rep.file_problem(show, "vanished during the dump, not dumped")
-            return
         except OSError as e:
-            self.rep.file_problem(show, f"not dumped: {e.strerror}")
+            self.rep.file_problem(show, _why_not(e))
             return
         fmt = stat.S_IFMT(st.st_mode)
         if fmt == stat.S_IFREG:
-            self._dump_regular(dino, path, show)
+            try:
+                fd = self._open(path)
+            except OSError as e:
+                self.rep.file_problem(show, _why_not(e))
+                return
+            self._dump_regular(dino, fd, show)
         elif fmt == stat.S_IFLNK:
             self._dump_symlink(dino, path, st, show)
         elif fmt in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
             inode = self._inode(st, None, path, size=0)
             self.fmt.write_chunk(dino, inode, True, b"", b"")
             self._xattrs(dino, inode, path, show, single=False)
-        elif fmt == stat.S_IFDIR:
-            self.rep.file_problem(show, "became a directory during the dump, not dumped")
+        else:
+            self.rep.file_problem(show, "changed type during the dump, not dumped")
 
     def _dump_symlink(self, dino: int, path: bytes, st: os.stat_result, show: str) -> None:
         try:
@@ -164,15 +198,7 @@ class TreeWriter:
                              crc=self.checksums)
         self._xattrs(dino, inode, path, show, single=False)
 
-    def _dump_regular(self, dino: int, path: bytes, show: str) -> None:
-        try:
-            fd = self._open(path)
-        except FileNotFoundError:
-            self.rep.file_problem(show, "vanished during the dump, not dumped")
-            return
-        except OSError as e:
-            self.rep.file_problem(show, f"not dumped: {e.strerror}")
-            return
+    def _dump_regular(self, dino: int, fd: int, show: str) -> None:
         try:
             st = os.fstat(fd)
             inode = self._inode(st, fd, None, flags=get_flags(fd))

@@ -299,16 +299,15 @@ class HeaderPacker:
         self._addr_sums: dict[bytes, int] = {}
 
     def dinode(self, i: Inode) -> tuple[bytes, int]:
-        db = [0] * DB_ENTRIES
-        if i.is_device:
-            db[0] = _s32(encode_rdev(i.rdev))
+        db0 = _s32(encode_rdev(i.rdev)) if i.is_device else 0
         raw = _DIN.pack(i.mode & 0xFFFF, max(-32768, min(i.nlink, 32767)), i.uid & 0xFFFF,
                         i.gid & 0xFFFF, i.size,
-                        split_seconds(i.atime)[0], i.atime_ns // 1000,
-                        split_seconds(i.mtime)[0], i.mtime_ns // 1000,
-                        split_seconds(i.ctime)[0], i.ctime_ns // 1000,
-                        *db, 0, 0, 0, i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen),
-                        i.uid & 0xFFFFFFFF, i.gid & 0xFFFFFFFF, bytes(8))
+                        _low(i.atime), i.atime_ns // 1000,
+                        _low(i.mtime), i.mtime_ns // 1000,
+                        _low(i.ctime), i.ctime_ns // 1000,
+                        db0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                        i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen),
+                        i.uid & 0xFFFFFFFF, i.gid & 0xFFFFFFFF, _ZERO8)
         return raw, word_sum(raw)
 
     def addr_sum(self, addr: bytes) -> int:
@@ -330,6 +329,22 @@ class HeaderPacker:
             _PRE.pack(htype, self.date, self.ddate, volume, tapea & 0xFFFFFFFF, ino, NFS_MAGIC, cksum),
             din[0], _CNT.pack(count), addr, self.mid,
             _TAIL.pack(flags, firstrec, self.ntrec, extattr), spare))
+
+
+_ZERO8 = bytes(8)
+_CRC_AT = 40          # offset of (ext_flags, crc) in the inode extension
+
+
+def _low(sec: int) -> int:
+    return sec if -0x80000000 <= sec < 0x80000000 else split_seconds(sec)[0]
+
+
+def with_crc(spare: bytes, crc: int | None) -> bytes:
+    """An inode extension from inode_spare(i, None), with a data CRC added."""
+    if crc is None:
+        return spare
+    flags, = struct.unpack_from("<I", spare, _CRC_AT)
+    return spare[:_CRC_AT] + struct.pack("<II", flags | _EXT_CRC, crc) + spare[_CRC_AT + 8:]
 
 
 def inode_spare(i: Inode, crc: int | None) -> bytes:

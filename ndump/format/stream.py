@@ -18,7 +18,7 @@ from ndump.format.constants import (
 )
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
-    Header, HeaderError, HeaderPacker, Totals, detect_order, inode_spare, pack_header,
+    Header, HeaderError, HeaderPacker, Totals, detect_order, inode_spare, pack_header, with_crc,
     unpack_header,
 )
 from ndump.format.inode import Inode
@@ -79,8 +79,10 @@ class FormatWriter:
         if self._din_for is not inode:
             self._din_for = inode
             self._din = self._packer.dinode(inode)
+            self._spare = inode_spare(inode, None)
         return self._packer.pack(htype, self.volume, self.tapea, ino, self._din, count, addr,
-                                 self._flags | flags, self.firstrec, ext, inode_spare(inode, crc))
+                                 self._flags | flags, self.firstrec, ext,
+                                 with_crc(self._spare, crc))
 
     def _put(self, header: bytes, data, ino: int, nblocks: int) -> None:
         self.sink.put(header, data, ino, nblocks)

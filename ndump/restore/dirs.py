@@ -58,18 +58,18 @@ class Entry:
         return f"Entry({self.path()!r}, ino={self.ino})"
 
 
-def read_dirs(reader: FormatReader, complain: Complain
-              ) -> tuple[dict[int, DirRecord], InodeRecord | None]:
-    """Read the directory part of the tape.
+def read_dirs(reader: FormatReader, complain: Complain, dirs: dict[int, DirRecord]
+              ) -> InodeRecord | None:
+    """Read the directory part of the tape into ``dirs`` (by inode).
 
-    Returns the directories by inode and the first non-directory record (None
-    when the tape holds no files), which the caller must handle next.
+    Returns the first non-directory record (None when the tape holds no
+    files), which the caller must handle next.  If the tape ends early the
+    reader's error propagates and ``dirs`` keeps what was read.
     """
-    dirs: dict[int, DirRecord] = {}
     while True:
         rec = reader.next_record()
         if rec is None or not rec.inode.is_dir:
-            return dirs, rec
+            return rec
         entries, damaged = _dir_entries(reader, rec)
         if rec.ino in dirs:
             complain(f"(inode {rec.ino})", "directory appears twice on the tape, second copy ignored")

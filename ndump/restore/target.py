@@ -173,7 +173,8 @@ class Target:
             if not self.is_root and namespace in ("trusted", "security"):
                 continue             # SPEC §5.4: skipped quietly when not root
             try:
-                os.setxattr(target, name, value, 0, follow_symlinks=False)
+                # an fd names the file itself; a path (name_path) must not be followed
+                os.setxattr(target, name, value, 0, follow_symlinks=isinstance(target, int))
             except OSError as e:
                 if e.errno not in _XATTR_REFUSED:
                     raise
@@ -200,9 +201,8 @@ class Target:
         mode = inode.mode & 0o7777
         if not self.is_root:
             mode &= ~0o6000
-        if self.is_root or mode & 0o6000:
-            # we made this node a moment ago in a directory we control
-            os.chmod(name, mode, dir_fd=dfd)
+        # Linux has no lchmod; this node is not a symlink and was made a moment ago
+        os.chmod(name, mode, dir_fd=dfd)
 
     def name_path(self, dfd: int, name: bytes) -> bytes:
         """A path that reaches ``name`` without following it (for *xattr calls)."""

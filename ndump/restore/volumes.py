@@ -14,7 +14,6 @@ from ndump.format import DumpFormatError, FormatReader, NotADumpError
 from ndump.media import open_input
 from ndump.report import Reporter
 
-ROOT_PROBLEMS_LIMIT = 1000
 
 
 class DumpInput:

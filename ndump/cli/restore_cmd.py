@@ -1,0 +1,53 @@
+"""`ndump restore`: parse, build RestoreOptions, run the engine (classic:
+restore/main.c option handling)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ndump.cli.common import blocksize_option, file_option, quiet_option, settings, verbose_option
+from ndump.report import make_reporter
+from ndump.restore import RestoreOptions, run_restore
+
+_MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list_", "t"),
+               ("compare", "C"))
+
+
+@click.command("restore")
+@click.option("-r", "--rebuild", is_flag=True,
+              help="Rebuild a whole tree into the target: a level 0 dump, then each incremental.")
+@click.option("-R", "--resume", is_flag=True, help="Resume an interrupted -r restore.")
+@click.option("-x", "--extract-files", "extract_files", is_flag=True,
+              help="Extract the named files and directories (everything when none are named).")
+@click.option("-t", "--list", "list_", is_flag=True,
+              help="List the names on the dump (all, or the named ones).")
+@click.option("-C", "--compare", is_flag=True, help="Compare the dump with the files on disk.")
+@file_option("Read the dump from FILE.")
+@blocksize_option("KiB per tape record (read from the medium when not given).")
+@verbose_option
+@quiet_option
+@click.option("-y", "--yes", is_flag=True,
+              help="Never ask: answer yes (with -x this also sets the owner and mode of '.').")
+@click.option("-N", "--dry-run", "dry_run", is_flag=True,
+              help="Read the dump and do everything but write to disk.")
+@click.option("--target", "target", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Restore into DIR instead of the current directory.")
+@click.option("--keep-existing", "keep_existing", is_flag=True,
+              help="Leave files that already exist alone instead of replacing them.")
+@click.argument("paths", nargs=-1)
+def restore(rebuild, resume, extract_files, list_, compare, file, blocksize, verbose, quiet, yes,
+            dry_run, target, keep_existing, paths):
+    """Restore files from a dump: -r, -R, -x, -t or -C, as classic restore."""
+    chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
+              "list_": list_, "compare": compare}
+    modes = [letter for name, letter in _MODE_FLAGS if chosen[name]]
+    if len(modes) != 1:
+        raise click.UsageError("give exactly one of -r, -R, -x, -t, -C"
+                               + (f" (got {' '.join('-' + m for m in modes)})" if modes else ""))
+    s = settings()
+    opts = RestoreOptions(mode=modes[0], file=file or s.tape, paths=tuple(paths), target=target,
+                          verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
+                          blocksize=blocksize, keep_existing=keep_existing)
+    reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)
+    return run_restore(opts, s, reporter)

@@ -1,0 +1,249 @@
+"""The restore engine (classic: restore/main.c): run_restore() reads one dump
+and lists (-t), extracts (-x), rebuilds (-r), resumes (-R) or compares (-C).
+
+The steps are classic restore's: verify the tape and read the maps; extract
+the directories into an in-memory name tree; create directories; extract the
+files in tape order; set the directories' modes and times last.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ndump.errors import (
+    MediaError, Outcome, OutOfSpaceError, StartupError, UsageError,
+)
+from ndump.format import ROOTINO, DumpFormatError
+from ndump.report import Reporter
+from ndump.restore.dirs import Tree, canon, read_dirs
+from ndump.restore.extract import Extractor, Selection
+from ndump.restore.listing import Listing, list_names
+from ndump.restore.options import MODES, RestoreOptions
+from ndump.restore.symtab import COMPLETE, EXTRACTING, SymbolTable, SymtabError
+from ndump.restore.target import Target, reason
+from ndump.restore.volumes import DumpInput
+from ndump.settings import Settings
+
+__all__ = ["RestoreOptions", "run_restore", "MODES"]
+
+_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
+
+
+def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter, *,
+                out=None) -> Outcome:
+    """Run one restore.  ``out`` receives -t listings (default: standard output).
+
+    Start-up problems (no input, not a dump, bad options) raise NdumpError
+    subclasses; per-file problems go to the reporter; a tape that ends early
+    or a full target gives an Outcome with ``aborted`` set.
+    """
+    if options.mode == "i":
+        raise UsageError("interactive restore (-i) is not available yet; use -t and -x")
+    if options.mode in ("r", "R") and options.paths:
+        raise UsageError(f"-{options.mode} restores the whole dump and takes no file names")
+    spec = options.file or settings.tape
+    with DumpInput(spec, reporter, verify_checksums=options.verify_checksums) as dump:
+        run = _Run(options, settings, reporter, dump, out if out is not None else sys.stdout)
+        return run.dispatch()
+
+
+class _Run:
+    """One restore run: the steps shared by the modes."""
+
+    def __init__(self, options: RestoreOptions, settings: Settings, reporter: Reporter,
+                 dump: DumpInput, out):
+        self.o = options
+        self.settings = settings
+        self.r = reporter
+        self.dump = dump
+        self.out = out
+        self.aborted: str | None = None
+        self._total: int | None = None
+
+    def dispatch(self) -> Outcome:
+        self._start()
+        mode = self.o.mode
+        if mode == "t":
+            self._list()
+        elif mode == "x":
+            self._extract()
+        elif mode in ("r", "R"):
+            self._rebuild(resume=mode == "R")
+        elif mode == "C":
+            from ndump.restore.compare import compare
+            self._compare(compare)
+        return Outcome(self.r.problems, self.aborted)
+
+    # -- steps -----------------------------------------------------------------
+    def _start(self) -> None:
+        self.r.verbose("Verify tape and initialize maps")
+        self.dump.read_maps()
+        if self.dump.reader.compressed:
+            self.r.verbose("Dump tape is compressed.")
+        if self.o.mode == "t":
+            listing = Listing(self.out)
+            for line in self.dump.info_lines():
+                listing.line(line.encode("utf-8", "surrogateescape"))
+            listing.close()
+        else:
+            for line in self.dump.info_lines():
+                self.r.verbose(line)
+
+    def _read_tree(self):
+        """Directories -> Tree; returns (tree, first file record)."""
+        self.r.verbose("Extract directories from tape")
+        dirs: dict = {}
+        first = None
+        try:
+            first = read_dirs(self.dump.reader, self.r.file_problem, dirs)
+        except _ENDS_RUN as e:
+            self._abort(e)
+        if ROOTINO not in dirs:
+            if self.aborted:
+                raise StartupError(f"{self.dump.name}: {self.aborted}") from None
+            raise StartupError(f"{self.dump.name}: the root directory is not on the tape")
+        self.r.verbose("Initialize symbol table.")
+        return Tree(dirs, self.dump.reader.maxino, self.r.file_problem), first
+
+    def _abort(self, e: Exception) -> None:
+        self.aborted = f"{e}; aborting"
+
+    def _starts(self, tree: Tree) -> list:
+        if not self.o.paths:
+            return [tree.root]
+        starts = []
+        for p in self.o.paths:
+            e = tree.lookup(p)
+            if e is None:
+                self.r.file_problem(canon(p), "not on the tape")
+            else:
+                starts.append(e)
+        return starts
+
+    # -- modes -------------------------------------------------------------------
+    def _list(self) -> None:
+        tree, _ = self._read_tree()
+        listing = Listing(self.out)
+        list_names(tree, self._starts(tree), self.dump.in_bits, listing, verbose=self.o.verbose > 0)
+        listing.close()
+
+    def _extract(self) -> None:
+        tree, first = self._read_tree()
+        sel = Selection.of(tree, self._starts(tree), self.dump.in_bits)
+        # '.' is the user's directory: classic restore asks before changing it
+        self._write(tree, sel, first, set_root=self.o.yes, symtab=False)
+
+    def _rebuild(self, *, resume: bool) -> None:
+        tape = self.dump.tape
+        if tape.ddate != 0:
+            raise StartupError(f"{self.dump.name} is a level {tape.level} (incremental) dump:"
+                               " incremental restore -r is not supported yet")
+        if resume:
+            self._check_resume()
+        tree, first = self._read_tree()
+        self.r.verbose("Begin level 0 restore")
+        sel = Selection.of(tree, [tree.root], self.dump.in_bits)
+        self._write(tree, sel, first, set_root=True, symtab=True)
+
+    def _check_resume(self) -> None:
+        fd = os.open(self._target_path(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            table = SymbolTable.load(fd)
+        finally:
+            os.close(fd)
+        if table.dumpdate != self.dump.tape.date:
+            raise SymtabError("restoresymtable belongs to another dump: resume with the same dump")
+        if table.state == COMPLETE:
+            raise SymtabError("restoresymtable says this restore is complete: nothing to resume")
+        self.r.info("resuming: files already restored are replaced by the dump's copies")
+
+    def _compare(self, compare) -> None:
+        tree, first = self._read_tree()
+        sel = Selection.of(tree, self._starts(tree), self.dump.in_bits)
+        path = self.o.target or _dumped_fs(self.dump.tape.filesys) or Path.cwd()
+        self.r.verbose(f"comparing with {path}")
+        try:
+            compare(self.dump.reader, tree, sel, first, path, self.r)
+        except _ENDS_RUN as e:
+            self._abort(e)
+        self._report_missing(sel.leaves)
+        if self.r.problems:
+            self.r.info(f"Some files were modified!  {len(self.r.problems)} compare errors")
+
+    # -- writing -----------------------------------------------------------------
+    def _target_path(self) -> Path:
+        return Path(self.o.target) if self.o.target is not None else Path.cwd()
+
+    def _open_target(self, tree: Tree) -> Target | None:
+        if self.o.dry_run:
+            return None
+        path = self._target_path()
+        try:
+            return Target(path, tree.root, self.r, is_root=self.settings.is_root,
+                          keep_existing=self.o.keep_existing)
+        except OSError as e:
+            raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
+
+    def _write(self, tree: Tree, sel: Selection, first, *, set_root: bool, symtab: bool) -> None:
+        target = self._open_target(tree)
+        try:
+            ex = Extractor(self.dump.reader, tree, target, self.r,
+                           keep_existing=self.o.keep_existing, progress=self._progress)
+            self._write_steps(ex, tree, sel, first, target, set_root=set_root, symtab=symtab)
+        finally:
+            if target is not None:
+                target.close()
+        self._report_missing(sel.leaves)
+
+    def _write_steps(self, ex: Extractor, tree, sel, first, target, *, set_root, symtab) -> None:
+        try:
+            self.r.verbose("Make directories")
+            ex.make_dirs(sel.dirs)
+            if symtab and target is not None:
+                self._save_symtab(tree, ex, target, EXTRACTING)
+            if not self.aborted:
+                self.r.verbose("Extract new leaves.")
+                self._progress_start()
+                ex.run(first, sel.leaves)
+        except _ENDS_RUN as e:
+            self._abort(e)
+        finally:
+            self.r.progress_end()
+        if symtab and target is not None and not self.aborted:
+            self._save_symtab(tree, ex, target, COMPLETE)
+        ex.finish_dirs(set_root=set_root)
+
+    def _save_symtab(self, tree, ex: Extractor, target: Target, state: str) -> None:
+        table = SymbolTable.from_tree(tree, self.dump.tape, volume=self.dump.reader.volume,
+                                      modes=ex.modes, state=state)
+        try:
+            table.save(target.root_fd)
+        except OSError as e:
+            self.r.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
+
+    def _report_missing(self, leaves: dict) -> None:
+        """Names whose inode the maps promise but the tape did not deliver."""
+        for ino, names in sorted(leaves.items()):
+            for e in names:
+                if not e.parent.failed:
+                    self.r.file_problem(e.spath(), f"(inode {ino}) not found on tape")
+
+    # -- progress ----------------------------------------------------------------
+    def _progress_start(self) -> None:
+        totals = self.dump.tape.totals
+        self._total = self.dump.input_size() or (totals.blocks * 1024 if totals else None)
+        if self._total:
+            self.r.progress_start(self._total)
+
+    def _progress(self) -> None:
+        if self._total:
+            self.r.progress(self.dump.bytes_read(), self.dump.reader.volume)
+
+
+def _dumped_fs(filesys: str) -> Path | None:
+    """The dumped directory recorded in the header, when it is one here."""
+    path = filesys.split(" (dir ", 1)[0]
+    if path.startswith("/") and os.path.isdir(path):
+        return Path(path)
+    return None

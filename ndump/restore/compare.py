@@ -1,0 +1,178 @@
+"""restore -C: compare the dump with the files on disk (classic: restore/tape.c
+comparefile(), cmpfiles()).
+
+Each difference is a per-file problem: "size changed", "mode changed",
+"tape and disk copies are different", ...  Nothing is written.  Names are
+reached through directory descriptors and never followed when they are
+symbolic links.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from ndump.format import FormatReader, Hole, Inode, InodeRecord
+from ndump.report import Reporter
+from ndump.restore.dirs import Entry, Tree
+from ndump.restore.extract import Selection
+from ndump.restore.target import DirFds, reason
+
+_COMPARED_XATTRS = ("user.", "trusted.", "security.", "system.posix_acl_")
+
+
+class _Comparer:
+    def __init__(self, reader: FormatReader, tree: Tree, root_fd: int, reporter: Reporter):
+        self.reader = reader
+        self.tree = tree
+        self.fds = DirFds(root_fd, tree.root, limit=128)
+        self.r = reporter
+
+    def differs(self, e: Entry, what: str) -> None:
+        self.r.file_problem(e.spath(), what)
+
+    def lstat(self, e: Entry) -> os.stat_result | None:
+        try:
+            if e.parent is None:
+                return os.stat(self.fds.root_fd)
+            return os.stat(e.name, dir_fd=self.fds.get(e.parent), follow_symlinks=False)
+        except OSError as err:
+            self.differs(e, f"does not exist ({reason(err)})")
+            return None
+
+    def inode(self, e: Entry, inode: Inode, st: os.stat_result, *, times: bool) -> bool:
+        """Type, mode, owner (and for files mtime); False when the type differs."""
+        if stat.S_IFMT(st.st_mode) != stat.S_IFMT(inode.mode):
+            self.differs(e, "type changed")
+            return False
+        if stat.S_ISLNK(inode.mode):
+            pass                            # a symlink's mode means nothing on Linux
+        elif stat.S_IMODE(st.st_mode) != inode.mode & 0o7777:
+            self.differs(e, "mode changed")
+        if st.st_uid != inode.uid:
+            self.differs(e, "uid changed")
+        if st.st_gid != inode.gid:
+            self.differs(e, "gid changed")
+        if times and not _same_mtime(st, inode):
+            self.differs(e, "mtime changed")
+        return True
+
+    # -- directories -------------------------------------------------------------
+    def dirs(self, dirs: list[Entry]) -> None:
+        for e in dirs:
+            rec = self.tree.dirs.get(e.ino)
+            st = self.lstat(e) if rec is not None else None
+            if st is None:
+                e.failed = True
+                continue
+            self.inode(e, rec.inode, st, times=False)
+
+    # -- files -------------------------------------------------------------------
+    def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:
+        while rec is not None:
+            names = leaves.pop(rec.ino, None)
+            names = [e for e in names or () if not e.parent.failed]
+            if not names:
+                self.reader.skip(rec)
+            else:
+                self.fds.next_op()
+                self.file(rec, names[0])
+                if rec.damaged:
+                    self.differs(names[0], "damaged on the tape: " + "; ".join(rec.damaged))
+            rec = self.reader.next_record()
+
+    def file(self, rec: InodeRecord, e: Entry) -> None:
+        inode = rec.inode
+        st = self.lstat(e)
+        if st is None or not self.inode(e, inode, st, times=True):
+            self.reader.skip(rec)
+            return
+        if stat.S_ISREG(inode.mode):
+            self.contents(rec, e, st)
+        elif stat.S_ISLNK(inode.mode):
+            target = self.reader.read_all(rec).split(b"\0", 1)[0]
+            if os.readlink(e.name, dir_fd=self.fds.get(e.parent)) != target:
+                self.differs(e, "symbolic link target changed")
+        else:
+            self.reader.skip(rec)
+            if stat.S_ISCHR(inode.mode) or stat.S_ISBLK(inode.mode):
+                if st.st_rdev != inode.rdev:
+                    self.differs(e, "device number changed")
+        self.xattrs(rec, e)
+
+    def contents(self, rec: InodeRecord, e: Entry, st: os.stat_result) -> None:
+        gen = self.reader.file_data(rec)
+        if st.st_size != rec.inode.size:
+            self.differs(e, "size changed")
+            _drain(gen)
+            return
+        fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=self.fds.get(e.parent))
+        try:
+            same = _same_data(fd, gen)
+        finally:
+            os.close(fd)
+        _drain(gen)
+        if not same:
+            self.differs(e, "tape and disk copies are different")
+
+    def xattrs(self, rec: InodeRecord, e: Entry) -> None:
+        if stat.S_ISLNK(rec.inode.mode):
+            return
+        path = b"/proc/self/fd/%d/%s" % (self.fds.get(e.parent), e.name)
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+            disk = {n: os.getxattr(path, n, follow_symlinks=False)
+                    for n in names if n.startswith(_COMPARED_XATTRS)}
+        except OSError:
+            disk = {}
+        if disk != dict(rec.xattrs):
+            self.differs(e, "extended attributes or ACLs changed")
+
+
+def compare(reader: FormatReader, tree: Tree, sel: Selection, first: InodeRecord | None,
+            path: Path, reporter: Reporter) -> None:
+    """Compare the selected part of the dump with the tree at ``path``."""
+    root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    c = _Comparer(reader, tree, root_fd, reporter)
+    try:
+        c.dirs(sel.dirs)
+        c.run(first, sel.leaves)
+    finally:
+        c.fds.close()
+        os.close(root_fd)
+
+
+def _same_mtime(st: os.stat_result, inode: Inode) -> bool:
+    # stock dumps carry whole seconds (usec 0): compare at the precision carried
+    if inode.mtime_ns == 0:
+        return int(st.st_mtime_ns // 1_000_000_000) == inode.mtime
+    return st.st_mtime_ns == inode.mtime_total_ns
+
+
+def _same_data(fd: int, pieces) -> bool:
+    for piece in pieces:
+        n = piece.size if piece.__class__ is Hole else len(piece)
+        disk = _read_exactly(fd, n)
+        if piece.__class__ is Hole:
+            if disk.count(0) != n:
+                return False
+        elif disk != piece:
+            return False
+    return True
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def _drain(gen) -> None:
+    for _ in gen:
+        pass

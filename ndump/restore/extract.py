@@ -1,0 +1,367 @@
+"""Create what the tape holds, in tape order (classic: restore/restore.c
+createleaves()/createfiles(), tape.c extractfile()/getfile(), utilities.c
+linkit()).
+
+Per file: create the first name (O_CREAT|O_EXCL|O_NOFOLLOW relative to its
+directory's descriptor), write the data with holes kept as holes, then owner,
+mode, attributes, the other names as hard links, times, and the inode flags
+last (immutable/append-only would forbid the rest).  Directories get their
+metadata at the very end, deepest first, after all of their contents.
+
+An existing name is replaced atomically: the new file is made under a temporary
+name beside it and renamed over it once complete.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterator
+
+from ndump.format import DumpFormatError, FormatReader, Hole, Inode, InodeRecord, MAX_SYMLINK
+from ndump.report import Reporter
+from ndump.restore.dirs import Entry, Tree
+from ndump.restore.target import O_NEWFILE, Target, check_space, reason
+
+_SEEK_CUR = os.SEEK_CUR
+_NODE_TYPES = (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK)
+
+
+class Selection:
+    """What to restore: directories to create (parents first) and, per inode,
+    the names to give it (classic: the NEW/EXTRACT marks of restore.c)."""
+
+    def __init__(self):
+        self.dirs: list[Entry] = []
+        self.leaves: dict[int, list[Entry]] = {}
+
+    @classmethod
+    def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "Selection":
+        sel = cls()
+        seen: set[int] = set()
+        for start in starts:
+            for anc in _ancestors(start):
+                if id(anc) not in seen:
+                    seen.add(id(anc))
+                    sel.dirs.append(anc)
+            for e in tree.walk(start):
+                if id(e) in seen:
+                    continue
+                seen.add(id(e))
+                if e.is_dir:
+                    sel.dirs.append(e)
+                elif in_bits(e.ino):
+                    sel.leaves.setdefault(e.ino, []).append(e)
+        sel.dirs.sort(key=lambda e: e.depth)   # stable: parents before children
+        return sel
+
+
+def _ancestors(e: Entry) -> list[Entry]:
+    chain = []
+    p = e.parent
+    while p is not None:
+        chain.append(p)
+        p = p.parent
+    return list(reversed(chain))
+
+
+class Extractor:
+    """Writes one dump's files under a Target (None: -N, write nothing)."""
+
+    def __init__(self, reader: FormatReader, tree: Tree, target: Target | None,
+                 reporter: Reporter, *, keep_existing: bool = False, progress=None):
+        self.reader = reader
+        self.tree = tree
+        self.t = target
+        self.reporter = reporter
+        self.keep_existing = keep_existing
+        self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
+        self.made_dirs: list[Entry] = []
+        self._progress = progress or (lambda: None)
+        self.current: Entry | None = None    # the file being written, for abort messages
+
+    # -- messages ----------------------------------------------------------------
+    def problem(self, e: Entry, text: str) -> None:
+        self.reporter.file_problem(e.spath(), text)
+
+    def _os_problem(self, e: Entry, err: OSError) -> None:
+        check_space(err, e.spath())
+        self.problem(e, reason(err))
+
+    # -- directories ---------------------------------------------------------------
+    def make_dirs(self, dirs: list[Entry]) -> None:
+        """Create (or merge into) the directories, parents first."""
+        for e in dirs:
+            if e.parent is None:
+                self.made_dirs.append(e)
+                continue
+            if e.parent.failed:
+                e.failed = True
+                continue
+            self.reporter.verbose(f"make node {e.spath()}", 2)
+            if self.t is None:
+                self.made_dirs.append(e)
+                continue
+            try:
+                self.t.make_dir(e)
+            except OSError as err:
+                e.failed = True
+                check_space(err, e.spath())
+                self.problem(e, f"cannot create directory: {reason(err)}; its contents are not restored")
+                continue
+            self.made_dirs.append(e)
+
+    def finish_dirs(self, *, set_root: bool) -> None:
+        """Directory owner, mode, attributes, times and flags, deepest first."""
+        self.reporter.verbose("Set directory mode, owner, and times.")
+        if self.t is None:
+            return
+        for e in sorted(self.made_dirs, key=lambda d: d.depth, reverse=True):
+            rec = self.tree.dirs.get(e.ino)
+            if e.failed or rec is None or (e.parent is None and not set_root):
+                continue
+            self.t.fds.next_op()
+            try:
+                self._dir_attrs(e, rec.inode, rec.xattrs)
+            except OSError as err:
+                self._os_problem(e, err)
+
+    def _dir_attrs(self, e: Entry, inode: Inode, xattrs) -> None:
+        t = self.t
+        fd = t.fds.get(e)
+        t.owner_mode_fd(fd, inode)
+        if xattrs:
+            t.xattrs(fd, xattrs, e.spath())
+        os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
+        t.flags_fd(fd, inode.flags, e.spath())
+
+    # -- files ---------------------------------------------------------------------
+    def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:
+        """Extract records until the end of the tape; ``leaves`` loses what is done.
+
+        Raises DumpFormatError (truncated or unreadable tape), MediaError or
+        OutOfSpaceError, which end the restore; everything else is per file.
+        """
+        reader = self.reader
+        while rec is not None:
+            names = leaves.pop(rec.ino, None)
+            if names is None:
+                reader.skip(rec)
+            else:
+                self.modes[rec.ino] = rec.inode.mode
+                self._extract(rec, names)
+                self._progress()
+            rec = reader.next_record()
+
+    def _extract(self, rec: InodeRecord, names: list[Entry]) -> None:
+        if len(names) > 1 or names[0].parent.failed:
+            names = [e for e in names if not e.parent.failed]
+            if not names:
+                self.reader.skip(rec)
+                return
+        if self.t is not None:
+            self.t.fds.next_op()
+        mode = rec.inode.mode
+        ftype = stat.S_IFMT(mode)
+        self.reporter.verbose(f"extract file {names[0].spath()}", 2)
+        if self.t is None:
+            self.reader.skip(rec)
+        elif rec.header.is_metaonly:
+            self._metaonly(rec, names)
+        elif ftype == stat.S_IFREG:
+            self._regular(rec, names)
+        elif ftype == stat.S_IFLNK:
+            self._symlink(rec, names)
+        elif ftype in _NODE_TYPES:
+            self.reader.skip(rec)
+            self._named(rec, names, lambda dfd, n: os.mknod(n, ftype | 0o600, rec.inode.rdev, dir_fd=dfd))
+        else:
+            self.reader.skip(rec)
+            what = "a directory found among the files" if ftype == stat.S_IFDIR else f"unknown file type {mode:o}"
+            self.problem(names[0], f"{what}; skipped")
+            return
+        if rec.damaged:
+            self.problem(names[0], "damaged on the tape: " + "; ".join(dict.fromkeys(rec.damaged)))
+
+    # regular files: the hot path of a restore ------------------------------------
+    def _regular(self, rec: InodeRecord, names: list[Entry]) -> None:
+        gen = self.reader.file_data(rec)
+        opened = self._open_first(names, rec.ino)
+        if opened is None:
+            _drain(gen)
+            return
+        i, e, dfd, fd, temp = opened
+        t = self.t
+        inode = rec.inode
+        self.current = e
+        try:
+            _write_data(fd, gen, inode.size)
+            t.owner_mode_fd(fd, inode)
+            if rec.xattrs:
+                t.xattrs(fd, rec.xattrs, e.spath())
+            if temp is not None:
+                t.replace(dfd, temp, e.name)
+                temp = None
+            if i + 1 < len(names):
+                self._links(e, names[i + 1:])
+            os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
+            if inode.flags:
+                t.flags_fd(fd, inode.flags, e.spath())
+        except OSError as err:
+            check_space(err, e.spath())
+            _drain(gen)
+            self.problem(e, reason(err))
+        except DumpFormatError:
+            self.problem(e, "incomplete: the dump ends inside this file")
+            raise
+        finally:
+            os.close(fd)
+            if temp is not None:
+                _unlink_quietly(dfd, temp)
+            self.current = None
+
+    def _open_first(self, names: list[Entry], ino: int):
+        """Create the first name that can be created -> (index, entry, dfd, fd, temp)."""
+        for i, e in enumerate(names):
+            try:
+                dfd = self.t.fds.get(e.parent)
+                try:
+                    return i, e, dfd, os.open(e.name, O_NEWFILE, 0o600, dir_fd=dfd), None
+                except FileExistsError:
+                    temp = self._temp_for(dfd, e, ino)
+                    if temp is None:
+                        continue
+                    return i, e, dfd, os.open(temp, O_NEWFILE, 0o600, dir_fd=dfd), temp
+            except OSError as err:
+                self._os_problem(e, err)
+        return None
+
+    def _temp_for(self, dfd: int, e: Entry, ino: int) -> bytes | None:
+        """A temporary name for replacing an existing file; None: leave it alone."""
+        if self.keep_existing:
+            self.reporter.verbose(f"{e.spath()}: exists, kept", 2)
+            return None
+        if self.t.existing_is_dir(dfd, e.name):
+            self.problem(e, "an existing directory is in the way; not replaced")
+            return None
+        return self.t.temp_name(dfd, ino)
+
+    def _links(self, first: Entry, others: list[Entry]) -> None:
+        """The other names of a hard-linked inode (classic createlinks())."""
+        t = self.t
+        for e in others:
+            try:
+                dfd = t.fds.get(e.parent)
+                src = t.fds.get(first.parent)
+                try:
+                    os.link(first.name, e.name, src_dir_fd=src, dst_dir_fd=dfd, follow_symlinks=False)
+                except FileExistsError:
+                    temp = self._temp_for(dfd, e, first.ino)
+                    if temp is not None:
+                        os.link(first.name, temp, src_dir_fd=src, dst_dir_fd=dfd, follow_symlinks=False)
+                        t.replace(dfd, temp, e.name)
+            except OSError as err:
+                check_space(err, e.spath())
+                self.problem(e, f"cannot link to {first.spath()}: {reason(err)}")
+
+    # symlinks, devices, fifos, sockets: made by name -------------------------------
+    def _symlink(self, rec: InodeRecord, names: list[Entry]) -> None:
+        data = self.reader.read_all(rec)
+        target = data.split(b"\0", 1)[0]
+        if not target or len(target) > MAX_SYMLINK:
+            self.problem(names[0], "symbolic link with an empty or too long target; skipped")
+            return
+        self._named(rec, names, lambda dfd, n: os.symlink(target, n, dir_fd=dfd))
+
+    def _named(self, rec: InodeRecord, names: list[Entry], make) -> None:
+        t = self.t
+        inode = rec.inode
+        for i, e in enumerate(names):
+            dfd = temp = None
+            try:
+                dfd = t.fds.get(e.parent)
+                try:
+                    make(dfd, e.name)
+                except FileExistsError:
+                    temp = self._temp_for(dfd, e, rec.ino)
+                    if temp is None:
+                        continue
+                    make(dfd, temp)
+                self._named_attrs(dfd, temp or e.name, rec, e)
+                if temp is not None:
+                    t.replace(dfd, temp, e.name)
+                self._links(e, names[i + 1:])
+                t.times_name(dfd, e.name, inode)
+                return
+            except OSError as err:
+                if temp is not None:
+                    _unlink_quietly(dfd, temp)
+                self._os_problem(e, err)
+
+    def _named_attrs(self, dfd: int, name: bytes, rec: InodeRecord, e: Entry) -> None:
+        t = self.t
+        t.owner_mode_name(dfd, name, rec.inode)
+        if rec.xattrs:
+            t.xattrs(t.name_path(dfd, name), rec.xattrs, e.spath())
+
+    # metadata-only records (dump -m, FORMAT §2.4) ----------------------------------
+    def _metaonly(self, rec: InodeRecord, names: list[Entry]) -> None:
+        self.reader.skip(rec)
+        e = names[0]
+        t = self.t
+        inode = rec.inode
+        try:
+            dfd = t.fds.get(e.parent)
+            if stat.S_ISREG(inode.mode):
+                fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    t.owner_mode_fd(fd, inode)
+                    if rec.xattrs:
+                        t.xattrs(fd, rec.xattrs, e.spath())
+                    os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
+                    t.flags_fd(fd, inode.flags, e.spath())
+                finally:
+                    os.close(fd)
+            else:
+                self._named_attrs(dfd, e.name, rec, e)
+                t.times_name(dfd, e.name, inode)
+        except FileNotFoundError:
+            self.problem(e, "metadata-only record for a file that does not exist; skipped")
+        except OSError as err:
+            self._os_problem(e, err)
+
+
+def _write_data(fd: int, pieces: Iterator, size: int) -> None:
+    """Data pieces -> fd; Hole runs become real holes (lseek), trailing ones ftruncate."""
+    write = os.write
+    lseek = os.lseek
+    hole_at_end = False
+    for piece in pieces:
+        if piece.__class__ is Hole:
+            lseek(fd, piece.size, _SEEK_CUR)
+            hole_at_end = True
+            continue
+        n = write(fd, piece)
+        if n != len(piece):
+            _write_rest(fd, memoryview(piece)[n:])
+        hole_at_end = False
+    if hole_at_end:
+        os.ftruncate(fd, size)
+
+
+def _write_rest(fd: int, view: memoryview) -> None:
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _drain(gen: Iterator) -> None:
+    for _ in gen:
+        pass
+
+
+def _unlink_quietly(dfd: int, name: bytes) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass
+

@@ -1,0 +1,140 @@
+"""``restoresymtable``: what a -r restore leaves for the next incremental and
+for -R (classic: restore/symtab.c dumpsymtable()/initsymtable(); FORMAT §6.3).
+
+Classic restore writes its in-memory structs; ndump writes its own format,
+safe to read back: a first line naming the format, then one JSON document.
+It holds the name tree by dump inode (each directory's names and their
+inodes), the mode of every restored inode, the dump date (c_date, which the
+next incremental's c_ddate must equal) and that dump's own base date.
+Names are bytes; in JSON they are strings decoded with surrogateescape.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from ndump.errors import StartupError
+from ndump.restore.dirs import Tree
+
+NAME = b"restoresymtable"
+MAGIC = "ndump-restoresymtable"
+VERSION = 1
+EXTRACTING = "extracting"      # written before the files; -R resumes from it
+COMPLETE = "complete"
+MAX_BYTES = 1 << 31
+
+
+class SymtabError(StartupError):
+    """restoresymtable is missing, foreign or damaged."""
+
+
+@dataclass
+class SymbolTable:
+    dumpdate: int                # c_date of the dump last restored
+    dumptime: int                # c_ddate of that dump (0 for a level 0)
+    level: int
+    volume: int
+    maxino: int
+    ntrec: int
+    state: str = EXTRACTING
+    dirs: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
+    modes: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_tree(cls, tree: Tree, tape, *, volume: int, modes: dict[int, int],
+                  state: str) -> "SymbolTable":
+        dirs: dict[int, list[tuple[bytes, int]]] = {}
+        all_modes = {ino: rec.inode.mode for ino, rec in tree.dirs.items()}
+        all_modes.update(modes)
+        for e in tree.walk():
+            if e.children is not None and not e.failed:
+                dirs[e.ino] = [(c.name, c.ino) for c in e.children if not c.failed]
+        return cls(dumpdate=tape.date, dumptime=tape.ddate, level=tape.level, volume=volume,
+                   maxino=tree.maxino, ntrec=tape.ntrec, state=state, dirs=dirs, modes=all_modes)
+
+    # -- writing -----------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        doc = {
+            "dumpdate": self.dumpdate, "dumptime": self.dumptime, "level": self.level,
+            "volume": self.volume, "maxino": self.maxino, "ntrec": self.ntrec,
+            "state": self.state,
+            "dirs": [[ino, [[_s(n), child] for n, child in names]] for ino, names in self.dirs.items()],
+            "modes": [[ino, mode] for ino, mode in self.modes.items()],
+        }
+        body = json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+        return f"{MAGIC} {VERSION}\n{body}\n".encode("ascii")
+
+    def save(self, dir_fd: int) -> None:
+        """Write atomically (temporary name, fsync, rename) at the target's top."""
+        temp = NAME + b".tmp-%d" % os.getpid()
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
+        try:
+            data = memoryview(self.to_bytes())
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+    # -- reading -----------------------------------------------------------------
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "SymbolTable":
+        first, _, body = raw.partition(b"\n")
+        if first != f"{MAGIC} {VERSION}".encode():
+            raise SymtabError("restoresymtable was not written by this version of ndump restore")
+        try:
+            doc = json.loads(body)
+            table = cls(**{k: _int(doc[k]) for k in ("dumpdate", "dumptime", "level", "volume",
+                                                     "maxino", "ntrec")},
+                        state=str(doc["state"]))
+            for ino, names in doc["dirs"]:
+                table.dirs[_int(ino)] = [(_name(n), _int(child)) for n, child in names]
+            for ino, mode in doc["modes"]:
+                table.modes[_int(ino)] = _int(mode)
+        except (ValueError, KeyError, TypeError) as e:
+            raise SymtabError(f"restoresymtable is damaged ({e})") from None
+        if table.state not in (EXTRACTING, COMPLETE):
+            raise SymtabError("restoresymtable is damaged (unknown state)")
+        return table
+
+    @classmethod
+    def load(cls, dir_fd: int) -> "SymbolTable":
+        try:
+            fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise SymtabError("cannot find restoresymtable: run restore -r with a level 0 dump first") from None
+        except OSError as e:
+            raise SymtabError(f"cannot open restoresymtable: {os.strerror(e.errno).lower()}") from None
+        try:
+            chunks = []
+            total = 0
+            while chunk := os.read(fd, 1 << 20):
+                total += len(chunk)
+                if total > MAX_BYTES:
+                    raise SymtabError("restoresymtable is too large")
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return cls.from_bytes(b"".join(chunks))
+
+
+def _s(name: bytes) -> str:
+    return name.decode("utf-8", "surrogateescape")
+
+
+def _int(v) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError(f"bad number {v!r}")
+    return v
+
+
+def _name(v) -> bytes:
+    if type(v) is not str:
+        raise ValueError("bad name")
+    raw = v.encode("utf-8", "surrogateescape")
+    if not raw or b"/" in raw or b"\0" in raw or raw in (b".", b".."):
+        raise ValueError(f"bad name {v!r}")
+    return raw
