@@ -42,11 +42,20 @@ from ndump.report import make_reporter
               help="Print the last dump of every tree in the dumpdates file and exit.")
 @click.option("-w", "--show-needed", "show_needed", is_flag=True,
               help="Print the trees not dumped in the last day and exit.")
+@click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
+              help="FILE is a prefix: volumes are FILE001, FILE002, ...")
+@click.option("-B", "--volume-size", "volume_size", metavar="BLOCKS[,BLOCKS...]",
+              help="1 KiB blocks per volume; a comma list gives each volume its own size"
+              " (the last one repeats).")
+@click.option("-F", "--script", "script", metavar="SCRIPT",
+              help="Run SCRIPT DEVICE VOLUME at each volume change: exit 0 goes on,"
+              " 1 asks the operator, anything else aborts.")
 @quiet_option
 @verbose_option
 @click.argument("path", required=False)
 def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, estimate,
-         no_checksums, update, dumpdates, base_date, show_all, show_needed, quiet, verbose, path):
+         no_checksums, update, dumpdates, base_date, show_all, show_needed, multi_volume,
+         volume_size, script, quiet, verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
     if show_all or show_needed:
@@ -66,6 +75,20 @@ def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, e
                        compress_level=compress[1] if compress else 2,
                        checksums=not no_checksums, update=update,
                        dumpdates=Path(dumpdates) if dumpdates else None,
-                       base_date=parse_date(base_date) if base_date else None)
+                       base_date=parse_date(base_date) if base_date else None,
+                       multi_volume=multi_volume, volume_sizes=_sizes(volume_size),
+                       script=script)
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     return run_dump(opts, s, reporter)
+
+
+def _sizes(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise click.UsageError(f"-B takes block counts separated by commas, not {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise click.UsageError("-B sizes must be positive")
+    return sizes

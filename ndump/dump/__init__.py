@@ -6,10 +6,9 @@ import os
 import time
 
 from ndump.errors import Outcome, StartupError, UsageError
-from ndump.format import DumpIdent, FormatWriter, RecordPacker, Totals
+from ndump.format import DumpIdent, FormatWriter, Totals
 from ndump.format.constants import ROOTINO, TP_BSIZE
 from ndump.format.records import ALGORITHMS
-from ndump.media import open_output
 from ndump.report import Reporter
 from ndump.settings import Settings
 from ndump.dump.dumpdates import DumpDates, history_lines
@@ -17,6 +16,7 @@ from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
 from ndump.dump.select import Selection, Walk
 from ndump.dump.volumes import VolumeWriter
+from ndump.dump.volchange import VolumeChanger
 from ndump.dump.writer import TreeWriter
 
 __all__ = ["DumpOptions", "run_dump", "show_history"]
@@ -155,16 +155,18 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
                       label=opts.label or "none", filesys=ident_path,
                       dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
                       compressed=algorithm is not None)
-    output = open_output(opts.file)
-    packer = RecordPacker(opts.ntrec, algorithm, opts.compress_level) if algorithm is not None else None
-    sink = VolumeWriter(output, opts.ntrec, packer)
+    changer = VolumeChanger(opts, settings, reporter)
+    sink = VolumeWriter(changer.open, opts.ntrec, algorithm=algorithm, level=opts.compress_level,
+                        capacities=list(opts.volume_sizes), change_volume=changer.change,
+                        on_volume=changer.started)
     fmt = FormatWriter(sink, ident)
+    sink.fmt = fmt
     started = time.monotonic()
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
         fmt.write_maps(clri, bits, maxino)
         tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
-                          progress=lambda n: reporter.progress(n))
+                          progress=lambda n: reporter.progress(n, sink.volume))
         reporter.phase("III", "dumping directories")
         tree.dump_dirs()
         reporter.phase("IV", "dumping regular files")
@@ -173,12 +175,16 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         reporter.progress_end()
         fmt.write_end(maxino)
         sink.close()
-    finally:
+    except BaseException:
         reporter.progress_end()
-        output.close()
+        try:
+            sink.output.close()
+        except Exception:
+            pass
+        raise
     elapsed = max(time.monotonic() - started, 1e-6)
     kib = sink.blocks
-    reporter.info(f"{kib} blocks (%.2fMB) on 1 volume(s)" % (kib / 1024))
+    reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
     reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
     reporter.info("DUMP IS DONE" if not reporter.problems else
                   f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")

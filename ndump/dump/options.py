@@ -24,3 +24,6 @@ class DumpOptions:
     compress_level: int = 2
     estimate_only: bool = False           # -S
     checksums: bool = True                # per-chunk CRC32 extension
+    multi_volume: bool = False            # -M: FILE is a prefix, volumes FILE001, FILE002, ...
+    volume_sizes: tuple[int, ...] = ()    # -B: blocks per volume, per volume (last repeats)
+    script: str | None = None             # -F: run at each volume change

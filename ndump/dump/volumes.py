@@ -1,83 +1,230 @@
-"""Records to media (classic: the write side of dump/tape.c).
+"""Records to media, and volume changes (classic: the write side of dump/tape.c).
 
-The FormatWriter hands over headers and data; this sink packs them into records
-of ntrec blocks, compresses them when asked, and writes them to the output.  For
-plain files and pipes it writes large batches with writev (records only matter
-to tapes and to compressed framing).
+The FormatWriter hands over headers and data.  This sink cuts them into records
+of ntrec blocks, compresses records in worker threads (zlib and bzip2 release
+the GIL, so compression runs beside the reading), writes them, and starts a new
+volume when a -B cap is reached or the medium reports its end.
+
+Every byte stays in the pending buffer until the medium has taken it, so after an
+end of medium the blocks not yet written go to the next volume, behind its
+TS_TAPE, whose c_count says how many of them still belong to the inode in
+progress (FORMAT §7.2).  Headers among them keep the volume number they were
+packed with, as stock dump's do after an end of medium; restore reads volume
+numbers only from TS_TAPE.
 """
 from __future__ import annotations
 
-import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
-from ndump.format import RecordPacker
 from ndump.format.constants import TP_BSIZE
+from ndump.format.records import compress_record
+from ndump.media import EndOfMedia
 
-_BATCH = 1 << 20
+_BATCH = 1 << 20           # bytes gathered before records are written
+_INFLIGHT = 4              # compressed batches queued ahead of the writer
 
 
 class VolumeWriter:
-    def __init__(self, output, ntrec: int, packer: RecordPacker | None = None):
-        self.output = output
+    def __init__(self, open_volume: Callable[[int], object], ntrec: int, *,
+                 algorithm: int | None = None, level: int = 2,
+                 capacities: list[int] | None = None,
+                 change_volume: Callable[[int], None] | None = None,
+                 on_volume: Callable[[int, int], None] | None = None):
+        self.open_volume = open_volume
         self.ntrec = ntrec
         self.record = ntrec * TP_BSIZE
-        self.packer = packer
-        self._parts: list = []
-        self._pending = 0
+        self.algorithm = algorithm
+        self.level = level
+        self.capacities = capacities or []
+        self.change_volume = change_volume or (lambda v: None)
+        self.on_volume = on_volume or (lambda v, ino: None)
+        self.fmt = None                       # the FormatWriter, for volume headers
+        self.volume = 1
+        self.output = open_volume(1)
+        self._buf = bytearray()               # bytes not yet on the medium
+        self._front = 0                       # leading bytes of _buf that are a new TS_TAPE
+        self._base = 0                        # stream offset of _buf[_front]
+        self._log: deque = deque()            # (stream offset, ino, nblocks) per header
+        self._submitted = 0                   # bytes of _buf handed to compression
+        self._inflight: deque = deque()       # futures of compressed record lists
+        self._vol_records = 0
+        self._vol_bytes = 0
+        self.total_blocks = 0                 # blocks on the media so far, all volumes
         self.blocks = 0
         self.bytes_out = 0
-        self._direct = packer is None and not getattr(output, "is_tape", False) \
-            and hasattr(output, "fd")
+        self.volumes = 1
+        self._pool = ThreadPoolExecutor(2) if algorithm is not None else None
 
+    # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
-        self._parts.append(header)
-        self._pending += TP_BSIZE
+        self._log.append((self._base + len(self._buf) - self._front, ino, nblocks))
+        self._buf += header
         if data is not None and nblocks:
-            self._parts.append(data)
-            self._pending += len(data)
+            self._buf += data
         self.blocks += 1 + nblocks
-        if self._pending >= _BATCH:
-            self._flush(final=False)
+        if len(self._buf) - self._submitted >= _BATCH:
+            self._flush()
 
-    def _flush(self, final: bool) -> None:
-        if not self._parts:
-            return
-        if self._direct:
-            _writev_all(self.output, self._parts)
-            self.bytes_out += self._pending
-            self._parts, self._pending = [], 0
-            return
-        buf = b"".join(self._parts)
-        whole = len(buf) - len(buf) % self.record
-        if final:
-            whole = len(buf)
-        for off in range(0, whole, self.record):
-            rec = buf[off:off + self.record]
-            out = self.packer.pack(rec) if self.packer else rec
-            self.output.write(out)
-            self.bytes_out += len(out)
-        rest = buf[whole:]
-        self._parts = [rest] if rest else []
-        self._pending = len(rest)
+    def pad_blocks(self) -> int:
+        """TS_END blocks needed to fill the current record (at least one)."""
+        in_volume = self._vol_records * self.ntrec + len(self._buf) // TP_BSIZE
+        return self.ntrec - in_volume % self.ntrec
 
     def close(self) -> None:
-        self._flush(final=True)
-
-
-def _writev_all(output, parts: list) -> None:
-    """writev every part, resuming after short writes; errors go through output.write."""
-    fd = output.fd
-    views = [memoryview(p) for p in parts]
-    while views:
         try:
-            n = os.writev(fd, views[:1024])
-        except OSError:
-            # let the medium translate the error (ENOSPC -> EndOfMedia, ...)
-            output.write(b"".join(views))
-            return
-        while n and views:
-            if n >= len(views[0]):
-                n -= len(views[0])
-                views.pop(0)
+            if len(self._buf) % self.record:
+                raise AssertionError("dump stream does not end on a record boundary")
+            while self._buf:
+                self._flush()
+                try:
+                    self._drain()
+                except EndOfMedia as e:
+                    self._next_volume(str(e))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        self.output.close()
+
+    # -- writing -------------------------------------------------------------
+    def _room(self) -> int | None:
+        """Records this volume can still take (-B), None when unlimited."""
+        if not self.capacities:
+            return None
+        cap = self.capacities[min(self.volume, len(self.capacities)) - 1]
+        return max(1, cap // self.ntrec) - self._vol_records
+
+    def _flush(self) -> None:
+        try:
+            if self._pool is None:
+                self._write_plain()
             else:
-                views[0] = views[0][n:]
-                n = 0
+                self._submit()
+        except EndOfMedia as e:
+            self._next_volume(str(e))
+
+    def _write_plain(self) -> None:
+        while True:
+            n = len(self._buf) // self.record
+            room = self._room()
+            if room is not None:
+                if room <= 0 and self._buf:
+                    self._next_volume("volume size reached")
+                    continue
+                n = min(n, room)
+            if not n:
+                return
+            nbytes = n * self.record
+            try:
+                self.output.write(memoryview(self._buf)[:nbytes])
+            except EndOfMedia as e:
+                ok = e.written - e.written % self.record
+                self.output.truncate_to(self._vol_bytes + ok)
+                self._consumed(ok)
+                raise
+            self._consumed(nbytes)
+
+    def _submit(self) -> None:
+        """Queue whole records for compression; write what is ready."""
+        while True:
+            avail = (len(self._buf) - self._submitted) // self.record
+            room = self._room()
+            if room is not None:
+                room -= (self._submitted // self.record)
+                if room <= 0 and len(self._buf) > self._submitted:
+                    self._drain()
+                    self._next_volume("volume size reached")
+                    continue
+                avail = min(avail, room)
+            if not avail:
+                return
+            start = self._submitted
+            first = self._vol_records == 0 and start == 0
+            chunk = bytes(self._buf[start:start + avail * self.record])
+            records = [chunk[i:i + self.record] for i in range(0, len(chunk), self.record)]
+            self._submitted += len(chunk)
+            fut = self._pool.submit(_pack_records, records, self.algorithm, self.level, first)
+            self._inflight.append((fut, len(chunk)))
+            while len(self._inflight) > _INFLIGHT:
+                self._drain_one()
+
+    def _drain(self) -> None:
+        while self._inflight:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        fut, _size = self._inflight[0]
+        packed = fut.result()
+        self._inflight.popleft()
+        for rec in packed:
+            try:
+                self.output.write(rec)
+            except EndOfMedia:
+                self.output.truncate_to(self._vol_bytes)
+                for f, _ in self._inflight:
+                    f.cancel()
+                self._inflight.clear()
+                self._submitted = 0
+                raise
+            self._vol_bytes += len(rec)
+            self.bytes_out += len(rec)
+            self._submitted -= self.record
+            self._consumed(self.record, physical=len(rec))
+
+    def _consumed(self, nbytes: int, physical: int | None = None) -> None:
+        """The first nbytes of _buf are on the medium."""
+        if not nbytes:
+            return
+        if physical is None:
+            self._vol_bytes += nbytes
+            self.bytes_out += nbytes
+        front = min(self._front, nbytes)
+        self._front -= front
+        self._base += nbytes - front
+        del self._buf[:nbytes]
+        self._vol_records += nbytes // self.record
+        self.total_blocks += nbytes // TP_BSIZE
+        log = self._log
+        while len(log) > 1 and log[1][0] <= self._base:
+            log.popleft()
+
+    # -- volume changes ------------------------------------------------------
+    def _owed(self) -> tuple[int, int]:
+        """(data blocks of the inode in progress still to come, that inode)."""
+        pos = self._base
+        ino = 0
+        for off, hino, nb in self._log:
+            if off > pos:
+                break
+            ino = hino
+            end = off + TP_BSIZE * (1 + nb)
+            if off < pos < end:
+                return (end - pos) // TP_BSIZE, hino
+        return 0, ino
+
+    def _next_volume(self, why: str) -> None:
+        if self.fmt is None:
+            raise EndOfMedia(why)
+        owed, ino = self._owed()
+        self.output.close()
+        self.volume += 1
+        self.volumes = self.volume
+        self.change_volume(self.volume)
+        self.output = self.open_volume(self.volume)
+        self.fmt.start_volume(self.volume, self.total_blocks)
+        tape = self.fmt.volume_header(count=owed, ino=ino, tapea=self.total_blocks, consume=False)
+        if self._front:                       # a TS_TAPE that never reached the medium
+            del self._buf[:self._front]
+        self._buf[:0] = tape
+        self._front = TP_BSIZE
+        self._vol_records = 0
+        self._vol_bytes = 0
+        self._submitted = 0
+        self.on_volume(self.volume, ino)
+
+
+def _pack_records(records: list, algorithm: int, level: int, first: bool) -> list:
+    out = [records[0]] if first else []
+    out += [compress_record(r, algorithm, level) for r in records[1 if first else 0:]]
+    return out

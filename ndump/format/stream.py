@@ -88,11 +88,20 @@ class FormatWriter:
         self.sink.put(header, data, ino, nblocks)
         self.tapea += 1 + nblocks
 
-    def volume_header(self, *, count: int = 1, ino: int = 0, totals: Totals | None = None) -> bytes:
-        """TS_TAPE for the current volume (FORMAT §4.2, §7.2); consumes a block number."""
+    def volume_header(self, *, count: int = 1, ino: int = 0, totals: Totals | None = None,
+                      tapea: int | None = None, consume: bool = True) -> bytes:
+        """TS_TAPE for the current volume (FORMAT §4.2, §7.2).
+
+        A volume after the first takes the number of the first block it displaces
+        and consumes none (``tapea``, ``consume=False``), like stock dump after an
+        end of medium.
+        """
+        saved = self.tapea
+        if tapea is not None:
+            self.tapea = tapea
         block = self._header(TS_TAPE, ino, Inode(), count, bytes(512),
                              flags=DR_NEWHEADER, totals=totals)
-        self.tapea += 1
+        self.tapea = saved + 1 if consume else saved
         return block
 
     def start_volume(self, volume: int, firstrec: int) -> None:
@@ -137,8 +146,9 @@ class FormatWriter:
     def write_end(self, maxino: int) -> None:
         """TS_END headers up to the end of the current record (FORMAT §4.8)."""
         ntrec = self.ident.ntrec
-        position = self.tapea - self.firstrec
-        for _ in range(ntrec - position % ntrec):
+        pad = getattr(self.sink, "pad_blocks", None)
+        count = pad() if pad else ntrec - (self.tapea - self.firstrec) % ntrec
+        for _ in range(count):
             self._put(self._header(TS_END, maxino, Inode(), 0, bytes(512)), None, maxino, 0)
 
 
@@ -381,10 +391,14 @@ class FormatReader:
         i = 0
         crc = 0
         while i < count:
+            # runs found with bytes methods: a per-entry Python loop costs ~10 us a header
             present = addr[i] != 0
-            j = i + 1
-            while j < count and (addr[j] != 0) == present:
-                j += 1
+            if present:
+                j = addr.find(0, i, count)
+                if j < 0:
+                    j = count
+            else:
+                j = count - len(addr[i:count].lstrip(b"\0"))
             run = j - i
             span = min(run * TP_BSIZE, max(0, remaining))
             if present:

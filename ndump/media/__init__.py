@@ -1,23 +1,50 @@
-"""Media: image files, pipes (tapes and rmt come with the media issue).
+"""Media: image files, pipes, tape drives and remote files/tapes over rmt.
 
-``open_output(spec)`` / ``open_input(spec)`` parse a -f argument and pick the class.
+``open_output(spec, settings)`` / ``open_input(spec, settings)`` parse a -f
+argument and pick the class; ``volume_name(spec, n, multi)`` gives -M names.
+Media move opaque records and know nothing of headers.
 """
 from __future__ import annotations
 
 from ndump.media.base import EndOfMedia, Input, Output
 from ndump.media.file import FileInput, FileOutput
 from ndump.media.pipe import stdin_input, stdout_output
+from ndump.media.rmt import RemoteDrive, parse_remote
+from ndump.media.tape import LocalDrive, TapeInput, TapeOutput, is_tape_device
+from ndump.settings import Settings
 
-__all__ = ["EndOfMedia", "Input", "Output", "FileInput", "FileOutput", "open_input", "open_output"]
+__all__ = ["EndOfMedia", "Input", "Output", "FileInput", "FileOutput", "TapeInput", "TapeOutput",
+           "open_input", "open_output", "volume_name", "parse_remote"]
 
 
-def open_output(spec: str) -> Output:
+def volume_name(spec: str, volume: int, multi: bool) -> str:
+    """-M: PREFIX001, PREFIX002, ... ; otherwise the same name every volume."""
+    return f"{spec}{volume:03d}" if multi else spec
+
+
+def open_output(spec: str, settings: Settings | None = None) -> Output:
+    settings = settings or Settings()
     if spec == "-":
         return stdout_output()
+    if parse_remote(spec) is not None:
+        return TapeOutput(RemoteDrive(spec, settings, write=True))
+    if is_tape_device(spec):
+        return TapeOutput(LocalDrive(spec, write=True))
     return FileOutput(spec)
 
 
-def open_input(spec: str) -> Input:
+def open_input(spec: str, settings: Settings | None = None, *, blocksize: int | None = None,
+               skip_files: int = 0) -> Input:
+    """``skip_files``: restore -s N skips N-1 dump files on a tape first."""
+    settings = settings or Settings()
     if spec == "-":
         return stdin_input()
+    if parse_remote(spec) is not None:
+        return TapeInput(RemoteDrive(spec, settings, write=False), blocksize=blocksize,
+                         skip_files=skip_files)
+    if is_tape_device(spec):
+        return TapeInput(LocalDrive(spec, write=False), blocksize=blocksize, skip_files=skip_files)
+    if skip_files:
+        from ndump.errors import UsageError
+        raise UsageError(f"-s needs a tape; {spec} is a file")
     return FileInput(spec)

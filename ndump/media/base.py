@@ -8,7 +8,14 @@ from ndump.errors import MediaError
 
 
 class EndOfMedia(MediaError):
-    """The medium is full (ENOSPC, end of tape): the next volume is needed."""
+    """The medium is full (ENOSPC, end of tape): the next volume is needed.
+
+    ``written`` is how many bytes of the failed write() reached the medium.
+    """
+
+    def __init__(self, message: str, written: int = 0):
+        super().__init__(message)
+        self.written = written
 
 
 class Output(Protocol):

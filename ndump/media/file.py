@@ -32,19 +32,30 @@ class FileOutput:
 
     def write(self, data) -> None:
         view = memoryview(data)
+        done = 0
         while view:
             try:
                 n = os.write(self.fd, view)
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                    raise EndOfMedia(f"{self.name}: {_reason(e)}") from None
+                    raise EndOfMedia(f"{self.name}: {_reason(e)}", written=done) from None
                 if e.errno == errno.EPIPE:
                     raise MediaError(f"{self.name}: broken pipe") from None
                 raise MediaError(f"write error on {self.name}: {_reason(e)}") from None
             if n == 0:
-                raise EndOfMedia(f"{self.name}: no room left")
+                raise EndOfMedia(f"{self.name}: no room left", written=done)
             view = view[n:]
+            done += n
             self.bytes_written += n
+
+    def truncate_to(self, size: int) -> None:
+        """Cut a regular file back to ``size`` bytes (undo a partly written record)."""
+        if self.seekable:
+            try:
+                os.ftruncate(self.fd, size)
+                os.lseek(self.fd, size, os.SEEK_SET)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self.fd >= 0:

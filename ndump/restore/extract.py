@@ -17,6 +17,7 @@ import os
 import stat
 from typing import Iterator
 
+from ndump.fsmeta import SETTABLE_FLAGS
 from ndump.format import DumpFormatError, FormatReader, Hole, Inode, InodeRecord, MAX_SYMLINK
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
@@ -77,6 +78,7 @@ class Extractor:
         self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
         self.made_dirs: list[Entry] = []
         self._progress = progress or (lambda: None)
+        self._per_file = reporter.verbosity >= 2
         self.current: Entry | None = None    # the file being written, for abort messages
 
     # -- messages ----------------------------------------------------------------
@@ -97,7 +99,8 @@ class Extractor:
             if e.parent.failed:
                 e.failed = True
                 continue
-            self.reporter.verbose(f"make node {e.spath()}", 2)
+            if self._per_file:
+                self.reporter.verbose(f"make node {e.spath()}", 2)
             if self.t is None:
                 self.made_dirs.append(e)
                 continue
@@ -130,9 +133,9 @@ class Extractor:
         fd = t.fds.get(e)
         t.owner_mode_fd(fd, inode)
         if xattrs:
-            t.xattrs(fd, xattrs, e.spath())
+            t.xattrs(fd, xattrs, e)
         os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
-        t.flags_fd(fd, inode.flags, e.spath())
+        t.flags_fd(fd, inode.flags, e)
 
     # -- files ---------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:
@@ -162,7 +165,8 @@ class Extractor:
             self.t.fds.next_op()
         mode = rec.inode.mode
         ftype = stat.S_IFMT(mode)
-        self.reporter.verbose(f"extract file {names[0].spath()}", 2)
+        if self._per_file:
+            self.reporter.verbose(f"extract file {names[0].spath()}", 2)
         if self.t is None:
             self.reader.skip(rec)
         elif rec.header.is_metaonly:
@@ -197,15 +201,15 @@ class Extractor:
             _write_data(fd, gen, inode.size)
             t.owner_mode_fd(fd, inode)
             if rec.xattrs:
-                t.xattrs(fd, rec.xattrs, e.spath())
+                t.xattrs(fd, rec.xattrs, e)
             if temp is not None:
                 t.replace(dfd, temp, e.name)
                 temp = None
             if i + 1 < len(names):
                 self._links(e, names[i + 1:])
             os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
-            if inode.flags:
-                t.flags_fd(fd, inode.flags, e.spath())
+            if inode.flags & SETTABLE_FLAGS:
+                t.flags_fd(fd, inode.flags, e)
         except OSError as err:
             check_space(err, e.spath())
             _drain(gen)
@@ -301,7 +305,7 @@ class Extractor:
         t = self.t
         t.owner_mode_name(dfd, name, rec.inode)
         if rec.xattrs:
-            t.xattrs(t.name_path(dfd, name), rec.xattrs, e.spath())
+            t.xattrs(t.name_path(dfd, name), rec.xattrs, e)
 
     # metadata-only records (dump -m, FORMAT §2.4) ----------------------------------
     def _metaonly(self, rec: InodeRecord, names: list[Entry]) -> None:
@@ -316,9 +320,9 @@ class Extractor:
                 try:
                     t.owner_mode_fd(fd, inode)
                     if rec.xattrs:
-                        t.xattrs(fd, rec.xattrs, e.spath())
+                        t.xattrs(fd, rec.xattrs, e)
                     os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
-                    t.flags_fd(fd, inode.flags, e.spath())
+                    t.flags_fd(fd, inode.flags, e)
                 finally:
                     os.close(fd)
             else:

@@ -166,7 +166,7 @@ class Target:
             mode &= ~0o6000          # SPEC §5.4: non-root restores drop setuid/setgid
         os.fchmod(fd, mode)
 
-    def xattrs(self, target, xattrs: list[tuple[str, bytes]], path: str) -> None:
+    def xattrs(self, target, xattrs: list[tuple[str, bytes]], entry: Entry) -> None:
         """Set extended attributes and ACLs; refusals warn once per namespace."""
         for name, value in xattrs:
             namespace = name.split(".", 1)[0]
@@ -178,10 +178,10 @@ class Target:
             except OSError as e:
                 if e.errno not in _XATTR_REFUSED:
                     raise
-                self.reporter.warning(f"{path}: the target refuses {namespace}. attributes"
+                self.reporter.warning(f"{entry.spath()}: the target refuses {namespace}. attributes"
                                       f" ({reason(e)}); they are not restored", once=f"xattr-{namespace}")
 
-    def flags_fd(self, fd: int, flags: int, path: str) -> None:
+    def flags_fd(self, fd: int, flags: int, entry: Entry) -> None:
         """Inode flags last: immutable/append-only would forbid what comes after."""
         if not flags & fsmeta.SETTABLE_FLAGS:
             return
@@ -190,7 +190,7 @@ class Target:
         except OSError as e:
             if e.errno not in _FLAGS_REFUSED:
                 raise
-            self.reporter.warning(f"{path}: cannot set inode flags ({reason(e)})", once="flags")
+            self.reporter.warning(f"{entry.spath()}: cannot set inode flags ({reason(e)})", once="flags")
 
     # -- metadata: names (symlinks, devices, fifos, sockets) ---------------------
     def owner_mode_name(self, dfd: int, name: bytes, inode: Inode) -> None:

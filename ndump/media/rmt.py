@@ -1,0 +1,117 @@
+"""The rmt remote-tape protocol (FORMAT.md §10; classic: common/dumprmt.c).
+
+``[user@]host:path`` starts ``$RSH host -l user $RMT`` and speaks rmt over its
+standard input and output: O(pen), W(rite), R(ead), I(octl), C(lose).
+"""
+from __future__ import annotations
+
+import errno
+import getpass
+import os
+import re
+import subprocess
+
+from ndump.errors import MediaError, StartupError
+from ndump.settings import Settings
+
+_USER = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_LINE = 63           # Debian's rmt reads request lines into 64 bytes
+
+
+def parse_remote(spec: str) -> tuple[str | None, str, str] | None:
+    """'[user@]host:path' -> (user, host, path); None for a local name."""
+    colon = spec.find(":")
+    if colon <= 0 or "/" in spec[:colon]:
+        return None
+    userhost, path = spec[:colon], spec[colon + 1:]
+    user, _, host = userhost.rpartition("@")
+    if not host or not path:
+        raise StartupError(f"bad remote name {spec!r}: use [user@]host:path")
+    if user and not _USER.match(user):
+        raise StartupError(f"invalid user name {user!r} in {spec!r}")
+    return user or None, host, path
+
+
+class RemoteDrive:
+    """A file or tape on another host, through rmt."""
+
+    def __init__(self, spec: str, settings: Settings, write: bool):
+        user, host, path = parse_remote(spec)
+        if len(path) > MAX_LINE - 1:
+            raise StartupError(f"remote path {path!r} is longer than {MAX_LINE - 1} characters,"
+                               " which rmt cannot take")
+        self.name = spec
+        argv = [settings.rsh, host, "-l", user or getpass.getuser(), settings.rmt]
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
+        except OSError as e:
+            raise StartupError(f"cannot start {settings.rsh} for {spec}: {e.strerror.lower()}") from None
+        mode = "1 O_WRONLY|O_CREAT|O_TRUNC" if write else "0 O_RDONLY"
+        try:
+            self._call(f"O{path}\n{mode}\n".encode())
+        except MediaError as e:
+            self.proc.kill()
+            raise StartupError(f"cannot open {spec}: {e}") from None
+
+    def _reply(self) -> int:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise MediaError(f"lost connection to rmt for {self.name}")
+        kind, value = line[:1], line[1:].strip()
+        if kind == b"A":
+            return int(value or b"0")
+        if kind in (b"E", b"F"):
+            msg = self.proc.stdout.readline().decode("utf-8", "replace").strip()
+            code = int(value or b"0")
+            raise OSError(code, msg or os.strerror(code))
+        raise MediaError(f"rmt protocol error from {self.name}: {line[:40]!r}")
+
+    def _call(self, request: bytes, payload=None) -> int:
+        try:
+            self.proc.stdin.write(request)
+            if payload is not None:
+                self.proc.stdin.write(payload)
+            self.proc.stdin.flush()
+            return self._reply()
+        except BrokenPipeError:
+            raise MediaError(f"lost connection to rmt for {self.name}") from None
+        except OSError as e:
+            if isinstance(e, (MediaError,)):
+                raise
+            raise MediaError((e.strerror or str(e)).lower()) from None
+
+    def write_record(self, data) -> int:
+        try:
+            self.proc.stdin.write(b"W%d\n" % len(data))
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+            return self._reply()
+        except BrokenPipeError:
+            raise MediaError(f"lost connection to rmt for {self.name}") from None
+
+    def read_record(self, size: int) -> bytes:
+        self.proc.stdin.write(b"R%d\n" % size)
+        self.proc.stdin.flush()
+        n = self._reply()
+        data = self.proc.stdout.read(n) if n else b""
+        if len(data) != n:
+            raise MediaError(f"lost connection to rmt for {self.name}")
+        return data
+
+    def op(self, op: int, count: int) -> None:
+        self.proc.stdin.write(b"I%d\n%d\n" % (op, count))
+        self.proc.stdin.flush()
+        self._reply()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self._call(b"C\n")
+            except (OSError, MediaError):
+                pass
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self.proc.wait(timeout=30)

@@ -1,0 +1,57 @@
+"""Asking the operator (classic: dump/optr.c query()).
+
+In order: a -F script decides (exit 0 go on, 1 ask, anything else abort); else a
+question on /dev/tty; else — cron, or -q — the run aborts with a message that
+says what was needed.  Nothing here ever blocks without a terminal.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from ndump.errors import OperatorAbort
+from ndump.settings import Settings
+
+
+class Operator:
+    def __init__(self, settings: Settings, *, script: str | None = None, quiet: bool = False,
+                 prefix: str = "DUMP"):
+        self.settings = settings
+        self.script = script
+        self.quiet = quiet
+        self.prefix = prefix
+
+    def run_script(self, *args: str) -> int | None:
+        """Run the -F script with ``args``; its exit status, or None without one."""
+        if not self.script:
+            return None
+        try:
+            proc = subprocess.run([self.script, *args], stdin=subprocess.DEVNULL, timeout=None)
+        except OSError as e:
+            raise OperatorAbort(f"cannot run {self.script}: {e.strerror.lower()}") from None
+        return proc.returncode
+
+    def confirm(self, question: str, need: str) -> None:
+        """Ask a yes/no question on the terminal; 'no', no terminal or -q abort."""
+        if self.quiet or not self.settings.has_tty:
+            raise OperatorAbort(f"{need}, but there is no operator to ask (no terminal"
+                                " or -q); use -F SCRIPT to automate it")
+        answer = self.ask(f"{question} (\"yes\" or \"no\") ")
+        while answer not in ("yes", "no"):
+            answer = self.ask("\"yes\" or \"no\"? ")
+        if answer == "no":
+            raise OperatorAbort(f"{need}: the operator said no")
+
+    def ask(self, question: str) -> str:
+        """One line from /dev/tty, after writing ``question`` there."""
+        try:
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            raise OperatorAbort(f"cannot ask the operator: no terminal ({question.strip()})") from None
+        with os.fdopen(fd, "r+", encoding="utf-8", errors="replace") as tty:
+            tty.write(f"{self.prefix}: {question}")
+            tty.flush()
+            line = tty.readline()
+        if not line:
+            raise OperatorAbort("the operator closed the terminal")
+        return line.strip()
