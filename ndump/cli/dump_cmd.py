@@ -17,12 +17,13 @@ from ndump.report import make_reporter
 @click.option("--level", "level", type=click.IntRange(0, 31), default=0, metavar="N",
               help="Dump level 0-31 (classic: -0 ... -9, -15).")
 @file_option("Write the dump to FILE.")
-@blocksize_option("Blocking factor: KiB per tape record, 4-1024 (default 10).", default=10)
+@click.option("-b", "--blocksize", "blocksize", type=click.IntRange(4, 256), default=10,
+              metavar="KIB", help="Blocking factor: KiB per tape record, 4-256 (default 10;"
+              " 64 suits modern tapes).")
 @click.option("-L", "--label", metavar="LABEL", help="Label written in the dump header (15 characters).")
 @click.option("--compress", "compress", type=CompressType(), default=None,
-              help="Compress records: zlib (-z[LEVEL]), bzip2 (-j[LEVEL]) or zstd (--zstd).")
-@click.option("--zstd", "zstd", is_flag=False, flag_value="3", default=None, metavar="[LEVEL]",
-              help="Compress records with zstd (ndump extension; stock restore refuses it).")
+              help="Compress records: zlib (-z[LEVEL]), bzip2 (-j[LEVEL]) or zstd"
+              " (--zstd[=LEVEL], an ndump extension that stock restore refuses).")
 @click.option("--exclude", "excludes", multiple=True, metavar="PATTERN",
               help="Leave out names or paths matching PATTERN (repeatable).")
 @click.option("-h", "--honor-level", "honor_level", type=click.IntRange(0, 32), default=1,
@@ -50,12 +51,21 @@ from ndump.report import make_reporter
 @click.option("-F", "--script", "script", metavar="SCRIPT",
               help="Run SCRIPT DEVICE VOLUME at each volume change: exit 0 goes on,"
               " 1 asks the operator, anything else aborts.")
+@click.option("--snapshot", "snapshot", default="auto", show_default=True, metavar="auto|none|NAME",
+              help="Dump from a snapshot: auto (btrfs or LVM snapshot when PATH's filesystem can"
+              " take one, else the live tree), none (the live tree), or NAME, an existing btrfs"
+              " snapshot directory or LVM snapshot VG/LV (never created nor deleted).")
+@click.option("--snapshot-size", "snapshot_size", metavar="SIZE",
+              help="Size of an LVM snapshot: 512M, 2G, or N% of the LV (default 10%, at least 64M).")
+@click.option("--max-sessions", "max_sessions", type=click.IntRange(1, None), metavar="N",
+              help="Dump and restore sessions allowed at once (default $NDUMP_MAX_SESSIONS, else"
+              " 4, 16 or 32 by memory).")
 @quiet_option
 @verbose_option
 @click.argument("path", required=False)
-def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, estimate,
+def dump(level, file, blocksize, label, compress, excludes, honor_level, estimate,
          no_checksums, update, dumpdates, base_date, show_all, show_needed, multi_volume,
-         volume_size, script, quiet, verbose, path):
+         volume_size, script, snapshot, snapshot_size, max_sessions, quiet, verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
     if show_all or show_needed:
@@ -64,10 +74,6 @@ def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, e
         return 0
     if path is None:
         raise click.UsageError("missing PATH: the directory to dump")
-    if zstd is not None:
-        compress = CompressType().convert(f"zstd:{zstd}", None, None)
-    if blocksize < 4:
-        raise click.UsageError("blocking factor must be 4 to 1024")
     opts = DumpOptions(path=path, level=level, file=file or s.tape, ntrec=blocksize, label=label,
                        verbose=verbose, quiet=quiet, excludes=tuple(excludes),
                        honor_level=honor_level, estimate_only=estimate,
@@ -77,7 +83,8 @@ def dump(level, file, blocksize, label, compress, zstd, excludes, honor_level, e
                        dumpdates=Path(dumpdates) if dumpdates else None,
                        base_date=parse_date(base_date) if base_date else None,
                        multi_volume=multi_volume, volume_sizes=_sizes(volume_size),
-                       script=script)
+                       script=script, snapshot=snapshot, snapshot_size=snapshot_size,
+                       max_sessions=max_sessions)
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     return run_dump(opts, s, reporter)
 

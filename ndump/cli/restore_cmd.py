@@ -35,9 +35,13 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
               default=None, help="Restore into DIR instead of the current directory.")
 @click.option("--keep-existing", "keep_existing", is_flag=True,
               help="Leave files that already exist alone instead of replacing them.")
+@click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
+              help="FILE is a prefix: read volumes FILE001, FILE002, ... (as written by dump -M).")
+@click.option("-s", "--file-number", "file_number", type=click.IntRange(1), default=1,
+              metavar="N", help="Read the N-th dump on the tape (default 1).")
 @click.argument("paths", nargs=-1)
 def restore(rebuild, resume, extract_files, list_, compare, file, blocksize, verbose, quiet, yes,
-            dry_run, target, keep_existing, paths):
+            dry_run, target, keep_existing, multi_volume, file_number, paths):
     """Restore files from a dump: -r, -R, -x, -t or -C, as classic restore."""
     chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
               "list_": list_, "compare": compare}
@@ -48,6 +52,7 @@ def restore(rebuild, resume, extract_files, list_, compare, file, blocksize, ver
     s = settings()
     opts = RestoreOptions(mode=modes[0], file=file or s.tape, paths=tuple(paths), target=target,
                           verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
-                          blocksize=blocksize, keep_existing=keep_existing)
+                          blocksize=blocksize, keep_existing=keep_existing,
+                          multi_volume=multi_volume, file_number=file_number)
     reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)
     return run_restore(opts, s, reporter)

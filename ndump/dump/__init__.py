@@ -10,7 +10,9 @@ from ndump.format import DumpIdent, FormatWriter, Totals
 from ndump.format.constants import ROOTINO, TP_BSIZE
 from ndump.format.records import ALGORITHMS
 from ndump.report import Reporter
+from ndump.sessions import open_session
 from ndump.settings import Settings
+from ndump.snapshot import open_snapshot
 from ndump.dump.dumpdates import DumpDates, history_lines
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
@@ -83,22 +85,28 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
     reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
 
-    inomap = _open_inomap(settings, ident_path, reporter, opts.level)
-    try:
-        reporter.phase("I", "mapping")
-        walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
-        sel = walk.run()
-        reporter.phase("II", "mapping")
-        if inomap.persistent:
-            inomap.save()
-    finally:
-        inomap.close()
-    est_blocks = sel.blocks + 20
-    reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
-    if opts.estimate_only:
-        print(est_blocks * TP_BSIZE)
-        return Outcome(reporter.problems)
-    outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date)
+    # SPEC §3.6 session slot, then §3.4: read snap.root, record ident_path (the PATH given)
+    with open_session(settings, "dump", ident_path, opts.max_sessions), \
+            open_snapshot(ident_path, opts.snapshot, settings, reporter,
+                          size=opts.snapshot_size) as snap:
+        root = os.fsencode(snap.root)
+        inomap = _open_inomap(settings, ident_path, reporter, opts.level)
+        try:
+            reporter.phase("I", "mapping")
+            walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
+            sel = walk.run()
+            reporter.phase("II", "mapping")
+            if inomap.persistent:
+                inomap.save()
+        finally:
+            inomap.close()
+        est_blocks = sel.blocks + 20
+        reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
+        if opts.estimate_only:
+            print(est_blocks * TP_BSIZE)
+            return Outcome(reporter.problems)
+        outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date,
+                              ident_path=ident_path)
     if opts.update:
         if outcome.problems:
             reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
@@ -140,8 +148,8 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
     return inomap
 
 
-def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date) -> Outcome:
-    ident_path = os.fsdecode(root)
+def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date, *,
+                ident_path: str) -> Outcome:
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)

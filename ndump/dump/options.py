@@ -19,7 +19,9 @@ class DumpOptions:
     base_date: int | None = None          # -T: overrides the dumpdates base
     honor_level: int = 1                  # -h: nodump honoured at and above this level
     excludes: tuple[str, ...] = field(default_factory=tuple)
-    snapshot: str = "none"
+    snapshot: str = "none"                # "auto" | "none" | NAME (the CLI's default is auto)
+    snapshot_size: str | None = None      # --snapshot-size: LVM snapshot size (512M, 2G, 10%)
+    max_sessions: int | None = None       # --max-sessions: overrides NDUMP_MAX_SESSIONS and memory
     compress: str | None = None           # "zlib" | "bzip2" | "zstd"
     compress_level: int = 2
     estimate_only: bool = False           # -S

@@ -20,6 +20,7 @@ from typing import Callable
 
 from ndump.format.constants import TP_BSIZE
 from ndump.format.records import compress_record
+from ndump.errors import MediaError
 from ndump.media import EndOfMedia
 
 _BATCH = 1 << 20           # bytes gathered before records are written
@@ -117,13 +118,32 @@ class VolumeWriter:
                 return
             nbytes = n * self.record
             try:
-                self.output.write(memoryview(self._buf)[:nbytes])
+                self._write_span(nbytes)
             except EndOfMedia as e:
                 ok = e.written - e.written % self.record
                 self.output.truncate_to(self._vol_bytes + ok)
                 self._consumed(ok)
-                raise
+                self._fill_rest(n - ok // self.record)   # raises when the medium is full
+                continue
             self._consumed(nbytes)
+
+    def _write_span(self, nbytes: int) -> None:
+        with memoryview(self._buf) as whole, whole[:nbytes] as part:
+            self.output.write(part)
+
+    def _fill_rest(self, n: int) -> None:
+        """After a large write was refused, fill the medium record by record
+        (a filesystem may refuse a write larger than its free space whole)."""
+        for _ in range(n):
+            try:
+                self._write_span(self.record)
+            except EndOfMedia as e:
+                self.output.truncate_to(self._vol_bytes)
+                if self._vol_records == 0:
+                    raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"
+                                     " a single record") from None
+                raise
+            self._consumed(self.record)
 
     def _submit(self) -> None:
         """Queue whole records for compression; write what is ready."""
@@ -162,6 +182,9 @@ class VolumeWriter:
                 self.output.write(rec)
             except EndOfMedia:
                 self.output.truncate_to(self._vol_bytes)
+                if self._vol_records == 0:
+                    raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"
+                                     " a single record") from None
                 for f, _ in self._inflight:
                     f.cancel()
                 self._inflight.clear()

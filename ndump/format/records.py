@@ -43,7 +43,9 @@ def compress_record(record: bytes, algorithm: int, level: int) -> bytes:
         payload = zlib.compress(record, level)
     elif algorithm == COMPRESS_BZLIB:
         payload = bz2.compress(record, level)
-    elif algorithm == COMPRESS_ZSTD and _zstd is not None:
+    elif algorithm == COMPRESS_ZSTD:
+        if _zstd is None:
+            raise RecordError("--zstd needs the Python package zstandard (pip install zstandard)")
         payload = _zstd.ZstdCompressor(level=level).compress(record)
     else:
         raise RecordError(f"compression algorithm {algorithm} not available")

@@ -31,7 +31,10 @@ class FileOutput:
         self.bytes_written = 0
 
     def write(self, data) -> None:
-        view = memoryview(data)
+        with memoryview(data) as view:
+            self._write(view)
+
+    def _write(self, view: memoryview) -> None:
         done = 0
         while view:
             try:

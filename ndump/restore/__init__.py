@@ -16,6 +16,7 @@ from ndump.errors import (
 )
 from ndump.format import ROOTINO, DumpFormatError
 from ndump.report import Reporter
+from ndump.restore import parallel
 from ndump.restore.dirs import Tree, canon, read_dirs
 from ndump.restore.extract import Extractor, Selection
 from ndump.restore.listing import Listing, list_names
@@ -43,7 +44,9 @@ def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter,
     if options.mode in ("r", "R") and options.paths:
         raise UsageError(f"-{options.mode} restores the whole dump and takes no file names")
     spec = options.file or settings.tape
-    with DumpInput(spec, reporter, verify_checksums=options.verify_checksums) as dump:
+    with DumpInput(spec, reporter, settings, verify_checksums=options.verify_checksums,
+                   multi=options.multi_volume, blocksize=options.blocksize,
+                   skip_files=max(0, options.file_number - 1)) as dump:
         run = _Run(options, settings, reporter, dump, out if out is not None else sys.stdout)
         return run.dispatch()
 
@@ -204,8 +207,7 @@ class _Run:
                 self._save_symtab(tree, ex, target, EXTRACTING)
             if not self.aborted:
                 self.r.verbose("Extract new leaves.")
-                self._progress_start()
-                ex.run(first, sel.leaves)
+                self._extract_files(ex, first, sel.leaves, target)
         except _ENDS_RUN as e:
             self._abort(e)
         finally:
@@ -214,9 +216,26 @@ class _Run:
             self._save_symtab(tree, ex, target, COMPLETE)
         ex.finish_dirs(set_root=set_root)
 
+    def _extract_files(self, ex: Extractor, first, leaves: dict, target: Target | None) -> None:
+        may_split = target is not None and first is not None and not self.o.multi_volume
+        cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
+        self._progress_start(cuts[0] * 1024 if cuts else None)
+        if not cuts:
+            ex.run(first, leaves)
+            return
+
+        def worker_extractor(reader, reporter):
+            return Extractor(reader, ex.tree, target, reporter, keep_existing=self.o.keep_existing)
+
+        self.r.verbose(f"extracting with {len(cuts) + 1} processes")
+        aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor)
+        if aborted:
+            self.aborted = f"{aborted}; aborting"
+
     def _save_symtab(self, tree, ex: Extractor, target: Target, state: str) -> None:
-        table = SymbolTable.from_tree(tree, self.dump.tape, volume=self.dump.reader.volume,
-                                      modes=ex.modes, state=state)
+        """The name tree only when complete: -R re-reads it from the tape anyway."""
+        table = SymbolTable.from_tree(tree if state == COMPLETE else None, self.dump.tape,
+                                      volume=self.dump.reader.volume, modes=ex.modes, state=state)
         try:
             table.save(target.root_fd)
         except OSError as e:
@@ -224,15 +243,16 @@ class _Run:
 
     def _report_missing(self, leaves: dict) -> None:
         """Names whose inode the maps promise but the tape did not deliver."""
+        why = "not restored" if self.aborted else "not found on tape"
         for ino, names in sorted(leaves.items()):
             for e in names:
                 if not e.parent.failed:
-                    self.r.file_problem(e.spath(), f"(inode {ino}) not found on tape")
+                    self.r.file_problem(e.spath(), f"(inode {ino}) {why}")
 
     # -- progress ----------------------------------------------------------------
-    def _progress_start(self) -> None:
+    def _progress_start(self, total: int | None = None) -> None:
         totals = self.dump.tape.totals
-        self._total = self.dump.input_size() or (totals.blocks * 1024 if totals else None)
+        self._total = total or self.dump.input_size() or (totals.blocks * 1024 if totals else None)
         if self._total:
             self.r.progress_start(self._total)
 

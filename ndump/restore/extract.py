@@ -21,7 +21,7 @@ from ndump.fsmeta import SETTABLE_FLAGS
 from ndump.format import DumpFormatError, FormatReader, Hole, Inode, InodeRecord, MAX_SYMLINK
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
-from ndump.restore.target import O_NEWFILE, Target, check_space, reason
+from ndump.restore.target import NO_SPACE, O_NEWFILE, Target, check_space, reason
 
 _SEEK_CUR = os.SEEK_CUR
 _NODE_TYPES = (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK)
@@ -79,7 +79,6 @@ class Extractor:
         self.made_dirs: list[Entry] = []
         self._progress = progress or (lambda: None)
         self._per_file = reporter.verbosity >= 2
-        self.current: Entry | None = None    # the file being written, for abort messages
 
     # -- messages ----------------------------------------------------------------
     def problem(self, e: Entry, text: str) -> None:
@@ -131,21 +130,28 @@ class Extractor:
     def _dir_attrs(self, e: Entry, inode: Inode, xattrs) -> None:
         t = self.t
         fd = t.fds.get(e)
-        t.owner_mode_fd(fd, inode)
+        t.owner_fd(fd, inode)
         if xattrs:
             t.xattrs(fd, xattrs, e)
+        t.mode_fd(fd, inode)
         os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
         t.flags_fd(fd, inode.flags, e)
 
     # -- files ---------------------------------------------------------------------
-    def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:
+    def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]], *,
+            stop_block: int | None = None, base: int = 0) -> None:
         """Extract records until the end of the tape; ``leaves`` loses what is done.
 
+        With ``stop_block``, stop before the first record whose header is at
+        that block of the medium or later (its position is ``base`` +
+        blocks read - 1: a parallel worker's reader starts mid-dump).
         Raises DumpFormatError (truncated or unreadable tape), MediaError or
         OutOfSpaceError, which end the restore; everything else is per file.
         """
         reader = self.reader
         while rec is not None:
+            if stop_block is not None and base + reader.blocks_read - 1 >= stop_block:
+                return
             names = leaves.pop(rec.ino, None)
             if names is None:
                 reader.skip(rec)
@@ -189,19 +195,21 @@ class Extractor:
     # regular files: the hot path of a restore ------------------------------------
     def _regular(self, rec: InodeRecord, names: list[Entry]) -> None:
         gen = self.reader.file_data(rec)
-        opened = self._open_first(names, rec.ino)
+        opened = self._open_first(names, rec.ino, rec.inode)
         if opened is None:
             _drain(gen)
             return
         i, e, dfd, fd, temp = opened
         t = self.t
         inode = rec.inode
-        self.current = e
+        written = False
         try:
             _write_data(fd, gen, inode.size)
-            t.owner_mode_fd(fd, inode)
+            written = True
+            t.owner_fd(fd, inode, e.parent)
             if rec.xattrs:
                 t.xattrs(fd, rec.xattrs, e)
+            t.mode_fd(fd, inode, e.parent)
             if temp is not None:
                 t.replace(dfd, temp, e.name)
                 temp = None
@@ -211,7 +219,11 @@ class Extractor:
             if inode.flags & SETTABLE_FLAGS:
                 t.flags_fd(fd, inode.flags, e)
         except OSError as err:
-            check_space(err, e.spath())
+            if err.errno in NO_SPACE:
+                self.problem(e, "not restored: the target is full")
+                if not written and temp is None:
+                    _unlink_quietly(dfd, e.name)     # a partial file only takes room
+                check_space(err, e.spath())
             _drain(gen)
             self.problem(e, reason(err))
         except DumpFormatError:
@@ -221,20 +233,21 @@ class Extractor:
             os.close(fd)
             if temp is not None:
                 _unlink_quietly(dfd, temp)
-            self.current = None
 
-    def _open_first(self, names: list[Entry], ino: int):
+    def _open_first(self, names: list[Entry], ino: int, inode: Inode):
         """Create the first name that can be created -> (index, entry, dfd, fd, temp)."""
+        t = self.t
         for i, e in enumerate(names):
             try:
-                dfd = self.t.fds.get(e.parent)
+                dfd = t.fds.get(e.parent)
+                mode = t.create_mode(inode, e.parent)
                 try:
-                    return i, e, dfd, os.open(e.name, O_NEWFILE, 0o600, dir_fd=dfd), None
+                    return i, e, dfd, os.open(e.name, O_NEWFILE, mode, dir_fd=dfd), None
                 except FileExistsError:
                     temp = self._temp_for(dfd, e, ino)
                     if temp is None:
                         continue
-                    return i, e, dfd, os.open(temp, O_NEWFILE, 0o600, dir_fd=dfd), temp
+                    return i, e, dfd, os.open(temp, O_NEWFILE, mode, dir_fd=dfd), temp
             except OSError as err:
                 self._os_problem(e, err)
         return None
@@ -318,9 +331,10 @@ class Extractor:
             if stat.S_ISREG(inode.mode):
                 fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
                 try:
-                    t.owner_mode_fd(fd, inode)
+                    t.owner_fd(fd, inode)
                     if rec.xattrs:
                         t.xattrs(fd, rec.xattrs, e)
+                    t.mode_fd(fd, inode)
                     os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
                     t.flags_fd(fd, inode.flags, e)
                 finally:

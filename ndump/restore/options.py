@@ -31,6 +31,8 @@ class RestoreOptions:
     dry_run: bool = False           # -N: do everything but write
     blocksize: int | None = None    # -b KiB per record; files and pipes do not need it
     keep_existing: bool = False     # leave existing files alone (SPEC §5.3)
+    multi_volume: bool = False      # -M: volumes are the files FILE001, FILE002, ...
+    file_number: int = 1            # -s N: the N-th dump file on a tape
     verify_checksums: bool = True   # ndump per-chunk data checksums
     # issue #6 (SPEC §5.1, §5.2): None means "from the settings/environment"
     extract: str | None = None      # 'N' whole tree, 'Y' named paths, 'E' renamed pairs

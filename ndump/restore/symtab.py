@@ -42,16 +42,19 @@ class SymbolTable:
     modes: dict[int, int] = field(default_factory=dict)
 
     @classmethod
-    def from_tree(cls, tree: Tree, tape, *, volume: int, modes: dict[int, int],
+    def from_tree(cls, tree: Tree | None, tape, *, volume: int, modes: dict[int, int],
                   state: str) -> "SymbolTable":
-        dirs: dict[int, list[tuple[bytes, int]]] = {}
-        all_modes = {ino: rec.inode.mode for ino, rec in tree.dirs.items()}
-        all_modes.update(modes)
+        """The table for a restored tree (``tree`` None: just the dump's identity)."""
+        table = cls(dumpdate=tape.date, dumptime=tape.ddate, level=tape.level, volume=volume,
+                    maxino=tree.maxino if tree else 0, ntrec=tape.ntrec, state=state)
+        if tree is None:
+            return table
+        table.modes = {ino: rec.inode.mode for ino, rec in tree.dirs.items()}
+        table.modes.update(modes)
         for e in tree.walk():
             if e.children is not None and not e.failed:
-                dirs[e.ino] = [(c.name, c.ino) for c in e.children if not c.failed]
-        return cls(dumpdate=tape.date, dumptime=tape.ddate, level=tape.level, volume=volume,
-                   maxino=tree.maxino, ntrec=tape.ntrec, state=state, dirs=dirs, modes=all_modes)
+                table.dirs[e.ino] = [(c.name, c.ino) for c in e.children if not c.failed]
+        return table
 
     # -- writing -----------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -52,6 +52,9 @@ class DirFds:
         self.limit = limit
         self._fds: OrderedDict[int, list[int]] = OrderedDict()   # ino -> [fd, op]
         self._op = 0
+        # per directory: the gid a new file gets there, or None when a default
+        # ACL decides its permissions (then owner and mode are always set)
+        self.new_gid: dict[int, int | None] = {root.ino: _new_file_gid(root_fd)}
 
     def next_op(self) -> None:
         self._op += 1
@@ -74,6 +77,8 @@ class DirFds:
         for e in reversed(chain):
             fd = os.open(e.name, O_DIR, dir_fd=fd)
             self._add(e.ino, fd)
+            if e.ino not in self.new_gid:
+                self.new_gid[e.ino] = _new_file_gid(fd)
         return fd
 
     def _add(self, ino: int, fd: int) -> None:
@@ -105,13 +110,23 @@ class Target:
         self.is_root = is_root
         self.keep_existing = keep_existing
         self.root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.fds = DirFds(self.root_fd, root, limit=_fd_limit())
         self.euid = os.geteuid()
         self.egid = os.getegid()
+        # umask 0 while restoring: nodes are created with their final permissions
+        # (and, as root, regular files too), which saves a chmod per file
+        self._umask = os.umask(0)
+        self.fds = DirFds(self.root_fd, root, limit=_fd_limit())
 
     def close(self) -> None:
         self.fds.close()
         os.close(self.root_fd)
+        os.umask(self._umask)
+
+    def create_mode(self, inode: Inode, parent: Entry) -> int:
+        """Permissions to create a regular file with (see owner_mode_fd)."""
+        if self.is_root and self.fds.new_gid.get(parent.ino) is not None:
+            return inode.mode & 0o777
+        return 0o600
 
     # -- directories -----------------------------------------------------------
     def make_dir(self, entry: Entry) -> bool:
@@ -157,13 +172,27 @@ class Target:
             return False
 
     # -- metadata: open files (regular files, directories) ---------------------
-    def owner_mode_fd(self, fd: int, inode: Inode) -> None:
-        """Owner then mode: chown clears setuid/setgid, so chmod comes after it."""
+    def owner_fd(self, fd: int, inode: Inode, parent: Entry | None = None) -> None:
+        """Owner first: chown clears setuid/setgid and file capabilities.
+
+        Skipped when a new file in ``parent`` already has the right owner.
+        """
+        if not self.is_root:
+            return
+        if parent is not None and inode.uid == self.euid and inode.gid == self.fds.new_gid.get(parent.ino):
+            return
+        os.fchown(fd, inode.uid, inode.gid)
+
+    def mode_fd(self, fd: int, inode: Inode, parent: Entry | None = None) -> None:
+        """Mode after owner and attributes (non-root needs write access for user.* xattrs).
+
+        Skipped for a new file whose create_mode() already was its mode.
+        """
         mode = inode.mode & 0o7777
-        if self.is_root:
-            os.fchown(fd, inode.uid, inode.gid)
-        else:
+        if not self.is_root:
             mode &= ~0o6000          # SPEC §5.4: non-root restores drop setuid/setgid
+        elif parent is not None and not mode & 0o7000 and self.fds.new_gid.get(parent.ino) is not None:
+            return
         os.fchmod(fd, mode)
 
     def xattrs(self, target, xattrs: list[tuple[str, bytes]], entry: Entry) -> None:
@@ -211,6 +240,17 @@ class Target:
     def times_name(self, dfd: int, name: bytes, inode: Inode) -> None:
         os.utime(name, ns=(inode.atime_total_ns, inode.mtime_total_ns), dir_fd=dfd,
                  follow_symlinks=False)
+
+
+def _new_file_gid(dfd: int) -> int | None:
+    """The gid a file created in this directory gets; None if it has a default ACL."""
+    try:
+        os.getxattr(dfd, "system.posix_acl_default")
+        return None
+    except OSError:
+        pass
+    st = os.fstat(dfd)
+    return st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
 
 
 def _unlink_quietly(dfd: int, name: bytes) -> None:

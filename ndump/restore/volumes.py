@@ -11,8 +11,9 @@ import time
 
 from ndump.errors import MediaError, NotADumpImageError, StartupError
 from ndump.format import DumpFormatError, FormatReader, NotADumpError
-from ndump.media import open_input
+from ndump.media import open_input, volume_name
 from ndump.report import Reporter
+from ndump.settings import Settings
 
 
 
@@ -22,11 +23,18 @@ class DumpInput:
     ``name`` is what messages call the input (the -f argument).
     """
 
-    def __init__(self, spec: str, reporter: Reporter, *, verify_checksums: bool = True):
+    def __init__(self, spec: str, reporter: Reporter, settings: Settings | None = None, *,
+                 verify_checksums: bool = True, multi: bool = False, blocksize: int | None = None,
+                 skip_files: int = 0):
         self.spec = spec
-        self.name = "standard input" if spec == "-" else spec
+        self.multi = multi
+        self.settings = settings or Settings()
+        self.blocksize = blocksize
+        self.name = "standard input" if spec == "-" else volume_name(spec, 1, multi)
         self.reporter = reporter
-        self.medium = open_input(spec)
+        self.medium = open_input(self.name if multi else spec, self.settings, blocksize=blocksize,
+                                 skip_files=skip_files)
+        self._later_media: list = []
         try:
             self.reader = FormatReader(self.medium.read, next_volume=self._next_volume,
                                        on_problem=self._problem, verify_crc=verify_checksums)
@@ -40,10 +48,11 @@ class DumpInput:
 
     # -- life cycle ----------------------------------------------------------
     def close(self) -> None:
-        try:
-            self.medium.close()
-        except OSError:
-            pass
+        for medium in [self.medium] + self._later_media:
+            try:
+                medium.close()
+            except OSError:
+                pass
 
     def __enter__(self) -> "DumpInput":
         return self
@@ -102,9 +111,21 @@ class DumpInput:
         self.reporter.warning(text)
 
     def _next_volume(self, number: int):
-        """Volume changes (prompting, -M names) come with the media issue."""
-        self.reporter.verbose(f"volume {number} is needed but no further volume was given")
-        return None
+        """The read() of volume ``number``: with -M the file PREFIX%03d; otherwise
+        there is none (asking an operator for a tape belongs to the media code)."""
+        if not self.multi:
+            self.reporter.verbose(f"volume {number} is needed but none was given (-M PREFIX"
+                                  " reads PREFIX001, PREFIX002, ...)")
+            return None
+        name = volume_name(self.spec, number, True)
+        try:
+            medium = open_input(name, self.settings, blocksize=self.blocksize)
+        except StartupError as e:
+            self.reporter.error(f"cannot open volume {number}: {e}")
+            return None
+        self._later_media.append(medium)
+        self.reporter.verbose(f"reading volume {number} from {name}")
+        return medium.read
 
 
 def _detail(e: Exception) -> str:

@@ -21,3 +21,8 @@ from ndump.cli.argv import classic_argv
 ])
 def test_translation(argv, want):
     assert classic_argv(argv) == want
+
+
+def test_zstd_takes_its_level_only_after_equals():
+    assert classic_argv(["dump", "--zstd", "/home"]) == ["dump", "--compress=zstd", "/home"]
+    assert classic_argv(["dump", "--zstd=9", "/home"]) == ["dump", "--compress=zstd:9", "/home"]

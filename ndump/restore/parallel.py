@@ -1,0 +1,213 @@
+"""Extract the file part of a dump image in several processes (ndump only; no
+classic counterpart).
+
+Reading a dump costs Python time per header, writing it costs system time per
+file; one process cannot overlap them.  For an uncompressed image in a
+regular file, the file part is cut into byte ranges at inode headers and each
+range is restored by its own process (the first by this one).  A range starts
+at a TS_INODE header that cannot be a copy of one inside file data: its
+c_tapea must equal its own block number (FORMAT §2.6).  Each inode lies in
+exactly one range, so hard links, attributes and flags stay within one process.
+
+Workers print their per-file problems as they happen; their warnings,
+problems, the inodes they restored and an abort reason come back as one JSON
+document through a pipe.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+import traceback
+
+from ndump.errors import FileProblem, MediaError, OutOfSpaceError
+from ndump.format import TP_BSIZE, TS_INODE, DumpFormatError, FormatReader, HeaderError, unpack_header
+from ndump.report import Reporter
+
+MIN_RANGE = 24 << 20          # bytes of file data that make another process worth it
+MAX_WORKERS = 4
+SCAN_LIMIT = 64 << 20         # how far to look for a clean cut after a target offset
+_MAGIC_LE = b"\x6c\xea\x00\x00"
+_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
+
+
+def plan(dump, reader: FormatReader) -> list[int]:
+    """Block numbers where further workers start; [] means one process."""
+    fd = getattr(dump.medium, "fd", None)
+    if fd is None or reader.compressed or reader.volume != 1 or reader.order != "<":
+        return []
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return []
+    if not stat.S_ISREG(st.st_mode):
+        return []
+    start = reader.blocks_read * TP_BSIZE           # just after the first file's header
+    span = st.st_size - start
+    workers = min(os.cpu_count() or 1, MAX_WORKERS, 1 + span // MIN_RANGE)
+    cuts: list[int] = []
+    for k in range(1, workers):
+        target = (start + span * k // workers) // TP_BSIZE
+        block = _find_cut(fd, target, reader.tape.date)
+        if block is not None and (not cuts or block > cuts[-1]):
+            cuts.append(block)
+    return cuts
+
+
+def _find_cut(fd: int, block: int, date: int) -> int | None:
+    """The first block at or after ``block`` holding an inode's TS_INODE header."""
+    end = block + SCAN_LIMIT // TP_BSIZE
+    while block < end:
+        chunk = os.pread(fd, 1 << 20, block * TP_BSIZE)
+        if len(chunk) < TP_BSIZE:
+            return None
+        for off in range(0, len(chunk) - TP_BSIZE + 1, TP_BSIZE):
+            if chunk[off + 24:off + 28] != _MAGIC_LE:
+                continue
+            try:
+                h = unpack_header(chunk[off:off + TP_BSIZE], "<")
+            except HeaderError:
+                continue
+            here = block + off // TP_BSIZE
+            if (h.type == TS_INODE and not h.is_extattr and h.date == date
+                    and h.volume == 1 and h.tapea == here):
+                return here
+        block += len(chunk) // TP_BSIZE
+    return None
+
+
+class _WorkerReporter(Reporter):
+    """A worker's reporter: problems printed at once, warnings kept for the parent."""
+
+    def __init__(self, parent: Reporter):
+        super().__init__(parent.prefix, verbosity=parent.verbosity, quiet=parent.quiet,
+                         stream=parent.stream)
+        self.warnings: list[tuple[str, str | None]] = []
+
+    def warning(self, text: str, once: str | None = None) -> None:
+        self.warnings.append((text, once))
+
+    def progress_start(self, total: int, unit: str = "B") -> None:
+        pass
+
+    def progress(self, done: int, volume: int = 1) -> None:
+        pass
+
+
+class _RangeRead:
+    """read(n) for a worker: the volume header block, then the dump from a block on."""
+
+    def __init__(self, fd: int, tape_block: bytes, block: int):
+        self.fd = fd
+        self.pending = tape_block
+        self.pos = block * TP_BSIZE
+
+    def __call__(self, n: int) -> bytes:
+        if self.pending:
+            out, self.pending = self.pending, b""
+            return out
+        data = os.pread(self.fd, n, self.pos)
+        self.pos += len(data)
+        return data
+
+
+def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor) -> str | None:
+    """Restore the file part with len(cuts) + 1 processes; returns an abort reason.
+
+    ``ex`` is this process's Extractor (it does the first range);
+    ``make_extractor(reader, reporter)`` builds a worker's.  ``leaves`` and
+    ``ex.modes`` are updated with what the workers restored.
+    """
+    fd = dump.medium.fd
+    tape_block = os.pread(fd, TP_BSIZE, 0)
+    children = []
+    try:
+        for i, block in enumerate(cuts):
+            stop = cuts[i + 1] if i + 1 < len(cuts) else None
+            children.append(_spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
+        aborted = None
+        try:
+            ex.run(first, leaves, stop_block=cuts[0])
+        except _ENDS_RUN as e:
+            aborted = str(e)
+        for pid, rfd in children:
+            aborted = _collect(pid, rfd, ex, leaves) or aborted
+        children = []
+        return aborted
+    finally:
+        for pid, rfd in children:           # interrupted: stop the workers
+            _kill(pid, rfd)
+
+
+def _spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex):
+    rfd, wfd = os.pipe()
+    sys.stdout.flush()                  # else a worker could write the parent's buffers again
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.close(wfd)
+        return pid, rfd
+    os.close(rfd)
+    result = {"aborted": None, "modes": [], "problems": [], "warnings": []}
+    try:
+        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signo, signal.SIG_DFL)    # the parent handles interrupts
+        result.update(_work(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
+    except BaseException as e:  # a bug or a signal: say so and let the parent abort
+        traceback.print_exc()
+        result["aborted"] = f"internal error in a restore worker: {type(e).__name__}: {e}"
+    finally:
+        data = json.dumps(result).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(wfd, view):]
+        os._exit(0)
+
+
+def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) -> dict:
+    reporter = _WorkerReporter(parent_ex.reporter)
+    reader = FormatReader(_RangeRead(fd, tape_block, block), verify_crc=parent_ex.reader.verify_crc,
+                          on_problem=lambda text: reporter.warning(text))
+    wex = make_extractor(reader, reporter)
+    wex.modes = {}
+    aborted = None
+    try:
+        wex.run(reader.next_record(), leaves, stop_block=stop, base=block - 1)
+    except _ENDS_RUN as e:
+        aborted = str(e)
+    return {"aborted": aborted, "modes": list(wex.modes.items()),
+            "problems": [[p.path, p.reason] for p in reporter.problems],
+            "warnings": reporter.warnings}
+
+
+def _collect(pid: int, rfd: int, ex, leaves: dict) -> str | None:
+    chunks = []
+    with os.fdopen(rfd, "rb") as f:
+        chunks.append(f.read())
+    os.waitpid(pid, 0)
+    try:
+        result = json.loads(b"".join(chunks))
+    except ValueError:
+        return "a restore worker died without a report"
+    for ino, mode in result["modes"]:
+        leaves.pop(ino, None)
+        ex.modes[ino] = mode
+    ex.reporter.problems.extend(FileProblem(p, r) for p, r in result["problems"])
+    for text, once in result["warnings"]:
+        ex.reporter.warning(text, once=once or f"worker:{text}")
+    return result["aborted"]
+
+
+def _kill(pid: int, rfd: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+    try:
+        os.close(rfd)
+    except OSError:
+        pass
+
