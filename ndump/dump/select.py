@@ -47,7 +47,7 @@ class DirNode:
 @dataclass
 class Selection:
     """What Pass I/II decided.  ``files`` maps a dump inode number to
-    ``dir index << 32 | entry index`` of its first name (0: not selected)."""
+    ``(dir index << 32 | entry index) + 1`` of its first name (0: not selected)."""
     dirs: list[DirNode]
     files: array = field(default_factory=lambda: array("Q"))
     maxino: int = ROOTINO
@@ -61,6 +61,7 @@ class Selection:
         for dino in range(len(files)):
             where = files[dino]
             if where:
+                where -= 1
                 yield dino, self.dirs[where >> 32], where & 0xFFFFFFFF
 
 
@@ -177,7 +178,7 @@ class Walk:
         for di, d in enumerate(sel.dirs):
             for i, flag in enumerate(d.chosen):
                 if flag:
-                    files[m[d.keys[i]]] = di << 32 | i
+                    files[m[d.keys[i]]] = (di << 32 | i) + 1
         sel.files = files
 
     def _mark_dirs(self, sel: Selection) -> None:

@@ -60,6 +60,7 @@ class VolumeWriter:
 
     # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
+        self._last_header = header
         self._log.append((self._base + len(self._buf) - self._front, ino, nblocks))
         self._buf += header
         if data is not None and nblocks:
@@ -75,18 +76,28 @@ class VolumeWriter:
 
     def close(self) -> None:
         try:
-            if len(self._buf) % self.record:
-                raise AssertionError("dump stream does not end on a record boundary")
             while self._buf:
+                self._pad_tail()
+                before = (self.volume, len(self._buf))
                 self._flush()
                 try:
                     self._drain()
                 except EndOfMedia as e:
                     self._next_volume(str(e))
+                if (self.volume, len(self._buf)) == before:
+                    raise AssertionError("volume writer made no progress")
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
         self.output.close()
+
+    def _pad_tail(self) -> None:
+        """A volume change after the TS_END padding leaves the last volume one
+        block off the record grid (TS_TAPE + whole records): fill the record
+        with more TS_END blocks, which restore never reaches."""
+        short = -len(self._buf) % self.record
+        if short:
+            self._buf += self._last_header * (short // TP_BSIZE)
 
     # -- writing -------------------------------------------------------------
     def _room(self) -> int | None:
@@ -128,8 +139,19 @@ class VolumeWriter:
             self._consumed(nbytes)
 
     def _write_span(self, nbytes: int) -> None:
-        with memoryview(self._buf) as whole, whole[:nbytes] as part:
-            self.output.write(part)
+        """Write the first nbytes of _buf: one write per record on a tape."""
+        with memoryview(self._buf) as whole:
+            if not getattr(self.output, "is_tape", False):
+                with whole[:nbytes] as part:
+                    self.output.write(part)
+                return
+            for off in range(0, nbytes, self.record):
+                with whole[off:off + self.record] as rec:
+                    try:
+                        self.output.write(rec)
+                    except EndOfMedia as e:
+                        e.written = off
+                        raise
 
     def _fill_rest(self, n: int) -> None:
         """After a large write was refused, fill the medium record by record

@@ -152,13 +152,22 @@ def _same_mtime(st: os.stat_result, inode: Inode) -> bool:
 
 def _same_data(fd: int, pieces) -> bool:
     for piece in pieces:
-        n = piece.size if piece.__class__ is Hole else len(piece)
-        disk = _read_exactly(fd, n)
         if piece.__class__ is Hole:
-            if disk.count(0) != n:
+            if not _zeros_on_disk(fd, piece.size):
                 return False
-        elif disk != piece:
+        elif _read_exactly(fd, len(piece)) != piece:
             return False
+    return True
+
+
+def _zeros_on_disk(fd: int, n: int) -> bool:
+    """The next n bytes read as zeros (a hole may be a gigabyte: read it in pieces)."""
+    while n > 0:
+        step = min(n, 1 << 20)
+        disk = _read_exactly(fd, step)
+        if len(disk) != step or disk.count(0) != step:
+            return False
+        n -= step
     return True
 
 

@@ -149,6 +149,7 @@ class Extractor:
         OutOfSpaceError, which end the restore; everything else is per file.
         """
         reader = self.reader
+        done = 0
         while rec is not None:
             if stop_block is not None and base + reader.blocks_read - 1 >= stop_block:
                 return
@@ -158,7 +159,9 @@ class Extractor:
             else:
                 self.modes[rec.ino] = rec.inode.mode
                 self._extract(rec, names)
-                self._progress()
+                done += 1
+                if not done & 15:
+                    self._progress()
             rec = reader.next_record()
 
     def _extract(self, rec: InodeRecord, names: list[Entry]) -> None:

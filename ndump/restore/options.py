@@ -1,7 +1,7 @@
 """What the restore command asked for (classic: restore/main.c's flag variables)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 MODES = {
@@ -34,11 +34,10 @@ class RestoreOptions:
     multi_volume: bool = False      # -M: volumes are the files FILE001, FILE002, ...
     file_number: int = 1            # -s N: the N-th dump file on a tape
     verify_checksums: bool = True   # ndump per-chunk data checksums
-    # issue #6 (SPEC §5.1, §5.2): None means "from the settings/environment"
+    # SPEC §5.1/§5.2, not acted on yet (issue #6); None: from the settings/environment
     extract: str | None = None      # 'N' whole tree, 'Y' named paths, 'E' renamed pairs
     renames: tuple[tuple[str, str], ...] = ()
     force: bool | None = None
-    extra: dict = field(default_factory=dict)   # room for later options without new fields
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -23,12 +23,15 @@ import sys
 import traceback
 
 from ndump.errors import FileProblem, MediaError, OutOfSpaceError
-from ndump.format import TP_BSIZE, TS_INODE, DumpFormatError, FormatReader, HeaderError, unpack_header
+from ndump.format import (
+    TP_BSIZE, TS_INODE, BufferSource, DumpFormatError, FormatReader, HeaderError, unpack_header,
+)
 from ndump.report import Reporter
 
 MIN_RANGE = 24 << 20          # bytes of file data that make another process worth it
 MAX_WORKERS = 4
 SCAN_LIMIT = 64 << 20         # how far to look for a clean cut after a target offset
+PARENT_SHARE = 0.85           # of a worker's share of the file part, for this process
 _MAGIC_LE = b"\x6c\xea\x00\x00"
 _ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
@@ -47,9 +50,12 @@ def plan(dump, reader: FormatReader) -> list[int]:
     start = reader.blocks_read * TP_BSIZE           # just after the first file's header
     span = st.st_size - start
     workers = min(os.cpu_count() or 1, MAX_WORKERS, 1 + span // MIN_RANGE)
+    # this process also reads the directories before and sets their modes after:
+    # give it a smaller share, so that all finish together
+    weights = [PARENT_SHARE] + [1.0] * (workers - 1)
     cuts: list[int] = []
     for k in range(1, workers):
-        target = (start + span * k // workers) // TP_BSIZE
+        target = (start + int(span * sum(weights[:k]) / sum(weights))) // TP_BSIZE
         block = _find_cut(fd, target, reader.tape.date)
         if block is not None and (not cuts or block > cuts[-1]):
             cuts.append(block)
@@ -113,12 +119,15 @@ class _RangeRead:
         return data
 
 
-def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor) -> str | None:
+def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor,
+        started=lambda: None) -> str | None:
     """Restore the file part with len(cuts) + 1 processes; returns an abort reason.
 
     ``ex`` is this process's Extractor (it does the first range);
     ``make_extractor(reader, reporter)`` builds a worker's.  ``leaves`` and
-    ``ex.modes`` are updated with what the workers restored.
+    ``ex.modes`` are updated with what the workers restored.  ``started`` is
+    called once the workers run (a progress bar's thread must not exist when
+    forking).
     """
     fd = dump.medium.fd
     tape_block = os.pread(fd, TP_BSIZE, 0)
@@ -127,6 +136,7 @@ def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor) -> str |
         for i, block in enumerate(cuts):
             stop = cuts[i + 1] if i + 1 < len(cuts) else None
             children.append(_spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
+        started()
         aborted = None
         try:
             ex.run(first, leaves, stop_block=cuts[0])
@@ -168,8 +178,9 @@ def _spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex):
 
 def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) -> dict:
     reporter = _WorkerReporter(parent_ex.reporter)
+    source = BufferSource(dump.buffer, start=block * TP_BSIZE) if dump.buffer is not None else None
     reader = FormatReader(_RangeRead(fd, tape_block, block), verify_crc=parent_ex.reader.verify_crc,
-                          on_problem=lambda text: reporter.warning(text))
+                          on_problem=lambda text: reporter.warning(text), source=source)
     wex = make_extractor(reader, reporter)
     wex.modes = {}
     aborted = None

@@ -76,13 +76,15 @@ class DirFds:
         fd = self.get(e)
         for e in reversed(chain):
             fd = os.open(e.name, O_DIR, dir_fd=fd)
-            self._add(e.ino, fd)
+            # only the directory asked for is pinned: a deep (hostile) chain must
+            # not hold one descriptor per level
+            self._add(e.ino, fd, self._op if e is entry else -1)
             if e.ino not in self.new_gid:
                 self.new_gid[e.ino] = _new_file_gid(fd)
         return fd
 
-    def _add(self, ino: int, fd: int) -> None:
-        self._fds[ino] = [fd, self._op]
+    def _add(self, ino: int, fd: int, op: int) -> None:
+        self._fds[ino] = [fd, op]
         while len(self._fds) > self.limit:
             oldest = next(iter(self._fds))
             if self._fds[oldest][1] == self._op:

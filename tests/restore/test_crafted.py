@@ -285,3 +285,32 @@ def test_target_full_aborts_and_lists_the_rest(restore, image_file, tmp_path):
         assert "not restored: the target is full" in r.err
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_deep_tree_with_few_descriptors(restore, image_file, tmp_path, monkeypatch):
+    """Deeper than the directory-descriptor cache, with hard links across the depth."""
+    from ndump.restore import target as target_mod
+    monkeypatch.setattr(target_mod, "_fd_limit", lambda: 3)
+    depth = 300
+    img = Craft()
+    img.dir(2, {"d": 3, "top-link": 5000})
+    for i in range(depth):
+        ino = 3 + i
+        entries = {"d": ino + 1} if i + 1 < depth else {"bottom": 5000}
+        entries[f"leaf{i}"] = 1000 + i
+        img.dir(ino, entries, parent=ino - 1 if i else 2)
+        img.file(1000 + i, b"%d" % i)
+    img.file(5000, b"deep and shallow", nlink=2)
+    r = restore(image_file(img), "r")
+    assert r.status == 0, r.err
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        for _ in range(depth):                       # walk down without building long paths
+            nfd = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        assert os.stat("bottom", dir_fd=fd).st_ino == os.stat(out / "top-link").st_ino
+    finally:
+        os.close(fd)
+    assert (out / "d/d/d/leaf2").read_bytes() == b"2"

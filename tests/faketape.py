@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""A userspace STAND-IN FOR A TAPE DRIVE, spoken to through the rmt protocol.
+
+This machine has no tape drive and its kernel cannot emulate one (no CUSE), so
+the tape tests run ndump against this program in place of the real ``rmt`` on
+the far side of ``$RSH``.  It keeps what a drive keeps: record boundaries (each
+W is one record, each R returns at most one), filemarks, a no-rewind position
+that survives between runs, end of medium (a write past the capacity fails with
+ENOSPC and writes nothing), and erase-after-write.
+
+State lives in $FAKETAPE_DIR: ``current.tape`` is the loaded cartridge (a JSON
+list of records as hex and filemarks as null, plus the head position); a test's
+-F script "changes the tape" by renaming it.  $FAKETAPE_CAPACITY caps the bytes
+a cartridge holds.  Device names without a leading "n" (st0) rewind on close.
+"""
+import errno
+import json
+import os
+import sys
+
+MTFSF, MTBSF, MTFSR, MTBSR, MTWEOF, MTREW, MTOFFL = 1, 2, 3, 4, 5, 6, 7
+
+
+class Tape:
+    def __init__(self, path):
+        self.path = path
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            state = {"items": [], "pos": 0}
+        self.items = [bytes.fromhex(x) if x is not None else None for x in state["items"]]
+        self.pos = state["pos"]
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"items": [x.hex() if x is not None else None for x in self.items],
+                       "pos": self.pos}, f)
+        os.replace(tmp, self.path)
+
+    def used(self):
+        return sum(len(x) for x in self.items[:self.pos] if x is not None)
+
+
+def reply_ok(out, n):
+    out.write(b"A%d\n" % n)
+
+
+def reply_err(out, code):
+    out.write(b"E%d\n%s\n" % (code, os.strerror(code).encode()))
+
+
+def main():
+    tape_dir = os.environ["FAKETAPE_DIR"]
+    capacity = int(os.environ.get("FAKETAPE_CAPACITY", str(1 << 40)))
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    tape = None
+    rewind_on_close = False
+    last_write = False
+    while True:
+        cmd = inp.read(1)
+        if not cmd:
+            break
+        if cmd == b"O":
+            name = inp.readline().strip().decode()
+            inp.readline()                      # mode and flags
+            tape = Tape(os.path.join(tape_dir, "current.tape"))
+            rewind_on_close = not os.path.basename(name).startswith("n")
+            last_write = False
+            reply_ok(out, 0)
+        elif cmd == b"C":
+            inp.readline()
+            if tape is not None:
+                if last_write:
+                    tape.items[tape.pos:] = [None]
+                    tape.pos += 1
+                if rewind_on_close:
+                    tape.pos = 0
+                tape.save()
+            tape = None
+            reply_ok(out, 0)
+        elif cmd == b"W":
+            n = int(inp.readline())
+            data = inp.read(n)
+            if tape.used() + n > capacity:
+                reply_err(out, errno.ENOSPC)
+            else:
+                tape.items[tape.pos:] = [data]     # writing erases what follows
+                tape.pos += 1
+                last_write = True
+                reply_ok(out, n)
+        elif cmd == b"R":
+            n = int(inp.readline())
+            last_write = False
+            if tape.pos >= len(tape.items):
+                reply_ok(out, 0)                  # end of data
+            elif tape.items[tape.pos] is None:
+                tape.pos += 1                     # a filemark reads as end of file
+                reply_ok(out, 0)
+            elif len(tape.items[tape.pos]) > n:
+                reply_err(out, errno.ENOMEM)      # as st does for a short buffer
+            else:
+                data = tape.items[tape.pos]
+                tape.pos += 1
+                reply_ok(out, len(data))
+                out.write(data)
+        elif cmd == b"I":
+            op = int(inp.readline())
+            count = int(inp.readline())
+            code = ioctl(tape, op, count)
+            if op == MTWEOF:
+                last_write = False
+            reply_err(out, code) if code else reply_ok(out, count)
+        else:
+            inp.readline()
+            reply_err(out, errno.EINVAL)
+        out.flush()
+
+
+def ioctl(tape, op, count):
+    if op == MTWEOF:
+        tape.items[tape.pos:] = [None] * count
+        tape.pos += count
+    elif op == MTFSF:
+        for _ in range(count):
+            while tape.pos < len(tape.items) and tape.items[tape.pos] is not None:
+                tape.pos += 1
+            if tape.pos >= len(tape.items):
+                return errno.EIO
+            tape.pos += 1
+    elif op in (MTREW, MTOFFL):
+        tape.pos = 0
+    elif op == MTBSF:
+        for _ in range(count):
+            tape.pos -= 1
+            while tape.pos > 0 and tape.items[tape.pos - 1] is not None:
+                tape.pos -= 1
+    else:
+        return errno.EINVAL
+    return 0
+
+
+if __name__ == "__main__":
+    main()

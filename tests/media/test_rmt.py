@@ -1,0 +1,57 @@
+"""Remote files through the real rmt from Debian's dump package (issue 4, item 5)."""
+import os
+import subprocess
+
+import pytest
+
+from trees import assert_trees_equal, build_tree
+
+from conftest import RSH
+
+pytestmark = [pytest.mark.compat]
+
+SPEC = {"a.txt": b"hello\n", "dir/b.bin": os.urandom(300_000), "dir/c": b""}
+
+
+@pytest.fixture
+def short_dir():
+    """rmt takes paths of at most 63 characters: pytest's tmp paths are longer."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="ndrmt")
+    yield __import__("pathlib").Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_dump_and_restore_through_real_rmt(tmp_path, run_ndump, short_dir):
+    src = build_tree(tmp_path / "src", SPEC)
+    remote = short_dir / "remote.dump"
+    env = {"RSH": str(RSH), "RMT": "/usr/sbin/rmt", "RSH_LOG": str(tmp_path / "rsh.log")}
+    run_ndump("dump", "-0", "-f", f"localhost:{remote}", src, env=env, status=0)
+    assert remote.stat().st_size % 10240 == 0
+    log = (tmp_path / "rsh.log").read_text().split()
+    assert log[:4] == ["localhost", "-l", log[2], "/usr/sbin/rmt"]
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ndump("restore", "-r", "-f", f"localhost:{remote}", "--target", out, env=env, status=0)
+    assert_trees_equal(src, out)
+    # and stock restore reads the same remote image over rmt
+    stock = tmp_path / "stock"
+    stock.mkdir()
+    proc = subprocess.run(["restore", "-r", "-f", f"localhost:{remote}"], cwd=stock,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert_trees_equal(src, stock)
+
+
+def test_bad_remote_names_are_one_line_errors(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"x": b"1"})
+    proc = run_ndump("dump", "-0", "-f", "bad.user@localhost:/tmp/x", src, status=1)
+    assert "invalid user name" in proc.stderr
+    long = "localhost:/" + "x" * 80
+    proc = run_ndump("dump", "-0", "-f", long, src, status=1)
+    assert "longer than" in proc.stderr
+    env = {"RSH": str(tmp_path / "no-such-rsh")}
+    proc = run_ndump("dump", "-0", "-f", "localhost:/tmp/x", src, env=env, status=1)
+    assert "cannot start" in proc.stderr and proc.stderr.count("\n") <= 8
