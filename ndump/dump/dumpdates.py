@@ -120,8 +120,9 @@ class DumpDates:
         """The latest dump of ``name`` at a level below ``level`` (FORMAT §9.3)."""
         best = None
         for d in self.read():
-            if d.name == name and d.level < level and (best is None or d.date > best.date):
-                best = d
+            if d.name == name and d.level < level and (
+                    best is None or (d.date, d.level) > (best.date, best.level)):
+                best = d                # same second: the higher level is the later dump
         return best
 
     def record(self, name: str, level: int, date: int) -> None:

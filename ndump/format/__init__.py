@@ -11,7 +11,7 @@ from ndump.format.header import (
 )
 from ndump.format.inode import Inode, NODUMP_FL, EXT4_INTERNAL_FLAGS, symlink_payload
 from ndump.format.records import (
-    ALGORITHMS, BlockSource, BufferSource, RecordError, RecordPacker, compress_record, zstd_available,
+    ALGORITHMS, BlockSource, RecordError, RecordPacker, compress_record, zstd_available,
 )
 from ndump.format.stream import (
     DumpFormatError, DumpIdent, FormatReader, FormatWriter, Hole, InodeRecord, NotADumpError,
@@ -23,7 +23,7 @@ __all__ = [
     "acl_from_disk", "acl_to_disk", "pack_ea_records", "unpack_ea_record", "BadChecksumError",
     "BadMagicError", "BadTypeError", "Header", "HeaderError", "Totals", "checksum_ok",
     "detect_order", "is_header", "pack_header", "unpack_header", "Inode", "NODUMP_FL",
-    "EXT4_INTERNAL_FLAGS", "symlink_payload", "ALGORITHMS", "BlockSource", "BufferSource", "RecordError",
+    "EXT4_INTERNAL_FLAGS", "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
     "RecordPacker", "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",
     "FormatReader", "FormatWriter", "Hole", "InodeRecord", "NotADumpError", "TruncatedError",
 ]

@@ -202,39 +202,6 @@ class BlockSource:
         return out
 
 
-class BufferSource:
-    """Serves blocks of an uncompressed volume held in memory (an mmap of an
-    image file) as views into it: no read() copies, no buffers to allocate.
-
-    ``start``: after the first block (the volume header), continue at this
-    byte offset -- a reader that begins in the middle of the dump.
-    """
-    compressed = False
-    algorithm = None
-    ntrec = 0
-
-    def __init__(self, buf, *, start: int = TP_BSIZE):
-        self._view = memoryview(buf)
-        self._pos = 0
-        self._start = start
-        self.blocks_served = 0
-
-    def probe_first(self) -> bytes:
-        first = bytes(self.read_blocks(1))
-        self._pos = max(self._pos, self._start)
-        return first
-
-    def read_blocks(self, n: int) -> memoryview:
-        """Up to ``n`` blocks (fewer only at the end of the buffer)."""
-        pos = self._pos
-        out = self._view[pos:pos + n * TP_BSIZE]
-        if len(out) % TP_BSIZE:
-            out = out[:len(out) - len(out) % TP_BSIZE]
-        self._pos = pos + len(out)
-        self.blocks_served += len(out) // TP_BSIZE
-        return out
-
-
 class RecordPacker:
     """Logical blocks of one volume -> physical records (FORMAT §1.2, §8.1)."""
 

@@ -22,7 +22,7 @@ from ndump.format.header import (
     unpack_header,
 )
 from ndump.format.inode import Inode
-from ndump.format.records import BlockSource, BufferSource, RecordError
+from ndump.format.records import BlockSource, RecordError
 
 ALL_PRESENT = b"\x01" * TP_NINDIR
 
@@ -208,17 +208,15 @@ class FormatReader:
     ``on_problem`` receives one-line descriptions of damage found on the way.
     """
 
-    def __init__(self, read: Callable[[int], bytes] | None, *, next_volume: NextVolume | None = None,
-                 on_problem: Callable[[str], None] | None = None, verify_crc: bool = True,
-                 source: "BlockSource | BufferSource | None" = None):
+    def __init__(self, read: Callable[[int], bytes], *, next_volume: NextVolume | None = None,
+                 on_problem: Callable[[str], None] | None = None, verify_crc: bool = True):
         self._next_volume = next_volume
         self._problem = on_problem or (lambda msg: None)
         self.verify_crc = verify_crc
         self._peeked: Header | None = None
         self.blocks_read = 0
         self.ended = False
-        # ``source`` replaces ``read`` for volume 1, e.g. a BufferSource over an mmap
-        self._src = source if source is not None else BlockSource(read)
+        self._src = BlockSource(read)
         first = self._src.probe_first()
         self.tape = self._first_header(first)
         self.order = detect_order(first) or "<"

@@ -23,9 +23,7 @@ import sys
 import traceback
 
 from ndump.errors import FileProblem, MediaError, OutOfSpaceError
-from ndump.format import (
-    TP_BSIZE, TS_INODE, BufferSource, DumpFormatError, FormatReader, HeaderError, unpack_header,
-)
+from ndump.format import TP_BSIZE, TS_INODE, DumpFormatError, FormatReader, HeaderError, unpack_header
 from ndump.report import Reporter
 
 MIN_RANGE = 24 << 20          # bytes of file data that make another process worth it
@@ -49,7 +47,7 @@ def plan(dump, reader: FormatReader) -> list[int]:
         return []
     start = reader.blocks_read * TP_BSIZE           # just after the first file's header
     span = st.st_size - start
-    workers = min(os.cpu_count() or 1, MAX_WORKERS, 1 + span // MIN_RANGE)
+    workers = min(_idle_cpus(), MAX_WORKERS, 1 + span // MIN_RANGE)
     # this process also reads the directories before and sets their modes after:
     # give it a smaller share, so that all finish together
     weights = [PARENT_SHARE] + [1.0] * (workers - 1)
@@ -60,6 +58,17 @@ def plan(dump, reader: FormatReader) -> list[int]:
         if block is not None and (not cuts or block > cuts[-1]):
             cuts.append(block)
     return cuts
+
+
+def _idle_cpus() -> int:
+    """CPUs this restore may use: on a machine already busy, more processes only
+    add their overhead (~5% of the CPU time)."""
+    cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cpus, int(cpus - busy + 1)))
 
 
 def _find_cut(fd: int, block: int, date: int) -> int | None:
@@ -178,9 +187,8 @@ def _spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex):
 
 def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) -> dict:
     reporter = _WorkerReporter(parent_ex.reporter)
-    source = BufferSource(dump.buffer, start=block * TP_BSIZE) if dump.buffer is not None else None
     reader = FormatReader(_RangeRead(fd, tape_block, block), verify_crc=parent_ex.reader.verify_crc,
-                          on_problem=lambda text: reporter.warning(text), source=source)
+                          on_problem=lambda text: reporter.warning(text))
     wex = make_extractor(reader, reporter)
     wex.modes = {}
     aborted = None

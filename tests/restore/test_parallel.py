@@ -6,7 +6,6 @@ import os
 import pytest
 
 from craft import Craft
-from ndump.format import TS_INODE
 from ndump.restore import parallel
 from ndump.restore.symtab import SymbolTable
 from trees import diff_trees
@@ -33,7 +32,7 @@ def _big() -> tuple[Craft, dict[int, bytes]]:
 @pytest.fixture
 def split_small(monkeypatch):
     monkeypatch.setattr(parallel, "MIN_RANGE", 64 << 10)
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(parallel, "_idle_cpus", lambda: 4)
 
 
 def test_cut_points_are_inode_headers(split_small, image_file):
@@ -99,8 +98,15 @@ def test_truncated_in_a_worker_range_aborts(split_small, restore, image_file, tm
     assert not (tmp_path / "out/restoresymtable").read_text().count('"state":"complete"')
 
 
-def test_no_split_for_small_or_compressed(restore, image_file, tmp_path):
+def test_no_split_for_small_images(restore, image_file, tmp_path):
     img, _ = _big()
     r = restore(image_file(img), "r", verbose=1)
     assert r.status == 0 and "processes" not in r.err
-    assert TS_INODE == 2
+
+
+def test_no_split_on_a_busy_machine(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 0, 0))
+    assert parallel._idle_cpus() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0, 0))
+    assert parallel._idle_cpus() == 4

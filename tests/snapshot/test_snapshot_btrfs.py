@@ -63,7 +63,8 @@ def test_dump_reads_a_snapshot_taken_at_its_start(btrfs_fs, start_ndump, run_ndu
     os.mkfifo(fifo)
     proc = start_ndump("dump", "-0", "-f", fifo, tree)
 
-    names = wait_for(btrfs_fs.snapshots, what="the dump's snapshot")
+    wait_for(lambda: "Pass II" in stderr_of(proc), what="the walk in the snapshot")
+    names = btrfs_fs.snapshots()
     assert names == ["snapshot_for_backup.0"]
     snap = btrfs_fs.mnt / ".ndump-snapshots" / names[0]
     assert (snap / "srv" / "keep.txt").read_text() == "original content\n"
@@ -125,7 +126,7 @@ def test_two_dumps_at_once_get_0_and_1(btrfs_fs, start_ndump, run_ndump, tmp_pat
         os.mkfifo(fifo)
         fifos.append(fifo)
         procs.append(start_ndump("dump", "-0", "-f", fifo, btrfs_fs.vol / name))
-    wait_for(lambda: len(btrfs_fs.snapshots()) == 2, what="two snapshots")
+    wait_for(lambda: all("Pass II" in stderr_of(p) for p in procs), what="both walks")
     assert btrfs_fs.snapshots() == ["snapshot_for_backup.0", "snapshot_for_backup.1"]
     readers = [drain(f, f.with_suffix(".img")) for f in fifos]
     for proc in procs:
@@ -207,7 +208,7 @@ def test_killed_dump_leaves_a_snapshot_the_next_run_removes(btrfs_fs, start_ndum
     fifo = tmp_path / "dump.fifo"
     os.mkfifo(fifo)
     proc = start_ndump("dump", "-0", "-f", fifo, btrfs_fs.vol / "srv")
-    wait_for(btrfs_fs.snapshots, what="the snapshot")
+    wait_for(lambda: "Pass II" in stderr_of(proc), what="the walk in the snapshot")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     assert btrfs_fs.snapshots() == ["snapshot_for_backup.0"]               # left behind
@@ -224,8 +225,8 @@ def test_sigterm_removes_the_snapshot(btrfs_fs, start_ndump, tmp_path):
     fifo = tmp_path / "dump.fifo"
     os.mkfifo(fifo)
     proc = start_ndump("dump", "-0", "-f", fifo, btrfs_fs.vol / "srv")
-    wait_for(btrfs_fs.snapshots, what="the snapshot")
     wait_for(lambda: "Pass II" in stderr_of(proc), what="the walk")
+    assert btrfs_fs.snapshots() == ["snapshot_for_backup.0"]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 3
     assert "interrupted by signal" in stderr_of(proc)
@@ -247,8 +248,8 @@ def test_killed_dump_with_a_private_top_mount_after_a_reboot(btrfs_fs, start_ndu
     os.mkfifo(fifo)
     proc = start_ndump("dump", "-0", "-f", fifo, only / "srv")
     private = ndump_env.run_dir / "mnt" / "snapshot_for_backup.0"
-    wait_for(lambda: (private / ".ndump-snapshots" / "snapshot_for_backup.0").exists(),
-             what="the snapshot under the private top-level mount")
+    wait_for(lambda: "Pass II" in stderr_of(proc), what="the walk in the snapshot")
+    assert (private / ".ndump-snapshots" / "snapshot_for_backup.0" / "srv").is_dir()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     sh("umount", private)                        # the reboot
