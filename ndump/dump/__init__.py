@@ -87,8 +87,8 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
 
     # SPEC §3.6 session slot, then §3.4: read snap.root, record ident_path (the PATH given)
     with open_session(settings, "dump", ident_path, opts.max_sessions), \
-            open_snapshot(ident_path, opts.snapshot, settings, reporter,
-                          size=opts.snapshot_size) as snap:
+            open_snapshot(ident_path, "none" if opts.estimate_only else opts.snapshot, settings,
+                          reporter, size=opts.snapshot_size) as snap:
         root = os.fsencode(snap.root)
         inomap = _open_inomap(settings, ident_path, reporter, opts.level)
         try:

@@ -15,12 +15,14 @@ from ndump.format import FormatWriter, Inode, pack_dir, pack_ea_records, symlink
 from ndump.format.constants import (
     DT_DIR, DT_REG, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
+from ndump.format.header import _new_inode as new_inode
 from ndump.fsmeta import birth_time, get_flags, get_xattrs
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
 from ndump.dump.select import ROOT_KEY, DirNode, Selection
 
 CHUNK = TP_NINDIR * TP_BSIZE          # bytes described by one header
+_NS = 1_000_000_000
 ALL = b"\x01" * TP_NINDIR
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -63,12 +65,13 @@ class TreeWriter:
     def _inode(self, st: os.stat_result, fd: int | None, path: bytes | None, size: int | None = None,
                flags: int = 0) -> Inode:
         birth = birth_time(fd=fd) if fd is not None else birth_time(path=path)
-        return Inode(mode=st.st_mode, nlink=st.st_nlink, size=st.st_size if size is None else size,
-                     uid=st.st_uid, gid=st.st_gid,
-                     atime=st.st_atime_ns // 1_000_000_000, atime_ns=st.st_atime_ns % 1_000_000_000,
-                     mtime=st.st_mtime_ns // 1_000_000_000, mtime_ns=st.st_mtime_ns % 1_000_000_000,
-                     ctime=st.st_ctime_ns // 1_000_000_000, ctime_ns=st.st_ctime_ns % 1_000_000_000,
-                     rdev=st.st_rdev, flags=flags, blocks=st.st_blocks, birth=birth)
+        a, m, c = divmod(st.st_atime_ns, _NS), divmod(st.st_mtime_ns, _NS), divmod(st.st_ctime_ns, _NS)
+        # new_inode skips the frozen dataclass __init__, a third of the per-file cost
+        return new_inode(mode=st.st_mode, nlink=st.st_nlink,
+                         size=st.st_size if size is None else size, uid=st.st_uid, gid=st.st_gid,
+                         atime=a[0], atime_ns=a[1], mtime=m[0], mtime_ns=m[1], ctime=c[0],
+                         ctime_ns=c[1], rdev=st.st_rdev, flags=flags, blocks=st.st_blocks, gen=0,
+                         birth=birth)
 
     def _xattrs(self, ino: int, inode: Inode, target, show: str, single: bool) -> None:
         try:

@@ -125,7 +125,8 @@ class Target:
         os.umask(self._umask)
 
     def create_mode(self, inode: Inode, parent: Entry) -> int:
-        """Permissions to create a regular file with (see owner_mode_fd)."""
+        """Permissions to create a regular file with; mode_fd() then has nothing to do
+        for a new file in a directory without a default ACL (root only)."""
         if self.is_root and self.fds.new_gid.get(parent.ino) is not None:
             return inode.mode & 0o777
         return 0o600
