@@ -15,6 +15,7 @@ started with.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -67,13 +68,14 @@ def effective_limit(settings: Settings, max_sessions: int | None = None) -> tupl
 class Session:
     """One held slot; release() (or the end of a ``with`` block) frees it."""
 
-    def __init__(self, path: Path, fd: int):
+    def __init__(self, path: Path, fd: int | None):
         self.path = path
         self._fd: int | None = fd
 
     @property
-    def slot(self) -> int:
-        return int(self.path.name.rpartition(".")[2])
+    def slot(self) -> int | None:
+        tail = self.path.name.rpartition(".")[2]
+        return int(tail) if tail.isdigit() else None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -109,9 +111,12 @@ def _who(path: Path) -> str:
 
 
 def open_session(settings: Settings, command: str, what: str = "",
-                 max_sessions: int | None = None) -> Session:
+                 max_sessions: int | None = None, reporter=None) -> Session:
     """Take a session slot for ``command`` ("dump"/"restore") on ``what`` (a path), or raise
-    SessionLimitError naming the limit and how to raise it."""
+    SessionLimitError naming the limit and how to raise it.
+
+    A user other than root who cannot write the run directory (/run/ndump belongs to
+    root) runs without a slot, with a warning through ``reporter`` if one is given."""
     limit, source = effective_limit(settings, max_sessions)
     if limit < 1:
         raise StartupError(f"the session limit must be at least 1, not {limit} ({source})")
@@ -120,6 +125,12 @@ def open_session(settings: Settings, command: str, what: str = "",
         directory.mkdir(parents=True, exist_ok=True)
         guard = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
+        if not settings.is_root and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            if reporter is not None:
+                reporter.warning(f"session limits not applied: cannot use {directory}"
+                                 f" ({e.strerror}; NDUMP_RUN_DIR names another run directory)",
+                                 once="sessions")
+            return Session(directory / "none", None)
         raise StartupError(f"cannot use the session slots in {directory}: {e.strerror}") from None
     try:
         fcntl.flock(guard, fcntl.LOCK_EX)

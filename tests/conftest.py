@@ -32,6 +32,16 @@ STRICT_SKIPS = os.environ.get("CI", "").lower() == "true"
 
 # --- capabilities -----------------------------------------------------------------------
 
+def _device_mapper() -> bool:
+    """lvm2 creates /dev/mapper/control even where the kernel has no device-mapper:
+    only opening it tells."""
+    try:
+        os.close(os.open("/dev/mapper/control", os.O_RDWR))
+    except OSError:
+        return False
+    return True
+
+
 def _capabilities() -> dict[str, str | None]:
     """marker → None when available, else the reason it is not."""
     root = os.geteuid() == 0
@@ -44,8 +54,8 @@ def _capabilities() -> dict[str, str | None]:
         caps["btrfs"] = "needs mkfs.btrfs (apt-get install btrfs-progs)"
     else:
         caps["btrfs"] = None if root else "needs root to attach loop devices and mount btrfs"
-    if not os.path.exists("/dev/mapper/control"):
-        caps["lvm"] = "needs device-mapper (/dev/mapper/control is missing on this machine)"
+    if not _device_mapper():
+        caps["lvm"] = "needs device-mapper (/dev/mapper/control cannot be opened on this machine)"
     elif not shutil.which("lvcreate"):
         caps["lvm"] = "needs lvcreate (apt-get install lvm2)"
     else:

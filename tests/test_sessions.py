@@ -141,3 +141,26 @@ def test_second_concurrent_dump_is_refused(tmp_path, run_ndump, ndump_env):
             first.kill()
             first.wait()
         first.err.close()
+
+
+def test_user_without_a_run_directory_runs_without_a_slot(tmp_path):
+    """/run/ndump belongs to root: another user runs without a slot, with a warning."""
+    import io
+    from ndump.report import Reporter
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    mounted = os.geteuid() == 0          # root ignores the mode: a read-only tmpfs then
+    if mounted:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "ndumptest", str(ro)],
+                       check=True)
+    try:
+        s = Settings(run_dir=ro / "run", max_sessions=1, is_root=False)
+        r = Reporter("DUMP", stream=io.StringIO())
+        with open_session(s, "restore", "/x", reporter=r) as sess:
+            assert sess.slot is None
+        assert "session limits not applied: cannot use" in r.stream.getvalue()
+        with pytest.raises(StartupError, match="cannot use the session slots"):
+            open_session(Settings(run_dir=s.run_dir, max_sessions=1, is_root=True), "dump")
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(ro)], check=True)

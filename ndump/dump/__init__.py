@@ -86,7 +86,7 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
 
     # SPEC §3.6 session slot, then §3.4: read snap.root, record ident_path (the PATH given)
-    with open_session(settings, "dump", ident_path, opts.max_sessions), \
+    with open_session(settings, "dump", ident_path, opts.max_sessions, reporter), \
             open_snapshot(ident_path, "none" if opts.estimate_only else opts.snapshot, settings,
                           reporter, size=opts.snapshot_size) as snap:
         root = os.fsencode(snap.root)

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from ndump.errors import SnapshotError
 from ndump.format import unpack_header
+from ndump.report import Reporter
+from ndump.settings import Settings
+from ndump.snapshot import open_snapshot
 from snaphelp import mounts_under, sh, stderr_of, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.btrfs]
@@ -260,3 +264,26 @@ def test_killed_dump_with_a_private_top_mount_after_a_reboot(btrfs_fs, start_ndu
     assert mounts_under(btrfs_fs.base) + mounts_under(tmp_path) == [str(only)]
     sh("mount", "-o", "loop", btrfs_fs.img, btrfs_fs.mnt)
     assert btrfs_fs.snapshots() == []
+
+
+def test_btrfs_progs_missing_is_a_clear_error(btrfs_fs, run_ndump, tmp_path):
+    fill(btrfs_fs.vol / "srv")
+    bin_dir = tmp_path / "bin"                      # findmnt, mount, umount, but no btrfs
+    bin_dir.mkdir()
+    for tool in ("findmnt", "mount", "umount"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    img = tmp_path / "x.img"
+    res = run_ndump("dump", "-0", "-f", img, btrfs_fs.vol / "srv", env={"PATH": str(bin_dir)},
+                    status=1)
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"DUMP: a btrfs snapshot of {btrfs_fs.vol / 'srv'} needs btrfs, which is not installed"
+        " (install btrfs-progs, or use --snapshot none)")
+    assert not img.exists() and btrfs_fs.snapshots() == []
+
+
+def test_not_root_is_refused_before_anything(btrfs_fs, tmp_path):
+    fill(btrfs_fs.vol / "srv")
+    settings = Settings(run_dir=tmp_path / "run", state_dir=tmp_path / "state", is_root=False)
+    with pytest.raises(SnapshotError, match="needs root .run as root, or use --snapshot none"):
+        open_snapshot(str(btrfs_fs.vol / "srv"), "auto", settings, Reporter("DUMP"))
+    assert btrfs_fs.snapshots() == [] and not (tmp_path / "state" / "snapshots").exists()
