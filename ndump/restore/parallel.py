@@ -47,7 +47,7 @@ def plan(dump, reader: FormatReader) -> list[int]:
         return []
     start = reader.blocks_read * TP_BSIZE           # just after the first file's header
     span = st.st_size - start
-    workers = min(_idle_cpus(), MAX_WORKERS, 1 + span // MIN_RANGE)
+    workers = min(_cpus(), MAX_WORKERS, 1 + span // MIN_RANGE)
     # this process also reads the directories before and sets their modes after:
     # give it a smaller share, so that all finish together
     weights = [PARENT_SHARE] + [1.0] * (workers - 1)
@@ -60,15 +60,12 @@ def plan(dump, reader: FormatReader) -> list[int]:
     return cuts
 
 
-def _idle_cpus() -> int:
-    """CPUs this restore may use: on a machine already busy, more processes only
-    add their overhead (~5% of the CPU time)."""
-    cpus = os.cpu_count() or 1
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
     try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cpus, int(cpus - busy + 1)))
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _find_cut(fd: int, block: int, date: int) -> int | None:
@@ -142,9 +139,15 @@ def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor,
     tape_block = os.pread(fd, TP_BSIZE, 0)
     children = []
     try:
-        for i, block in enumerate(cuts):
-            stop = cuts[i + 1] if i + 1 < len(cuts) else None
-            children.append(_spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
+        try:
+            for i, block in enumerate(cuts):
+                stop = cuts[i + 1] if i + 1 < len(cuts) else None
+                children.append(_spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
+        except OSError:                     # no process (or pipe) to be had: do it all here
+            for pid, rfd in children:
+                _kill(pid, rfd)
+            children = []
+            cuts = [None]
         started()
         aborted = None
         try:

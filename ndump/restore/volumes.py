@@ -9,7 +9,7 @@ import os
 import stat
 import time
 
-from ndump.errors import MediaError, NotADumpImageError, StartupError
+from ndump.errors import NotADumpImageError, StartupError
 from ndump.format import DumpFormatError, FormatReader, NotADumpError
 from ndump.media import open_input, volume_name
 from ndump.report import Reporter
@@ -40,7 +40,7 @@ class DumpInput:
         except NotADumpError as e:
             self.close()
             raise NotADumpImageError(f"{self.name} is not a dump image{_detail(e)}") from None
-        except MediaError:
+        except BaseException:
             self.close()
             raise
         self.tape = self.reader.tape

@@ -32,7 +32,7 @@ def _big() -> tuple[Craft, dict[int, bytes]]:
 @pytest.fixture
 def split_small(monkeypatch):
     monkeypatch.setattr(parallel, "MIN_RANGE", 64 << 10)
-    monkeypatch.setattr(parallel, "_idle_cpus", lambda: 4)
+    monkeypatch.setattr(parallel, "_cpus", lambda: 4)
 
 
 def test_cut_points_are_inode_headers(split_small, image_file):
@@ -104,9 +104,12 @@ def test_no_split_for_small_images(restore, image_file, tmp_path):
     assert r.status == 0 and "processes" not in r.err
 
 
-def test_no_split_on_a_busy_machine(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 0, 0))
-    assert parallel._idle_cpus() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0, 0))
-    assert parallel._idle_cpus() == 4
+def test_fork_failure_falls_back_to_one_process(split_small, restore, image_file, tmp_path,
+                                                 monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(os, "fork", no_fork)
+    img, content = _big()
+    r = restore(image_file(img), "r")
+    assert r.status == 0, r.err
+    assert sum(len(os.listdir(tmp_path / "out" / f"d{i}")) for i in range(4)) == N + 4
