@@ -16,23 +16,29 @@ from ndump import __version__
 from ndump.errors import ExitStatus, Interrupted, NdumpError, Outcome
 from ndump.settings import Settings
 from ndump.cli.argv import classic_argv
-from ndump.cli.dump_cmd import dump
 
 _PREFIX = {"dump": "DUMP", "restore": "RESTORE"}
+# command name -> module: each is imported only when used, so a restore does not
+# pay for loading the dump engine (and the reverse)
+_COMMANDS = {"dump": "ndump.cli.dump_cmd", "restore": "ndump.cli.restore_cmd"}
 
 
-@click.group(context_settings={"help_option_names": ["--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx, name):
+        module = _COMMANDS.get(name)
+        if module is None:
+            return None
+        import importlib
+        return getattr(importlib.import_module(module), name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["--help"]})
 @click.version_option(__version__, "--version", prog_name="ndump")
 def cli() -> None:
     """ndump: dump and restore Linux directory trees in the classic dump format."""
-
-
-cli.add_command(dump)
-try:
-    from ndump.cli.restore_cmd import restore
-    cli.add_command(restore)
-except ImportError:  # pragma: no cover - during development only
-    pass
 
 
 def _raise_interrupted(signo, _frame):
