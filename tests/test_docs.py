@@ -40,9 +40,8 @@ OPTION_RE = re.compile(r"(?<![\w-])--?[A-Za-z0-9][A-Za-z0-9-]*")
 
 
 
-def _commands() -> dict:
+def _loaded_commands() -> dict:
     """The group's commands, loaded (the group imports them lazily)."""
-    import click
     ctx = click.Context(cli)
     return {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
 
@@ -67,7 +66,7 @@ def _commands() -> dict[str | None, tuple[click.Command, click.Context]]:
     """None -> the group itself; name -> each subcommand, with a context for get_params."""
     root = _root_ctx()
     found = {None: (cli, root)}
-    for name, cmd in _commands().items():
+    for name, cmd in _loaded_commands().items():
         found[name] = (cmd, click.Context(cmd, info_name=name, parent=root))
     return found
 
@@ -191,7 +190,7 @@ def test_every_command_is_in_the_overview_page():
     text = _read(_page(None))
     tags = {t.strip() for t in _tags(_section(text, "DESCRIPTION"))}
     see_also = _prose(_section(text, "SEE ALSO"))
-    for name in _commands():
+    for name in _loaded_commands():
         assert name in tags, f"man/ndump.8: no .TP entry for the command `{name}` under DESCRIPTION"
         assert f"ndump-{name}" in see_also, f"man/ndump.8: SEE ALSO does not name ndump-{name}(8)"
         assert _page(name).exists(), f"`ndump {name}` has no man page man/ndump-{name}.8"
@@ -202,7 +201,7 @@ def test_every_command_page_is_for_a_command():
         if page.name == "ndump.8":
             continue
         m = re.fullmatch(r"ndump-(\w+)\.8", page.name)
-        assert m and m.group(1) in _commands(), \
+        assert m and m.group(1) in _loaded_commands(), \
             f"man/{page.name} documents a command that `ndump` does not have"
 
 
@@ -351,7 +350,7 @@ def test_fish_completion_is_well_formed():
 
 def test_readme_names_every_command():
     text = _read(README)
-    for name in _commands():
+    for name in _loaded_commands():
         assert f"ndump {name}" in text, f"README.md does not mention `ndump {name}`"
     for page in PAGES:
         assert f"man/{page.name}" in text, f"README.md does not point to man/{page.name}"
