@@ -60,6 +60,8 @@ def get_xattrs(target, *, follow: bool = False) -> list[tuple[str, bytes]]:
         if e.errno in _NO_XATTR:
             return []
         raise
+    if not names:
+        return []
     out = []
     for name in sorted(names):
         try:

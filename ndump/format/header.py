@@ -399,6 +399,12 @@ def inode_spare(i: Inode, crc: int | None) -> bytes:
     if crc is not None:
         ext_flags |= _EXT_CRC
     return _EXT_INODE.pack(NDX_MAGIC, i.atime_ns, i.mtime_ns, i.ctime_ns,
-                           split_seconds(i.atime)[1], split_seconds(i.mtime)[1],
-                           split_seconds(i.ctime)[1], bsec, bns, ext_flags,
-                           crc or 0).ljust(120, b"\0")
+                           _high(i.atime), _high(i.mtime), _high(i.ctime), bsec, bns, ext_flags,
+                           crc or 0) + _SPARE_PAD
+
+
+_SPARE_PAD = bytes(120 - _EXT_INODE.size)
+
+
+def _high(sec: int) -> int:
+    return 0 if -0x80000000 <= sec < 0x80000000 else split_seconds(sec)[1]
