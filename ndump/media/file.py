@@ -31,25 +31,27 @@ class FileOutput:
         self.bytes_written = 0
 
     def write(self, data) -> None:
-        with memoryview(data) as view:
-            self._write(view)
+        # every view is released before an error propagates: the caller resizes
+        # the buffer it handed us when the medium is full
+        with memoryview(data) as base:
+            done, total = 0, len(base)
+            while done < total:
+                with base[done:] as part:
+                    n = self._write_once(part, done)
+                if n == 0:
+                    raise EndOfMedia(f"{self.name}: no room left", written=done)
+                done += n
+                self.bytes_written += n
 
-    def _write(self, view: memoryview) -> None:
-        done = 0
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                    raise EndOfMedia(f"{self.name}: {_reason(e)}", written=done) from None
-                if e.errno == errno.EPIPE:
-                    raise MediaError(f"{self.name}: broken pipe") from None
-                raise MediaError(f"write error on {self.name}: {_reason(e)}") from None
-            if n == 0:
-                raise EndOfMedia(f"{self.name}: no room left", written=done)
-            view = view[n:]
-            done += n
-            self.bytes_written += n
+    def _write_once(self, part: memoryview, done: int) -> int:
+        try:
+            return os.write(self.fd, part)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise EndOfMedia(f"{self.name}: {_reason(e)}", written=done) from None
+            if e.errno == errno.EPIPE:
+                raise MediaError(f"{self.name}: broken pipe") from None
+            raise MediaError(f"write error on {self.name}: {_reason(e)}") from None
 
     def truncate_to(self, size: int) -> None:
         """Cut a regular file back to ``size`` bytes (undo a partly written record)."""
