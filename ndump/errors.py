@@ -84,6 +84,7 @@ class Outcome:
     """What an engine run produced; cli turns it into the exit status."""
     problems: list[FileProblem]
     aborted: str | None = None          # reason, when the run stopped early
+    estimate: int | None = None         # dump -S: the bytes the dump would take
 
     @property
     def exit_status(self) -> ExitStatus:

@@ -86,7 +86,10 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
                        script=script, snapshot=snapshot, snapshot_size=snapshot_size,
                        max_sessions=max_sessions)
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
-    return run_dump(opts, s, reporter)
+    outcome = run_dump(opts, s, reporter)
+    if outcome.estimate is not None:
+        click.echo(outcome.estimate)
+    return outcome
 
 
 def _sizes(text: str | None) -> tuple[int, ...]:

@@ -83,7 +83,8 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     date = int(settings.clock())
     base_date = _base_date(opts, dumpdates, ident_path, reporter)
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
-    reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
+    if not opts.estimate_only:
+        reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
 
     # SPEC §3.6 session slot, then §3.4: read snap.root, record ident_path (the PATH given)
     with open_session(settings, "dump", ident_path, opts.max_sessions, reporter), \

@@ -34,10 +34,14 @@ class RestoreOptions:
     multi_volume: bool = False      # -M: volumes are the files FILE001, FILE002, ...
     file_number: int = 1            # -s N: the N-th dump file on a tape
     verify_checksums: bool = True   # ndump per-chunk data checksums
-    # SPEC §5.1/§5.2, not acted on yet (issue #6); None: from the settings/environment
+    # SPEC §5.1/§5.2 (restore/space.py, rename.py); None: from the settings/environment
     extract: str | None = None      # 'N' whole tree, 'Y' named paths, 'E' renamed pairs
-    renames: tuple[tuple[str, str], ...] = ()
-    force: bool | None = None
+    renames: tuple[tuple[str, str], ...] = ()   # E: (SRC, DEST); else parsed from paths
+    force: bool | None = None       # skip the space and inode checks
+    # SPEC §5.4 (restore/perms.py)
+    no_inherit: bool = False        # do not give files the target directory's default ACL
+    owner_map: Path | None = None   # 'OLD NEW' lines, names or numbers
+    group_map: Path | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
