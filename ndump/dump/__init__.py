@@ -104,8 +104,7 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
         est_blocks = sel.blocks + 20
         reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
         if opts.estimate_only:
-            print(est_blocks * TP_BSIZE)
-            return Outcome(reporter.problems)
+            return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
         outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date,
                               ident_path=ident_path)
     if opts.update:
