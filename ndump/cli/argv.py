@@ -57,16 +57,12 @@ def _bundle(letters: str, args: list[str], i: int, arg_letters: set[str], levels
     while j < len(letters):
         c = letters[j]
         if levels and c.isdigit():
-            k = j
-            while k < len(letters) and letters[k].isdigit():
-                k += 1
+            k = _digits_end(letters, j)
             out += ["--level", letters[j:k]]
             j = k
             continue
         if levels and c in _OPTIONAL_LEVEL:
-            k = j + 1
-            while k < len(letters) and letters[k].isdigit():
-                k += 1
+            k = _digits_end(letters, j + 1)
             level = letters[j + 1:k]
             out.append(f"--compress={_OPTIONAL_LEVEL[c]}" + (f":{level}" if level else ""))
             j = k
@@ -86,6 +82,13 @@ def _bundle(letters: str, args: list[str], i: int, arg_letters: set[str], levels
     return out, i
 
 
+def _digits_end(letters: str, j: int) -> int:
+    """Index just past the run of digits starting at j."""
+    while j < len(letters) and letters[j].isdigit():
+        j += 1
+    return j
+
+
 def _obsolete(args: list[str], arg_letters: set[str]):
     """BSD style: first word is all flags, their arguments follow in order."""
     letters = args[0]
@@ -95,9 +98,7 @@ def _obsolete(args: list[str], arg_letters: set[str]):
     while j < len(letters):
         c = letters[j]
         if c.isdigit():
-            k = j
-            while k < len(letters) and letters[k].isdigit():
-                k += 1
+            k = _digits_end(letters, j)
             out += ["--level", letters[j:k]]
             j = k
             continue

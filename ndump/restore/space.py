@@ -24,7 +24,6 @@ from ndump.errors import NoSpaceError
 from ndump.format import TP_BSIZE, TP_NINDIR, TS_ADDR, TS_END, TS_INODE, HeaderError, unpack_header
 
 RESERVE = 100 << 20                 # SPEC §5.2: bytes kept free beyond the data
-_SCAN_READ = 64                     # headers read ahead per pread when data is small
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,10 @@ class Have:
     mount: Path
 
 
-def check(dump, tree, sel, reporter, target: Path) -> None:
-    """Raise NoSpaceError when ``target`` cannot hold ``sel``; warn when unknown."""
-    need = measure(dump, tree, sel)
+def check(dump, tree, sel, reporter, target: Path, *, whole: bool) -> None:
+    """Raise NoSpaceError when ``target`` cannot hold ``sel`` (``whole``: the whole
+    dump is selected); warn when the need is not known."""
+    need = measure(dump, tree, sel, whole=whole)
     have = free_space(target)
     if need.data_bytes is None:
         reporter.warning(f"cannot check the space on {have.mount}: the dump records no totals"
@@ -61,11 +61,10 @@ def check(dump, tree, sel, reporter, target: Path) -> None:
 
 
 # -- what the restore needs ------------------------------------------------------------
-def measure(dump, tree, sel) -> Need:
+def measure(dump, tree, sel, *, whole: bool) -> Need:
     """Bytes and inodes for the selection ``sel`` of ``tree``."""
     inodes = len(sel.leaves) + sum(1 for e in sel.dirs if e.parent is not None)
     dir_bytes = sum(_dir_size(tree, e) for e in sel.dirs if e.parent is not None)
-    whole = _is_whole(tree, sel)
     totals = dump.tape.totals
     if totals is not None and whole:
         return Need(totals.data_bytes + dir_bytes, inodes, "the dump's totals")
@@ -80,11 +79,6 @@ def measure(dump, tree, sel) -> Need:
 def _dir_size(tree, e) -> int:
     rec = tree.dirs.get(e.ino)
     return max(4096, rec.inode.size) if rec is not None else 4096
-
-
-def _is_whole(tree, sel) -> bool:
-    return bool(sel.dirs) and sel.dirs[0] is tree.root and len(sel.dirs) >= len(tree.dirs) - 1 \
-        and not getattr(sel, "partial", False)
 
 
 def scan(dump, leaves: dict) -> int | None:
