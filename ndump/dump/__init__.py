@@ -75,6 +75,9 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
         raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
     if not 4 <= opts.ntrec <= 1024:
         raise UsageError(f"blocking factor must be 4 to 1024, not {opts.ntrec}")
+    if opts.compress and opts.ntrec > 32:
+        reporter.warning(f"stock restore reads a compressed dump with -b {opts.ntrec} only when"
+                         f" given -b {opts.ntrec} itself (its default buffer is 32 KiB)")
     if opts.update and opts.base_date is not None:
         raise UsageError("-T and -u cannot be used together")
     root = _check_path(opts.path)

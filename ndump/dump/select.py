@@ -138,6 +138,9 @@ class Walk:
                                " dumped as an empty directory")
         else:
             key = st.st_ino
+        if len(name) >= 255:
+            self.reporter.warning(f"{_show(relpath)}: a 255-byte name; stock restore 0.4b47"
+                                  " cannot restore it (FORMAT §11.1 item 14), ndump restore can")
         node.names.append(name)
         node.keys.append(key)
         node.dtypes.append(_DTYPES.get(fmt, 0))

@@ -58,3 +58,23 @@ def test_excludes_and_nodump(tmp_path, run_ndump):
         assert "./skipme" in run_ndump("restore", "-t", "-f", image, status=0).stdout
         run_ndump("dump", "-0", "-h", "0", "-f", image, src, status=0)
         assert "./skipme" not in run_ndump("restore", "-t", "-f", image, status=0).stdout
+
+
+def test_255_byte_names_are_dumped_with_a_warning(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"n" * 255: b"long", "short": b"s"})
+    image = tmp_path / "x.dump"
+    proc = run_ndump("dump", "-0", "-f", image, src, status=0)
+    assert "255-byte name" in proc.stderr and "stock restore" in proc.stderr
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ndump("restore", "-r", "-f", image, "--target", out, status=0)
+    assert (out / ("n" * 255)).read_bytes() == b"long"
+
+
+def test_compressed_with_large_blocks_warns_about_stock_restore(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"a": b"1"})
+    proc = run_ndump("dump", "-0", "-z", "-b", "64", "-f", tmp_path / "x", src, status=0)
+    assert "-b 64" in proc.stderr
+    stock = subprocess.run(["restore", "-t", "-b", "64", "-f", str(tmp_path / "x")],
+                           capture_output=True, text=True)
+    assert stock.returncode == 0 and "./a" in stock.stdout
