@@ -99,11 +99,12 @@ def test_extract_named_paths_equals_stock(golden_dir, tmp_path, run_ndump):
     assert diff_trees(theirs, ours, flags=True, atime=True, root=False) == []
 
 
-def test_full_tree_dumped_by_stock(tmp_path, run_ndump):
+@pytest.mark.parametrize("variant", [[], ["-z"], ["-j"], ["-b", "64"]])
+def test_full_tree_dumped_by_stock(tmp_path, run_ndump, variant):
     src = tmp_path / "src"
     build_full_tree(src, big_sparse_size=8 << 20)
     image = tmp_path / "full.dump"
-    stock_dump_tree(src, image, "-0", workdir=tmp_path, size_mb=96)
+    stock_dump_tree(src, image, "-0", *variant, workdir=tmp_path, size_mb=96)
     theirs, ours = tmp_path / "stock", tmp_path / "ndump"
     theirs.mkdir()
     ours.mkdir()
