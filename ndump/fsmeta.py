@@ -129,6 +129,21 @@ def birth_time(fd: int | None = None, path: bytes | None = None, dir_fd: int = -
     return _statx_buf.stx_btime.tv_sec, _statx_buf.stx_btime.tv_nsec
 
 
+_STATX_ATTR_NODUMP = 0x40
+
+
+def nodump_attribute(path: bytes) -> bool | None:
+    """The nodump flag as statx reports it, without opening the file; None where
+    the filesystem does not report it (then ask get_flags)."""
+    if _statx is None:
+        return None
+    if _statx(-100, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(_statx_buf)) != 0:
+        return None
+    if not _statx_buf.stx_attributes_mask & _STATX_ATTR_NODUMP:
+        return None
+    return bool(_statx_buf.stx_attributes & _STATX_ATTR_NODUMP)
+
+
 def make_node(name, mode: int, rdev: int, dir_fd: int | None = None) -> None:
     """Create a device, fifo or socket node."""
     os.mknod(name, mode, rdev, dir_fd=dir_fd)

@@ -140,17 +140,21 @@ def open_session(settings: Settings, command: str, what: str = "",
 
 
 def _take(directory: Path, limit: int, source: str, command: str, what: str) -> Session:
-    existing = sorted(int(p.name[5:]) for p in directory.glob("slot.*") if p.name[5:].isdigit())
+    # slots are slot.0 .. slot.(limit-1); higher ones exist only when the limit was lowered
+    # while sessions ran: they count while locked and are removed once free
+    existing = {int(p.name[5:]) for p in directory.glob("slot.*") if p.name[5:].isdigit()}
     busy: list[Path] = []
     free: tuple[Path, int] | None = None
-    for n in range(max(existing, default=-1) + 2):
+    for n in sorted(existing | set(range(limit))):
         path = directory / f"slot.{n}"
         fd = _try_lock(path)
         if fd is None:
             busy.append(path)
-        elif free is None:
+        elif free is None and n < limit:
             free = (path, fd)
         else:
+            if n >= limit:
+                path.unlink(missing_ok=True)
             os.close(fd)
     if len(busy) >= limit:
         if free is not None:

@@ -57,6 +57,18 @@ def test_slots_in_process(tmp_path):
     b.release()
 
 
+def test_sessions_one_after_another_leave_no_more_slot_files_than_the_limit(tmp_path):
+    # regression: each session once created a new slot file beyond the highest one
+    s = Settings(run_dir=tmp_path, max_sessions=4)
+    for _ in range(20):
+        open_session(s, "dump", "/a").release()
+    assert len(list((tmp_path / "sessions").glob("slot.*"))) <= 4
+    for n in range(10, 30):                       # left by an older ndump: cleaned up
+        (tmp_path / "sessions" / f"slot.{n}").touch()
+    open_session(s, "dump", "/a").release()
+    assert len(list((tmp_path / "sessions").glob("slot.*"))) <= 4
+
+
 def test_a_lower_limit_counts_every_running_session(tmp_path):
     many = [open_session(Settings(run_dir=tmp_path, max_sessions=4), "dump") for _ in range(3)]
     with pytest.raises(SessionLimitError, match="3 dump/restore session.s. already running, the"

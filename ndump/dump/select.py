@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ndump.format.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, ROOTINO
 from ndump.format.inode import NODUMP_FL
-from ndump.fsmeta import get_flags
+from ndump.fsmeta import get_flags, nodump_attribute
 from ndump.dump.inomap import InodeMap, foreign_key
 from ndump.report import Reporter
 
@@ -214,6 +214,9 @@ def _matches(patterns: tuple[str, ...], name: bytes, relpath: bytes) -> bool:
 
 
 def _nodump(path: bytes) -> bool:
+    known = nodump_attribute(path)
+    if known is not None:
+        return known
     try:
         fd = os.open(path, _OPEN)
     except OSError:
