@@ -16,6 +16,7 @@ restore never reads; it starts with the magic ``NDX1``:
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass, field, fields, replace
 
 from ndump.errors import NdumpError
@@ -207,7 +208,14 @@ def detect_order(block: bytes | memoryview) -> str | None:
     return None
 
 
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
 def checksum_ok(block: bytes | memoryview, order: str = "<") -> bool:
+    if order == _NATIVE:
+        # summing a native int view is a third faster than unpacking a tuple
+        with memoryview(block)[:TP_BSIZE] as raw, raw.cast("i") as words:
+            return sum(words) & 0xFFFFFFFF == CHECKSUM
     words = WORDS_LE if order == "<" else WORDS_BE
     return sum(words.unpack_from(block)) & 0xFFFFFFFF == CHECKSUM
 
