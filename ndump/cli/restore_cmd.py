@@ -10,8 +10,29 @@ from ndump.cli.common import blocksize_option, file_option, quiet_option, settin
 from ndump.report import make_reporter
 from ndump.restore import RestoreOptions, run_restore
 
+def _rules_options(f):
+    """SPEC §5.1-§5.4: EXTRACT, FORCE and permission mapping (RestoreOptions fields)."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    for decorator in reversed((
+        click.option("--extract", "extract", type=click.Choice(["N", "Y", "E"], case_sensitive=False),
+                     default=None, metavar="N|Y|E", help="N: the whole tree; Y: only the named paths; E: named"
+                     " SRC=DEST pairs, each restored under its new name (default: $NDUMP_EXTRACT,"
+                     " else N, or Y when paths are named)."),
+        click.option("--force", "force", is_flag=True, default=None,
+                     help="Skip the space and inode check; stop when the target fills up."),
+        click.option("--no-inherit", "no_inherit", is_flag=True,
+                     help="Do not give files without an ACL the target directory's default ACL."),
+        click.option("--owner-map", "owner_map", metavar="FILE", type=path, default=None,
+                     help="Translate owners: 'OLD NEW' lines, names or numbers."),
+        click.option("--group-map", "group_map", metavar="FILE", type=path, default=None,
+                     help="Translate groups: 'OLD NEW' lines, names or numbers."),
+    )):
+        f = decorator(f)
+    return f
+
+
 _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list_", "t"),
-               ("compare", "C"))
+               ("compare", "C"), ("interactive", "i"))
 
 
 @click.command("restore")
@@ -23,6 +44,8 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
 @click.option("-t", "--list", "list_", is_flag=True,
               help="List the names on the dump (all, or the named ones).")
 @click.option("-C", "--compare", is_flag=True, help="Compare the dump with the files on disk.")
+@click.option("-i", "--interactive", is_flag=True,
+              help="Read the dump's directories, then choose the files to extract in a shell.")
 @file_option("Read the dump from FILE.")
 @blocksize_option("KiB per tape record (read from the medium when not given).")
 @verbose_option
@@ -39,20 +62,28 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
               help="FILE is a prefix: read volumes FILE001, FILE002, ... (as written by dump -M).")
 @click.option("-s", "--file-number", "file_number", type=click.IntRange(1), default=1,
               metavar="N", help="Read the N-th dump on the tape (default 1).")
+@click.option("-F", "--script", "script", metavar="SCRIPT", default=None,
+              help="Run SCRIPT DEVICE VOLUME when the next volume is needed: exit 0 goes on,"
+              " 1 asks the operator, anything else aborts.")
+@click.option("--max-sessions", "max_sessions", type=click.IntRange(1, None), metavar="N",
+              default=None, help="Dump and restore sessions allowed at once (default"
+              " $NDUMP_MAX_SESSIONS, else 4, 16 or 32 by memory).")
+@_rules_options
 @click.argument("paths", nargs=-1)
-def restore(rebuild, resume, extract_files, list_, compare, file, blocksize, verbose, quiet, yes,
-            dry_run, target, keep_existing, multi_volume, file_number, paths):
-    """Restore files from a dump: -r, -R, -x, -t or -C, as classic restore."""
+def restore(rebuild, resume, extract_files, list_, compare, interactive, file, blocksize, verbose,
+            quiet, yes, dry_run, target, keep_existing, multi_volume, file_number, paths, **rules):
+    """Restore files from a dump: -r, -R, -x, -t, -C or -i, as classic restore."""
     chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
-              "list_": list_, "compare": compare}
+              "list_": list_, "compare": compare, "interactive": interactive}
     modes = [letter for name, letter in _MODE_FLAGS if chosen[name]]
     if len(modes) != 1:
-        raise click.UsageError("give exactly one of -r, -R, -x, -t, -C"
+        raise click.UsageError("give exactly one of -r, -R, -x, -t, -C, -i"
                                + (f" (got {' '.join('-' + m for m in modes)})" if modes else ""))
     s = settings()
     opts = RestoreOptions(mode=modes[0], file=file or s.tape, paths=tuple(paths), target=target,
                           verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
                           blocksize=blocksize, keep_existing=keep_existing,
-                          multi_volume=multi_volume, file_number=file_number)
+                          multi_volume=multi_volume, file_number=file_number,
+                          **{k: v or None if k == "force" else v for k, v in rules.items()})
     reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)
     return run_restore(opts, s, reporter)

@@ -17,15 +17,18 @@ from ndump.errors import (
 )
 from ndump.format import ROOTINO, DumpFormatError
 from ndump.report import Reporter
-from ndump.restore import parallel
+from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
 from ndump.restore.dirs import Tree, canon, read_dirs
 from ndump.restore.extract import Extractor, Selection
 from ndump.restore.listing import Listing, list_names
 from ndump.restore.options import MODES, RestoreOptions
+from ndump.restore import rename, space
+from ndump.restore.perms import MappedTarget, load_id_map
 from ndump.restore.symtab import COMPLETE, EXTRACTING, SymbolTable, SymtabError
 from ndump.restore.target import Target, reason
 from ndump.restore.volumes import DumpInput
+from ndump.sessions import open_session
 from ndump.settings import Settings
 
 __all__ = ["RestoreOptions", "run_restore", "MODES"]
@@ -46,21 +49,24 @@ def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter,
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_restore(options, settings, reporter, out)
+        with open_session(settings, "restore", options.file or settings.tape,
+                          getattr(options, "max_sessions", None), reporter):
+            return _run_restore(options, settings, reporter, out)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter, out) -> Outcome:
-    if options.mode == "i":
-        raise UsageError("interactive restore (-i) is not available yet; use -t and -x")
     if options.mode in ("r", "R") and options.paths:
         raise UsageError(f"-{options.mode} restores the whole dump and takes no file names")
+    rename.extract_mode(options.mode, options.extract, settings.extract, options.paths,
+                        options.renames)         # SPEC §5.1: a bad EXTRACT stops here
     spec = options.file or settings.tape
     with DumpInput(spec, reporter, settings, verify_checksums=options.verify_checksums,
                    multi=options.multi_volume, blocksize=options.blocksize,
                    skip_files=max(0, options.file_number - 1)) as dump:
+        dump.changer = volchange.changer_for(dump, options, settings, reporter)
         run = _Run(options, settings, reporter, dump, out if out is not None else sys.stdout)
         return run.dispatch()
 
@@ -89,6 +95,9 @@ class _Run:
             self._rebuild(resume=mode == "R")
         elif mode == "C":
             self._compare()
+        elif mode == "i":
+            from ndump.restore.shell import interact   # cmd/readline only when asked for
+            interact(self)
         return Outcome(self.r.problems, self.aborted)
 
     # -- steps -----------------------------------------------------------------
@@ -146,15 +155,15 @@ class _Run:
 
     def _extract(self) -> None:
         tree, first = self._read_tree()
-        sel = Selection.of(tree, self._starts(tree), self.dump.in_bits)
+        sel = Selection.of(tree, rename.starts(self, tree), self.dump.in_bits)
         # '.' is the user's directory: classic restore asks before changing it
         self._write(tree, sel, first, set_root=self.o.yes, symtab=False)
 
     def _rebuild(self, *, resume: bool) -> None:
         tape = self.dump.tape
         if tape.ddate != 0:
-            raise StartupError(f"{self.dump.name} is a level {tape.level} (incremental) dump:"
-                               " incremental restore -r is not supported yet")
+            incremental.rebuild(self, resume=resume)     # FORMAT §6.2
+            return
         if resume:
             self._check_resume()
         tree, first = self._read_tree()
@@ -203,12 +212,15 @@ class _Run:
             return None
         path = self._target_path()
         try:
-            return Target(path, tree.root, self.r, is_root=self.settings.is_root,
-                          keep_existing=self.o.keep_existing)
+            return MappedTarget(path, tree.root, self.r, is_root=self.settings.is_root,
+                                keep_existing=self.o.keep_existing, no_inherit=self.o.no_inherit,
+                                uid_map=load_id_map(self.o.owner_map, "owner"),
+                                gid_map=load_id_map(self.o.group_map, "group"))
         except OSError as e:
             raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
 
     def _write(self, tree: Tree, sel: Selection, first, *, set_root: bool, symtab: bool) -> None:
+        space.before_write(self, tree, sel)      # SPEC §5.2, unless -N or --force
         target = self._open_target(tree)
         try:
             ex = Extractor(self.dump.reader, tree, target, self.r,
@@ -237,7 +249,9 @@ class _Run:
         ex.finish_dirs(set_root=set_root)
 
     def _extract_files(self, ex: Extractor, first, leaves: dict, target: Target | None) -> None:
-        may_split = target is not None and first is not None and not self.o.multi_volume
+        # workers cannot follow a dump onto another volume (-M files, -F changes)
+        may_split = (target is not None and first is not None and not self.o.multi_volume
+                     and self.dump.changer is None)
         cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
         if not cuts:
             self._progress_start()

@@ -18,6 +18,8 @@ from ndump.restore.dirs import Entry, Tree
 from ndump.restore.extract import Selection
 from ndump.restore.target import DirFds, reason
 
+# names at the top that restore -r and mkfs make, not the dump
+_TOP_NAMES = frozenset({b"restoresymtable", b"lost+found"})
 _COMPARED_XATTRS = ("user.", "trusted.", "security.", "system.posix_acl_")
 
 
@@ -58,14 +60,32 @@ class _Comparer:
         return True
 
     # -- directories -------------------------------------------------------------
-    def dirs(self, dirs: list[Entry]) -> None:
+    def dirs(self, dirs: list[Entry], *, extras: bool) -> None:
         for e in dirs:
             rec = self.tree.dirs.get(e.ino)
             st = self.lstat(e) if rec is not None else None
             if st is None:
                 e.failed = True
                 continue
-            self.inode(e, rec.inode, st, times=False)
+            if self.inode(e, rec.inode, st, times=False) and extras:
+                self.extra_names(e)
+
+    def extra_names(self, e: Entry) -> None:
+        """Names on disk that the dumped directory does not hold."""
+        try:
+            on_disk = map(os.fsencode, os.listdir(self.fds.get(e)))
+        except OSError as err:
+            self.differs(e, f"cannot be read ({reason(err)})")
+            return
+        known = {c.name for c in e.children}
+        if e.parent is None:
+            known |= _TOP_NAMES
+        dfd = self.fds.get(e)
+        for name in sorted(set(on_disk) - known):
+            if _is_socket(dfd, name):
+                continue                    # dump never holds sockets
+            path = e.spath() + "/" + name.decode("utf-8", "surrogateescape")
+            self.r.file_problem(path, "not on the tape (made after the dump)")
 
     # -- files -------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:
@@ -77,9 +97,26 @@ class _Comparer:
             else:
                 self.fds.next_op()
                 self.file(rec, names[0])
+                if len(names) > 1:
+                    self.links(names)
                 if rec.damaged:
                     self.differs(names[0], "damaged on the tape: " + "; ".join(rec.damaged))
             rec = self.reader.next_record()
+
+    def links(self, names: list[Entry]) -> None:
+        """The other names of a hard-linked inode must be the same file on disk."""
+        first = self.lstat_quiet(names[0])
+        for e in names[1:]:
+            st = self.lstat(e)
+            if st is not None and first is not None and (st.st_dev, st.st_ino) != first:
+                self.differs(e, f"is no longer a hard link to {names[0].spath()}")
+
+    def lstat_quiet(self, e: Entry) -> tuple[int, int] | None:
+        try:
+            st = os.stat(e.name, dir_fd=self.fds.get(e.parent), follow_symlinks=False)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def file(self, rec: InodeRecord, e: Entry) -> None:
         inode = rec.inode
@@ -132,15 +169,25 @@ class _Comparer:
 
 def compare(reader: FormatReader, tree: Tree, sel: Selection, first: InodeRecord | None,
             path: Path, reporter: Reporter) -> None:
-    """Compare the selected part of the dump with the tree at ``path``."""
+    """Compare the selected part of the dump with the tree at ``path``; each
+    difference is a per-file problem, names on disk the dump lacks included."""
     root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     c = _Comparer(reader, tree, root_fd, reporter)
+    # extra names are looked for only when the whole dump is compared
+    whole = len(sel.dirs) == sum(1 for e in tree.walk() if e.is_dir)
     try:
-        c.dirs(sel.dirs)
+        c.dirs(sel.dirs, extras=whole)
         c.run(first, sel.leaves)
     finally:
         c.fds.close()
         os.close(root_fd)
+
+
+def _is_socket(dfd: int, name: bytes) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _same_mtime(st: os.stat_result, inode: Inode) -> bool:

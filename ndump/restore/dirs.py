@@ -82,9 +82,17 @@ def _dir_entries(reader: FormatReader, rec: InodeRecord) -> tuple[list[DirEntry]
         reader.skip(rec)
         return [], [f"directory size {rec.inode.size} is not believable; entries ignored"]
     parts = []
+    hole = 0
     for piece in reader.file_data(rec):
-        # holes in a directory cannot hold entries; zeros keep the 512-byte chunking
-        parts.append(bytes(piece.size) if isinstance(piece, Hole) else bytes(piece))
+        # holes in a directory cannot hold entries; zeros keep the 512-byte chunking,
+        # and a trailing hole (a hostile di_size) is never made into bytes at all
+        if isinstance(piece, Hole):
+            hole += piece.size
+            continue
+        if hole:
+            parts.append(bytes(hole))
+            hole = 0
+        parts.append(bytes(piece))
     entries, mangled = unpack_dir(b"".join(parts), reader.order)
     damaged = list(rec.damaged)
     if mangled:

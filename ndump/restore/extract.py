@@ -205,10 +205,8 @@ class Extractor:
         i, e, dfd, fd, temp = opened
         t = self.t
         inode = rec.inode
-        written = False
         try:
             _write_data(fd, gen, inode.size)
-            written = True
             t.owner_fd(fd, inode, e.parent)
             if rec.xattrs:
                 t.xattrs(fd, rec.xattrs, e)
@@ -224,8 +222,8 @@ class Extractor:
         except OSError as err:
             if err.errno in NO_SPACE:
                 self.problem(e, "not restored: the target is full")
-                if not written and temp is None:
-                    _unlink_quietly(dfd, e.name)     # a partial file only takes room
+                if temp is None:
+                    _unlink_quietly(dfd, e.name)     # an unfinished file only takes room
                 check_space(err, e.spath())
             _drain(gen)
             self.problem(e, reason(err))
@@ -285,6 +283,10 @@ class Extractor:
 
     # symlinks, devices, fifos, sockets: made by name -------------------------------
     def _symlink(self, rec: InodeRecord, names: list[Entry]) -> None:
+        if rec.inode.size > MAX_SYMLINK:     # hostile di_size: never read it into memory
+            self.reader.skip(rec)
+            self.problem(names[0], f"symbolic link of {rec.inode.size} bytes; skipped")
+            return
         data = self.reader.read_all(rec)
         target = data.split(b"\0", 1)[0]
         if not target or len(target) > MAX_SYMLINK:

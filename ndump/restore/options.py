@@ -10,7 +10,7 @@ MODES = {
     "x": "extract",        # named files and directories, all when none are named
     "t": "list",           # list names
     "C": "compare",        # compare the dump with the filesystem
-    "i": "interactive",    # shell (another issue)
+    "i": "interactive",    # the shell (restore/shell.py)
 }
 
 
@@ -42,6 +42,9 @@ class RestoreOptions:
     no_inherit: bool = False        # do not give files the target directory's default ACL
     owner_map: Path | None = None   # 'OLD NEW' lines, names or numbers
     group_map: Path | None = None
+    # volume changes without -M (restore/volchange.py) and session slots (SPEC §3.6)
+    script: str | None = None       # -F SCRIPT DEVICE VOLUME: 0 go on, 1 ask, else abort
+    max_sessions: int | None = None  # --max-sessions; None: $NDUMP_MAX_SESSIONS, else by memory
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -50,4 +53,4 @@ class RestoreOptions:
     @property
     def writes(self) -> bool:
         """Whether this run creates anything under the target."""
-        return self.mode in ("r", "R", "x") and not self.dry_run
+        return self.mode in ("r", "R", "x", "i") and not self.dry_run

@@ -140,3 +140,17 @@ def _redepth(start: Entry) -> None:
         e.depth = e.parent.depth + 1
         if e.children:
             stack.extend(e.children)
+
+
+def starts(run, tree: Tree) -> list[Entry]:
+    """Where a writing restore (-x) starts, by EXTRACT mode; sets ``run.whole_tree``."""
+    o = run.o
+    value = extract_mode(o.mode, o.extract, run.settings.extract, o.paths, o.renames)
+    if value == "E":
+        pairs = list(o.renames) or parse_pairs(o.paths)
+        found = Renamer(tree, run.r.file_problem).apply(pairs)
+        run.whole_tree = False
+        return found
+    found = run._starts(tree) if value == "Y" else [tree.root]
+    run.whole_tree = found == [tree.root]
+    return found

@@ -43,8 +43,10 @@ class Have:
 def check(dump, tree, sel, reporter, target: Path, *, whole: bool) -> None:
     """Raise NoSpaceError when ``target`` cannot hold ``sel`` (``whole``: the whole
     dump is selected); warn when the need is not known."""
-    need = measure(dump, tree, sel, whole=whole)
     have = free_space(target)
+    if have is None:
+        return                   # no target: opening it says so
+    need = measure(dump, tree, sel, whole=whole)
     if need.data_bytes is None:
         reporter.warning(f"cannot check the space on {have.mount}: the dump records no totals"
                          " and the input cannot be measured (not a seekable uncompressed image)")
@@ -77,8 +79,9 @@ def measure(dump, tree, sel, *, whole: bool) -> Need:
 
 
 def _dir_size(tree, e) -> int:
+    """From the entries, not di_size (which a hostile dump can make anything)."""
     rec = tree.dirs.get(e.ino)
-    return max(4096, rec.inode.size) if rec is not None else 4096
+    return 4096 + (len(rec.entries) * 32 // 4096 * 4096 if rec is not None else 0)
 
 
 def scan(dump, leaves: dict) -> int | None:
@@ -123,12 +126,12 @@ def _scan(fd: int, pos: int, size: int, leaves: dict, order: str) -> int | None:
 
 
 # -- what the target has ---------------------------------------------------------------
-def free_space(path: Path) -> Have:
+def free_space(path: Path) -> Have | None:
     """Free bytes (for an unprivileged user) and inodes of the filesystem holding ``path``."""
     try:
         st = os.statvfs(path)
-    except OSError as e:
-        raise NoSpaceError(f"cannot check the space on {path}: {os.strerror(e.errno).lower()}") from None
+    except OSError:
+        return None
     inodes = st.f_favail if st.f_files else None
     return Have(st.f_bavail * st.f_frsize, inodes, mount_point(path))
 
@@ -152,3 +155,14 @@ def human(n: int) -> str:
             return f"{int(value)} {unit}" if unit == "B" or value == int(value) else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def before_write(run, tree, sel) -> None:
+    """The check as run_restore does it: not with -N or --force (option or NDUMP_FORCE)."""
+    force = run.o.force if run.o.force is not None else run.settings.force
+    if run.o.dry_run:
+        return
+    if force:
+        run.r.verbose("--force: no space or inode check")
+        return
+    check(run.dump, tree, sel, run.r, run._target_path(), whole=getattr(run, "whole_tree", True))

@@ -34,6 +34,8 @@ class DumpInput:
         self.medium = open_input(self.name if multi else spec, self.settings, blocksize=blocksize,
                                  skip_files=skip_files)
         self._later_media: list = []
+        # without -M: asks for the next volume (restore/volchange.py); None: there is none
+        self.changer = None
         try:
             self.reader = FormatReader(self.medium.read, next_volume=self._next_volume,
                                        on_problem=self._problem, verify_crc=verify_checksums)
@@ -111,7 +113,9 @@ class DumpInput:
 
     def _next_volume(self, number: int):
         """The read() of volume ``number``: with -M the file PREFIX%03d; otherwise
-        there is none (asking an operator for a tape belongs to the media code)."""
+        what ``changer`` gets (an operator or -F script changing the tape), or none."""
+        if not self.multi and self.changer is not None:
+            return self.changer(number)
         if not self.multi:
             self.reporter.verbose(f"volume {number} is needed but none was given (-M PREFIX"
                                   " reads PREFIX001, PREFIX002, ...)")

@@ -24,9 +24,9 @@ def test_exactly_one_mode(args, image, run_ndump):
     assert "RESTORE: give exactly one of -r, -R, -x, -t, -C" in proc.stderr
 
 
-def test_interactive_mode_is_not_offered(image, run_ndump):
-    proc = run_ndump("restore", "-i", "-f", image, status=1)
-    assert "RESTORE:" in proc.stderr
+def test_interactive_mode_takes_no_names(image, run_ndump):
+    proc = run_ndump("restore", "-i", "-f", image, "a", status=1)
+    assert "RESTORE: -i takes no file names" in proc.stderr
 
 
 def test_rebuild_takes_no_names(image, run_ndump, tmp_path):
@@ -83,12 +83,12 @@ def test_click_command_returns_the_outcome(image, tmp_path):
     assert (out / "a").read_bytes() == b"A"
 
 
-def test_incremental_rebuild_is_refused_for_now(tmp_path, run_ndump):
+def test_incremental_rebuild_needs_the_level_0_first(tmp_path, run_ndump):
     img = Craft(ddate=1_600_000_000, level=1).dir(2, {"a": 3}).file(3, b"x")
     path = tmp_path / "l1.dump"
     path.write_bytes(img.build())
     proc = run_ndump("restore", "-rf", path, "--target", tmp_path, status=1)
-    assert "level 1 (incremental) dump" in proc.stderr
+    assert "level 1 (incremental) dump" in proc.stderr and "level 0 dump" in proc.stderr
 
 
 def test_resume(image, run_ndump, tmp_path):
