@@ -321,3 +321,30 @@ def test_a_run_stopped_while_names_change_is_not_resumed(tmp_path, run_ndump, mo
     assert "cannot be resumed" in proc.stderr and "level 0" in proc.stderr
     proc = run_ndump("restore", "-r", "-f", l1, "--target", out, status=1)
     assert "interrupted" in proc.stderr
+
+
+def test_an_incremental_cut_in_its_directories_changes_nothing(tmp_path, run_ndump):
+    from ndump.format import FormatReader
+    src = build_tree(tmp_path / "src", {"a/x": b"x", "b/y": b"y", "c": b"c"})
+    l0, l1 = tmp_path / "l0.dump", tmp_path / "l1.dump"
+    run_ndump("dump", "-0", "-u", "-f", l0, src, status=0)
+    _tick()
+    (src / "c").unlink()
+    (src / "a/new").write_bytes(b"n")
+    (src / "b/y2").write_bytes(b"y2")
+    _tick()
+    run_ndump("dump", "-1", "-u", "-f", l1, src, status=0)
+    with open(l1, "rb") as f:
+        reader = FormatReader(f.read)
+        reader.read_maps()
+        reader.next_record()                    # the root directory's header
+        cut = (reader.blocks_read + 1) * 1024   # inside the next directory
+    data = l1.read_bytes()
+    l1.write_bytes(data[:cut])
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ndump("restore", "-r", "-f", l0, "--target", out, status=0)
+    before = tree_state(out)
+    proc = run_ndump("restore", "-r", "-f", l1, "--target", out, status=1)
+    assert "nothing was changed" in proc.stderr
+    assert_trees_equal(before, out)
