@@ -134,8 +134,10 @@ class Walk:
             if fmt != stat.S_IFDIR:
                 return
             key = foreign_key(relpath)
-            self.reporter.info(f"{_show(relpath)}: another filesystem is mounted here;"
-                               " dumped as an empty directory")
+            # a mount point, or a btrfs subvolume (its own st_dev): a snapshot of
+            # this filesystem would not hold it either (SPEC §3.1)
+            self.reporter.warning(f"{_show(relpath)}: another filesystem or btrfs subvolume;"
+                                  " dumped as an empty directory")
         else:
             key = st.st_ino
         if len(name) >= 255:

@@ -43,7 +43,7 @@ def test_sockets_are_skipped_and_mount_points_are_empty_dirs(tmp_path, run_ndump
     assert "./keep" in listing and "./sock" not in listing
     if mounted:
         assert "./mnt" in listing and "on-tmpfs" not in listing and "inside" not in listing
-        assert "another filesystem" in proc.stderr
+        assert "another filesystem" in proc.stderr and "warning" in proc.stderr
 
 
 def test_excludes_and_nodump(tmp_path, run_ndump):
