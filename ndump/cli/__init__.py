@@ -5,7 +5,6 @@ turns the Outcome or the exception into the exit status (SPEC §2).
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import traceback

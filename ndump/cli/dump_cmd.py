@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ndump.cli.common import (
-    CompressType, blocksize_option, file_option, quiet_option, settings, verbose_option,
+    CompressType, file_option, quiet_option, settings, verbose_option,
 )
 from ndump.dump import DumpOptions, run_dump, show_history
 from ndump.dump.dumpdates import parse_date

@@ -159,7 +159,7 @@ class VolumeWriter:
         for _ in range(n):
             try:
                 self._write_span(self.record)
-            except EndOfMedia as e:
+            except EndOfMedia:
                 self.output.truncate_to(self._vol_bytes)
                 if self._vol_records == 0:
                     raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"

@@ -5,7 +5,6 @@ standard input and output: O(pen), W(rite), R(ead), I(octl), C(lose).
 """
 from __future__ import annotations
 
-import errno
 import getpass
 import os
 import re

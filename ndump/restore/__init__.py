@@ -115,8 +115,9 @@ class _Run:
             for line in self.dump.info_lines():
                 self.r.verbose(line)
 
-    def _read_tree(self):
-        """Directories -> Tree; returns (tree, first file record)."""
+    def _read_dirs(self) -> tuple[dict, object]:
+        """The tape's directories and the first file record after them; an end of
+        the dump met on the way is recorded in self.aborted."""
         self.r.verbose("Extract directories from tape")
         dirs: dict = {}
         first = None
@@ -124,6 +125,11 @@ class _Run:
             first = read_dirs(self.dump.reader, self.r.file_problem, dirs)
         except _ENDS_RUN as e:
             self._abort(e)
+        return dirs, first
+
+    def _read_tree(self):
+        """Directories -> Tree; returns (tree, first file record)."""
+        dirs, first = self._read_dirs()
         if ROOTINO not in dirs:
             if self.aborted:
                 raise StartupError(f"{self.dump.name}: {self.aborted}") from None

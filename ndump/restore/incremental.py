@@ -35,7 +35,7 @@ import time
 
 from ndump.errors import MediaError, OutOfSpaceError
 from ndump.format import ROOTINO, DirEntry, DumpFormatError
-from ndump.restore.dirs import DirRecord, Entry, Tree, read_dirs
+from ndump.restore.dirs import DirRecord, Entry, Tree
 from ndump.restore import space
 from ndump.restore.extract import Extractor, Selection
 from ndump.restore.symtab import COMPLETE, EXTRACTING, SymbolTable, SymtabError
@@ -125,13 +125,7 @@ class IncrementalRestore:
         space.before_write(self.run, _TapeDirs(tape_dirs), sel)
 
     def _read_dirs(self):
-        self.r.verbose("Extract directories from tape")
-        dirs: dict = {}
-        first = None
-        try:
-            first = read_dirs(self.dump.reader, self.r.file_problem, dirs)
-        except _ENDS_RUN as e:
-            self.run._abort(e)
+        dirs, first = self.run._read_dirs()
         if self.run.aborted:        # names cannot be matched against half a tree
             raise SymtabError(f"{self.dump.name}: {self.run.aborted} while reading the"
                               " directories; nothing was changed")

@@ -28,7 +28,7 @@ from typing import Iterator
 from ndump.errors import SnapshotError
 from ndump.report import Reporter
 from ndump.settings import Settings
-from ndump.snapshot import btrfs, detect, lvm, naming, registry
+from ndump.snapshot import btrfs, detect, lvm, registry
 from ndump.snapshot.registry import held_by_context
 
 __all__ = ["Snapshot", "open_snapshot", "remove_stale", "held_by_context", "SnapshotError"]
