@@ -6,6 +6,9 @@ Media move opaque records and know nothing of headers.
 """
 from __future__ import annotations
 
+import os
+
+from ndump.errors import StartupError
 from ndump.media.base import EndOfMedia, Input, Output
 from ndump.media.file import FileInput, FileOutput
 from ndump.media.pipe import stdin_input, stdout_output
@@ -30,6 +33,9 @@ def open_output(spec: str, settings: Settings | None = None) -> Output:
         return TapeOutput(RemoteDrive(spec, settings, write=True))
     if is_tape_device(spec):
         return TapeOutput(LocalDrive(spec, write=True))
+    if spec.startswith("/dev/") and not os.path.exists(spec):
+        # never leave a dump as a plain file in /dev when the drive is missing
+        raise StartupError(f"cannot open {spec}: no such device")
     return FileOutput(spec)
 
 

@@ -95,3 +95,12 @@ def test_sigterm_aborts_with_status_3(tmp_path):
     _, err = proc.communicate(timeout=30)
     reader.close()
     assert proc.returncode == 3 and "signal 15" in err and "Traceback" not in err
+
+
+def test_missing_tape_device_is_an_error_not_a_file_in_dev(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"a": b"1"})
+    proc = run_ndump("dump", "-0", "-f", "/dev/nst97", src, status=1)
+    assert "cannot open /dev/nst97: no such device" in proc.stderr
+    assert not os.path.exists("/dev/nst97")
+    proc = run_ndump("restore", "-t", "-f", "/dev/nst97", status=1)
+    assert "/dev/nst97" in proc.stderr
