@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         rv = cli.main(classic_argv(argv), prog_name="ndump", standalone_mode=False, obj=settings)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:
+        sys.stderr.write(e.format_message() + "\n")     # bare `ndump`: the help, as is
+        return ExitStatus.STARTUP
     except click.UsageError as e:
         _say(prefix, e.format_message())
         return ExitStatus.STARTUP
