@@ -56,6 +56,9 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
               help="Read the dump and do everything but write to disk.")
 @click.option("--target", "target", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Restore into DIR instead of the current directory.")
+@click.option("--original", "original", is_flag=True,
+              help="Restore into the directory the dump was made of, as its header records it"
+              " (made if missing).")
 @click.option("--keep-existing", "keep_existing", is_flag=True,
               help="Leave files that already exist alone instead of replacing them.")
 @click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
@@ -71,7 +74,8 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
 @_rules_options
 @click.argument("paths", nargs=-1)
 def restore(rebuild, resume, extract_files, list_, compare, interactive, file, blocksize, verbose,
-            quiet, yes, dry_run, target, keep_existing, multi_volume, file_number, paths, **rules):
+            quiet, yes, dry_run, target, original, keep_existing, multi_volume, file_number, paths,
+            **rules):
     """Restore files from a dump: -r, -R, -x, -t, -C or -i, as classic restore."""
     chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
               "list_": list_, "compare": compare, "interactive": interactive}
@@ -79,7 +83,10 @@ def restore(rebuild, resume, extract_files, list_, compare, interactive, file, b
     if len(modes) != 1:
         raise click.UsageError("give exactly one of -r, -R, -x, -t, -C, -i"
                                + (f" (got {' '.join('-' + m for m in modes)})" if modes else ""))
+    if original and target is not None:
+        raise click.UsageError("--original and --target name two different places: give one")
     s = settings()
+    rules["original"] = original
     opts = RestoreOptions(mode=modes[0], file=file or s.tape, paths=tuple(paths), target=target,
                           verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
                           blocksize=blocksize, keep_existing=keep_existing,

@@ -78,6 +78,9 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     if opts.compress and opts.ntrec > 32:
         reporter.warning(f"stock restore reads a compressed dump with -b {opts.ntrec} only when"
                          f" given -b {opts.ntrec} itself (its default buffer is 32 KiB)")
+    if len(os.fsencode(os.path.abspath(opts.path))) > 63:
+        reporter.warning(f"the dump header records only the first 63 bytes of"
+                         f" {os.path.abspath(opts.path)}; restore --original cannot use it")
     if opts.update and opts.base_date is not None:
         raise UsageError("-T and -u cannot be used together")
     root = _check_path(opts.path)

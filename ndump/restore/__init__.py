@@ -211,7 +211,28 @@ class _Run:
 
     # -- writing -----------------------------------------------------------------
     def _target_path(self) -> Path:
+        if self.o.original:
+            return self._original_path()
         return Path(self.o.target) if self.o.target is not None else Path.cwd()
+
+    def _original_path(self) -> Path:
+        """--original: the dumped directory from the header, made if it is missing."""
+        recorded = self.dump.tape.filesys.split(" (dir ", 1)[0]
+        if not recorded.startswith("/"):
+            raise StartupError(f"{self.dump.name} records no directory to restore to"
+                               f" ({recorded!r}); use --target")
+        if len(recorded.encode("utf-8", "surrogateescape")) >= 63:
+            # c_filesys holds 63 bytes: a longer path was cut, and restoring to
+            # the cut name would put the tree somewhere else
+            raise StartupError(f"{self.dump.name} records only the first 63 bytes of the dumped"
+                               f" path ({recorded}...); use --target")
+        path = Path(recorded)
+        if not path.exists() and not self.o.dry_run:
+            try:
+                path.mkdir(mode=0o755, parents=True)
+            except OSError as e:
+                raise StartupError(f"cannot make {path}: {reason(e)}") from None
+        return path
 
     def _open_target(self, tree: Tree) -> Target | None:
         if self.o.dry_run:

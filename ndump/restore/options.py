@@ -25,6 +25,7 @@ class RestoreOptions:
     file: str | None = None
     paths: tuple[str, ...] = ()
     target: Path | None = None
+    original: bool = False          # --original: the directory recorded in the dump header
     verbose: int = 0
     quiet: bool = False
     yes: bool = False               # -y: never ask; answers "yes" where restore would ask

@@ -1,5 +1,6 @@
 """`ndump restore` on the command line: modes, classic bundles, exit statuses."""
 from __future__ import annotations
+from pathlib import Path
 
 import os
 
@@ -106,3 +107,32 @@ def test_resume(image, run_ndump, tmp_path):
     run_ndump("restore", "-Rf", image, "--target", out, status=0)
     assert (out / "a").read_bytes() == b"A"
     assert '"state":"complete"' in (out / "restoresymtable").read_text()
+
+
+def test_original_restores_to_the_recorded_directory(tmp_path, run_ndump):
+    import shutil
+    import tempfile
+    from trees import assert_trees_equal, build_tree, tree_state
+    short = Path(tempfile.mkdtemp(prefix="ndorig"))       # the header holds 63 bytes
+    try:
+        src = build_tree(short / "data" / "src", {"a": b"1", "d/b": b"2"})
+        state = tree_state(src)
+        image = tmp_path / "x.dump"
+        run_ndump("dump", "-0", "-f", image, src, status=0)
+        shutil.rmtree(short / "data")
+        run_ndump("restore", "-r", "--original", "-f", image, cwd=tmp_path, status=0)
+        assert_trees_equal(state, src)
+        proc = run_ndump("restore", "-r", "--original", "--target", tmp_path, "-f", image, status=1)
+        assert "--original" in proc.stderr
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_original_refuses_a_path_cut_by_the_header(tmp_path, run_ndump):
+    from trees import build_tree
+    src = build_tree(tmp_path / ("long-directory-name-" * 4) / "src", {"a": b"1"})
+    image = tmp_path / "x.dump"
+    proc = run_ndump("dump", "-0", "-f", image, src, status=0)
+    assert "first 63 bytes" in proc.stderr
+    proc = run_ndump("restore", "-r", "--original", "-f", image, cwd=tmp_path, status=1)
+    assert "first 63 bytes" in proc.stderr and "--target" in proc.stderr
