@@ -6,6 +6,7 @@ for a TTY, classic ``DUMP: 42.10% done, finished in 0:03`` lines every
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -98,8 +99,15 @@ class TtyReporter(Reporter):
     def progress_start(self, total: int, unit: str = "B") -> None:
         from tqdm import tqdm
         super().progress_start(total, unit)
+        try:
+            width, rows = os.get_terminal_size(self.stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            width = rows = 0
+        # a terminal that reports no size (a serial console, a bare pty) would get no
+        # bar at all from tqdm (it hides bars below the last row): assume 80x24
+        size = {"dynamic_ncols": True} if width and rows else {"ncols": 80, "nrows": 24}
         self._bar = tqdm(total=total, unit=unit, unit_scale=True, unit_divisor=1024,
-                         file=self.stream, leave=False, dynamic_ncols=True)
+                         file=self.stream, leave=False, **size)
         self._done = 0
 
     def progress(self, done: int, volume: int = 1) -> None:
