@@ -12,8 +12,9 @@ import os
 import stat
 
 from ndump.format import FormatWriter, Inode, pack_dir, pack_ea_records, symlink_payload
+from ndump.format.extattr import pack_big_ea_record
 from ndump.format.constants import (
-    DT_DIR, DT_REG, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
+    DT_DIR, DT_REG, EXT_NDUMP_XATTR, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
 from ndump.format.header import _new_inode as new_inode
 from ndump.fsmeta import birth_time, get_flags, get_xattrs
@@ -82,9 +83,20 @@ class TreeWriter:
         if not attrs:
             return
         records, skipped = pack_ea_records(attrs, single=single)
+        if skipped and not single:
+            # stock restore skips an unknown EA record after a file, but hangs on one
+            # after a directory: only non-directories get the extension record
+            wanted = set(skipped)
+            big, skipped = pack_big_ea_record([(n, v) for n, v in attrs if n in wanted])
+            if big is not None:
+                self.fmt.write_extattrs(ino, inode, big, ext=EXT_NDUMP_XATTR)
+                kept = ", ".join(sorted(wanted - set(skipped)))
+                self.rep.warning(f"{show}: {kept} over 4 KiB: kept in an ndump extension record"
+                                 " that stock restore skips")
+        why = ("does not fit a directory's single 4 KiB attribute record" if single
+               else "cannot be stored in the dump format")
         for name in skipped:
-            self.rep.warning(f"{show}: extended attribute {name} cannot be stored in the dump format",
-                             once=None)
+            self.rep.warning(f"{show}: extended attribute {name} {why}; not dumped")
         for record in records:
             self.fmt.write_extattrs(ino, inode, record)
 

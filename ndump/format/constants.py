@@ -35,6 +35,8 @@ EXT_REGULAR = 0
 EXT_MACOSFNDRINFO = 1
 EXT_MACOSRESFORK = 2
 EXT_XATTR = 3
+EXT_NDUMP_XATTR = 4      # ndump extension: an EA block over 4 KiB; stock restore skips it
+NDUMP_XATTR_MAXSIZE = 65536   # entry value offsets are 16-bit
 
 # file types in di_mode
 S_IFMT = 0o170000

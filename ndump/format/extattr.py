@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from ndump.format.constants import XATTR_MAXSIZE
+from ndump.format.constants import NDUMP_XATTR_MAXSIZE, XATTR_MAXSIZE
 
 EA_MAGIC_BLOCK = 0xEA020000
 EA_MAGIC_INODE = 0xEA020001
@@ -101,7 +101,8 @@ def pack_ea_records(attrs: list[tuple[str, bytes]], *, single: bool = False
 
     Returns (records, names that could not be stored).  ``single`` keeps
     everything in one record (directories: stock restore keeps only the last).
-    Each record's length is a multiple of 1024.
+    Each record's length is a multiple of 1024.  Storable names too big for
+    4096 bytes are in the second list too: pack_big_ea_record can keep them.
     """
     skipped: list[str] = []
     items: list[tuple[int, bytes, bytes, str]] = []
@@ -157,13 +158,39 @@ def _pack_block(items) -> bytes:
     return bytes(buf)
 
 
-def unpack_ea_record(data: bytes | memoryview) -> tuple[list[tuple[str, bytes]], list[str]]:
+def pack_big_ea_record(attrs: list[tuple[str, bytes]]) -> tuple[bytes | None, list[str]]:
+    """Attributes too big for stock restore's 4 KiB -> one block-format record of
+    up to 64 KiB, for the ndump extension record (EXT_NDUMP_XATTR), which stock
+    restore skips.  Returns (record or None, names that still could not be stored)."""
+    items, skipped = [], []
+    for name, value in attrs:
+        found = name_index(name)
+        if found is None:
+            skipped.append(name)
+            continue
+        idx, suffix = found
+        if idx in (2, 3):
+            try:
+                value = acl_to_disk(value)
+            except ExtAttrError:
+                skipped.append(name)
+                continue
+        candidate = items + [(idx, suffix, bytes(value), name)]
+        if _needed(candidate) <= NDUMP_XATTR_MAXSIZE - 1024:   # offsets stay 16-bit
+            items = candidate
+        else:
+            skipped.append(name)
+    return (_pack_block(items) if items else None), skipped
+
+
+def unpack_ea_record(data: bytes | memoryview, limit: int = XATTR_MAXSIZE
+                     ) -> tuple[list[tuple[str, bytes]], list[str]]:
     """One EA record's data (di_size bytes) -> (attributes, problems).
 
     Reads both the block format and stock dump's in-inode format; ACLs come back
     in the kernel's version-2 form.  Bad entries are reported and skipped.
     """
-    data = bytes(data[:XATTR_MAXSIZE])
+    data = bytes(data[:limit])
     problems: list[str] = []
     if len(data) < 4:
         return [], ["EA record too short"]
@@ -183,7 +210,7 @@ def unpack_ea_record(data: bytes | memoryview) -> tuple[list[tuple[str, bytes]],
         suffix = data[pos + 16:pos + 16 + nlen]
         pos += (16 + nlen + 3) & ~3
         start = base + voff
-        if len(suffix) != nlen or start + vsize > len(data) or vsize > XATTR_MAXSIZE:
+        if len(suffix) != nlen or start + vsize > len(data) or vsize > limit:
             problems.append("EA entry out of bounds")
             continue
         value = data[start:start + vsize]

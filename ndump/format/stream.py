@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Protocol
 
 from ndump.errors import ExitStatus, NdumpError
 from ndump.format.constants import (
-    DR_COMPRESSED, DR_EXTATTRIBUTES, DR_METAONLY, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
+    DR_COMPRESSED, DR_EXTATTRIBUTES, DR_METAONLY, EXT_NDUMP_XATTR, NDUMP_XATTR_MAXSIZE, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
     TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
 )
 from ndump.format.extattr import unpack_ea_record
@@ -135,12 +135,13 @@ class FormatWriter:
                                     DR_METAONLY if metaonly else 0, 0, dcrc)
         self._put(header, data if nblocks else None, ino, nblocks)
 
-    def write_extattrs(self, ino: int, inode: Inode, record: bytes) -> None:
-        """One EA record (FORMAT §4.6); ``record`` is a multiple of 1024 bytes."""
+    def write_extattrs(self, ino: int, inode: Inode, record: bytes, ext: int = EXT_XATTR) -> None:
+        """One EA record (FORMAT §4.6); ``record`` is a multiple of 1024 bytes.
+        ``ext=EXT_NDUMP_XATTR`` marks a record over 4 KiB that stock restore skips."""
         count = len(record) // TP_BSIZE
         ea_inode = _with_size(inode, len(record))
         header = self._header(TS_INODE, ino, ea_inode, count, ALL_PRESENT[:count] + bytes(512 - count),
-                              flags=DR_EXTATTRIBUTES, ext=EXT_XATTR)
+                              flags=DR_EXTATTRIBUTES, ext=ext)
         self._put(header, record, ino, count)
 
     def write_end(self, maxino: int) -> None:
@@ -433,13 +434,16 @@ class FormatReader:
             if not (nxt.type == TS_INODE and nxt.flags & DR_EXTATTRIBUTES and nxt.inumber == rec.ino):
                 return
             h = self.next_header()
-            count = max(0, min(h.count, XATTR_MAXSIZE // TP_BSIZE))
+            # every kind's blocks are consumed, so that a record we do not read
+            # (MacOS kinds 1, 2) keeps the stream in step
+            count = max(0, min(h.count, NDUMP_XATTR_MAXSIZE // TP_BSIZE))
             data = bytes(self._read_blocks(count)) if count else b""
-            if h.extattributes != EXT_XATTR:
+            limit = {EXT_XATTR: XATTR_MAXSIZE, EXT_NDUMP_XATTR: NDUMP_XATTR_MAXSIZE}.get(h.extattributes)
+            if limit is None:
                 continue
-            if h.inode.size > XATTR_MAXSIZE:
+            if h.inode.size > limit:
                 rec.damaged.append("EA record too big")
                 continue
-            attrs, problems = unpack_ea_record(data[:h.inode.size])
+            attrs, problems = unpack_ea_record(data[:h.inode.size], limit)
             rec.xattrs.extend(attrs)
             rec.damaged.extend(problems)
