@@ -99,7 +99,7 @@ class Walk:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            self.reporter.file_problem(_show(node.relpath), f"cannot read directory: {e.strerror}")
+            self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {e.strerror}")
             return
         prefix = node.relpath + b"/" if node.relpath else b""
         for entry in entries:
@@ -108,7 +108,7 @@ class Walk:
             except FileNotFoundError:
                 continue
             except OSError as e:
-                self.reporter.file_problem(_show(prefix + entry.name), e.strerror or str(e))
+                self.reporter.file_problem(show_path(prefix + entry.name), e.strerror or str(e))
                 continue
             if self._excluded(prefix + entry.name, entry, st, honor):
                 continue
@@ -116,14 +116,14 @@ class Walk:
 
     def _excluded(self, relpath: bytes, entry, st: os.stat_result, honor: bool) -> bool:
         if stat.S_ISSOCK(st.st_mode):
-            self.reporter.verbose(f"{_show(relpath)}: socket not dumped")
+            self.reporter.verbose(f"{show_path(relpath)}: socket not dumped")
             return True
         if self.excludes and _matches(self.excludes, entry.name, relpath):
-            self.reporter.verbose(f"{_show(relpath)}: excluded")
+            self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
         if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
                 and st.st_dev == self.dev and _nodump(entry.path):
-            self.reporter.verbose(f"{_show(relpath)}: nodump flag set, not dumped")
+            self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
             return True
         return False
 
@@ -136,12 +136,12 @@ class Walk:
             key = foreign_key(relpath)
             # a mount point, or a btrfs subvolume (its own st_dev): a snapshot of
             # this filesystem would not hold it either (SPEC §3.1)
-            self.reporter.warning(f"{_show(relpath)}: another filesystem or btrfs subvolume;"
+            self.reporter.warning(f"{show_path(relpath)}: another filesystem or btrfs subvolume;"
                                   " dumped as an empty directory")
         else:
             key = st.st_ino
         if len(name) >= 255:
-            self.reporter.warning(f"{_show(relpath)}: a 255-byte name; stock restore 0.4b47"
+            self.reporter.warning(f"{show_path(relpath)}: a 255-byte name; stock restore 0.4b47"
                                   " cannot restore it (FORMAT §11.1 item 14), ndump restore can")
         node.names.append(name)
         node.keys.append(key)
@@ -229,5 +229,6 @@ def _nodump(path: bytes) -> bool:
         os.close(fd)
 
 
-def _show(relpath: bytes) -> str:
+def show_path(relpath: bytes) -> str:
+    """A path relative to the dumped directory, for messages."""
     return os.fsdecode(relpath) if relpath else "."

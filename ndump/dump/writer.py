@@ -20,7 +20,7 @@ from ndump.format.header import _new_inode as new_inode
 from ndump.fsmeta import birth_time, get_flags, get_xattrs
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
-from ndump.dump.select import ROOT_KEY, DirNode, Selection
+from ndump.dump.select import ROOT_KEY, DirNode, Selection, show_path
 
 CHUNK = TP_NINDIR * TP_BSIZE          # bytes described by one header
 _NS = 1_000_000_000
@@ -114,7 +114,7 @@ class TreeWriter:
         entries += [(m[k], dt, name) for name, k, dt in zip(node.names, node.keys, node.dtypes)]
         data = pack_dir(entries)
         if len(data) > MAX_DIR_SIZE:
-            self.rep.file_problem(_show(node.relpath), "directory too large for the dump format")
+            self.rep.file_problem(show_path(node.relpath), "directory too large for the dump format")
             data = pack_dir(entries[:2])
         path = self._path(node.relpath)
         fd = None
@@ -124,7 +124,7 @@ class TreeWriter:
             flags = get_flags(fd)
         except OSError as e:
             if not node.foreign:
-                self.rep.file_problem(_show(node.relpath), f"cannot read directory: {e.strerror}")
+                self.rep.file_problem(show_path(node.relpath), f"cannot read directory: {e.strerror}")
             try:
                 st = os.lstat(path)
             except OSError:
@@ -136,7 +136,7 @@ class TreeWriter:
                 self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE],
                                      crc=self.checksums)
             if fd is not None and not node.foreign:
-                self._xattrs(dino, inode, fd, _show(node.relpath), single=True)
+                self._xattrs(dino, inode, fd, show_path(node.relpath), single=True)
         finally:
             if fd is not None:
                 os.close(fd)
@@ -164,7 +164,7 @@ class TreeWriter:
                 os.close(dfd)
 
     def _dump_file(self, dino: int, dfd: int, name: bytes, relpath: bytes, dtype: int) -> None:
-        show = _show(relpath)
+        show = show_path(relpath)
         if dtype == DT_REG:
             try:
                 fd = self._open(name, dfd)
@@ -297,6 +297,3 @@ def _read_chunk(fd: int, start: int, pieces: int, size: int, extents):
         i = j
     return bytes(present), b"".join(parts), short
 
-
-def _show(relpath: bytes) -> str:
-    return os.fsdecode(relpath) if relpath else "."

@@ -104,21 +104,7 @@ def pack_ea_records(attrs: list[tuple[str, bytes]], *, single: bool = False
     Each record's length is a multiple of 1024.  Storable names too big for
     4096 bytes are in the second list too: pack_big_ea_record can keep them.
     """
-    skipped: list[str] = []
-    items: list[tuple[int, bytes, bytes, str]] = []
-    for name, value in attrs:
-        found = name_index(name)
-        if found is None:
-            skipped.append(name)
-            continue
-        idx, suffix = found
-        if idx in (2, 3):
-            try:
-                value = acl_to_disk(value)
-            except ExtAttrError:
-                skipped.append(name)
-                continue
-        items.append((idx, suffix, bytes(value), name))
+    items, skipped = _to_items(attrs)
     records: list[bytes] = []
     current: list[tuple[int, bytes, bytes, str]] = []
     for item in items:
@@ -132,6 +118,27 @@ def pack_ea_records(attrs: list[tuple[str, bytes]], *, single: bool = False
     if current:
         records.append(_pack_block(current))
     return records, skipped
+
+
+def _to_items(attrs: list[tuple[str, bytes]]) -> tuple[list, list[str]]:
+    """(name, value) pairs -> ((index, suffix, on-medium value, name) items,
+    names the format cannot carry)."""
+    items: list[tuple[int, bytes, bytes, str]] = []
+    skipped: list[str] = []
+    for name, value in attrs:
+        found = name_index(name)
+        if found is None:
+            skipped.append(name)
+            continue
+        idx, suffix = found
+        if idx in (2, 3):
+            try:
+                value = acl_to_disk(value)
+            except ExtAttrError:
+                skipped.append(name)
+                continue
+        items.append((idx, suffix, bytes(value), name))
+    return items, skipped
 
 
 def _needed(items) -> int:
@@ -162,24 +169,13 @@ def pack_big_ea_record(attrs: list[tuple[str, bytes]]) -> tuple[bytes | None, li
     """Attributes too big for stock restore's 4 KiB -> one block-format record of
     up to 64 KiB, for the ndump extension record (EXT_NDUMP_XATTR), which stock
     restore skips.  Returns (record or None, names that still could not be stored)."""
-    items, skipped = [], []
-    for name, value in attrs:
-        found = name_index(name)
-        if found is None:
-            skipped.append(name)
-            continue
-        idx, suffix = found
-        if idx in (2, 3):
-            try:
-                value = acl_to_disk(value)
-            except ExtAttrError:
-                skipped.append(name)
-                continue
-        candidate = items + [(idx, suffix, bytes(value), name)]
-        if _needed(candidate) <= NDUMP_XATTR_MAXSIZE - 1024:   # offsets stay 16-bit
-            items = candidate
+    candidates, skipped = _to_items(attrs)
+    items: list = []
+    for item in candidates:
+        if _needed(items + [item]) <= NDUMP_XATTR_MAXSIZE - 1024:   # offsets stay 16-bit
+            items.append(item)
         else:
-            skipped.append(name)
+            skipped.append(item[3])
     return (_pack_block(items) if items else None), skipped
 
 

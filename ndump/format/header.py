@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from ndump.errors import NdumpError
 from ndump.format.constants import (
-    CHECKSUM, DB_ENTRIES, DR_EXTATTRIBUTES, DR_METAONLY, NDX_MAGIC, NFS_MAGIC, TP_BSIZE,
+    CHECKSUM, DR_EXTATTRIBUTES, DR_METAONLY, NDX_MAGIC, NFS_MAGIC, TP_BSIZE,
     TS_ADDR, TS_INODE, TS_NAMES,
 )
 from ndump.format.inode import Inode, decode_rdev, encode_rdev, split_seconds
@@ -147,39 +147,18 @@ def _spare_for(h: Header) -> bytes:
         return _EXT_TAPE.pack(NDX_MAGIC, _EXT_TOTALS, t.data_bytes, t.inodes, t.blocks).ljust(120, b"\0")
     if h.type not in (TS_INODE, TS_ADDR):
         return bytes(120)
-    i = h.inode
-    ext_flags = 0
-    bsec = bns = 0
-    if i.birth is not None:
-        ext_flags |= _EXT_BIRTH
-        bsec, bns = i.birth
-    if h.data_crc is not None:
-        ext_flags |= _EXT_CRC
-    return _EXT_INODE.pack(NDX_MAGIC, i.atime_ns, i.mtime_ns, i.ctime_ns,
-                           split_seconds(i.atime)[1], split_seconds(i.mtime)[1],
-                           split_seconds(i.ctime)[1], bsec, bns, ext_flags,
-                           h.data_crc or 0).ljust(120, b"\0")
+    return inode_spare(h.inode, h.data_crc)
 
 
 def pack_header(h: Header) -> bytes:
     """Header -> 1024 bytes, little-endian, with a correct checksum."""
-    i = h.inode
-    db = [0] * DB_ENTRIES
-    if i.is_device:
-        db[0] = _s32(encode_rdev(i.rdev))
-    size = i.size
-    buf = bytearray(HEADER_LE.pack(
-        h.type, h.date, h.ddate, h.volume, h.tapea & 0xFFFFFFFF, h.inumber, NFS_MAGIC, 0,
-        i.mode & 0xFFFF, max(-32768, min(i.nlink, 32767)), i.uid & 0xFFFF, i.gid & 0xFFFF, size,
-        split_seconds(i.atime)[0], i.atime_ns // 1000,
-        split_seconds(i.mtime)[0], i.mtime_ns // 1000,
-        split_seconds(i.ctime)[0], i.ctime_ns // 1000,
-        *db, 0, 0, 0,
-        i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen), i.uid & 0xFFFFFFFF,
-        i.gid & 0xFFFFFFFF, bytes(8),
-        h.count, h.addr, _cstr(h.label, 16), h.level, _cstr(h.filesys, 64),
-        _cstr(h.dev, 64), _cstr(h.host, 64),
-        h.flags, h.firstrec, h.ntrec, h.extattributes, _spare_for(h)))
+    buf = bytearray(b"".join((
+        _PRE.pack(h.type, h.date, h.ddate, h.volume, h.tapea & 0xFFFFFFFF, h.inumber,
+                  NFS_MAGIC, 0),
+        pack_dinode(h.inode), _CNT.pack(h.count), h.addr,
+        _MID.pack(_cstr(h.label, 16), h.level, _cstr(h.filesys, 64), _cstr(h.dev, 64),
+                  _cstr(h.host, 64)),
+        _TAIL.pack(h.flags, h.firstrec, h.ntrec, h.extattributes), _spare_for(h))))
     set_checksum(buf)
     return bytes(buf)
 
@@ -337,6 +316,19 @@ def word_sum(data: bytes) -> int:
     return sum(memoryview(data).cast("I"))
 
 
+def pack_dinode(i: Inode) -> bytes:
+    """The 128-byte c_dinode (FORMAT §3)."""
+    db0 = _s32(encode_rdev(i.rdev)) if i.is_device else 0
+    return _DIN.pack(i.mode & 0xFFFF, max(-32768, min(i.nlink, 32767)), i.uid & 0xFFFF,
+                     i.gid & 0xFFFF, i.size,
+                     _low(i.atime), i.atime_ns // 1000,
+                     _low(i.mtime), i.mtime_ns // 1000,
+                     _low(i.ctime), i.ctime_ns // 1000,
+                     db0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                     i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen),
+                     i.uid & 0xFFFFFFFF, i.gid & 0xFFFFFFFF, _ZERO8)
+
+
 class HeaderPacker:
     """Packs headers of one dump quickly; output equals pack_header's."""
 
@@ -349,15 +341,7 @@ class HeaderPacker:
         self._addr_sums: dict[bytes, int] = {}
 
     def dinode(self, i: Inode) -> tuple[bytes, int]:
-        db0 = _s32(encode_rdev(i.rdev)) if i.is_device else 0
-        raw = _DIN.pack(i.mode & 0xFFFF, max(-32768, min(i.nlink, 32767)), i.uid & 0xFFFF,
-                        i.gid & 0xFFFF, i.size,
-                        _low(i.atime), i.atime_ns // 1000,
-                        _low(i.mtime), i.mtime_ns // 1000,
-                        _low(i.ctime), i.ctime_ns // 1000,
-                        db0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                        i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen),
-                        i.uid & 0xFFFFFFFF, i.gid & 0xFFFFFFFF, _ZERO8)
+        raw = pack_dinode(i)
         return raw, word_sum(raw)
 
     def addr_sum(self, addr: bytes) -> int:
