@@ -6,7 +6,7 @@ import pytest
 
 from trees import assert_trees_equal, build_tree
 
-from conftest import RSH
+from tapehelp import RSH
 
 pytestmark = [pytest.mark.compat]
 

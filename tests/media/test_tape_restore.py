@@ -10,7 +10,7 @@ import pytest
 
 from trees import assert_trees_equal, build_tree
 
-from conftest import change_tape_script
+from tapehelp import change_tape_script
 
 TAPE = "localhost:/dev/nst0"
 
