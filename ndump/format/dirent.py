@@ -19,6 +19,7 @@ class DirEntry:
     ino: int
     dtype: int
     name: bytes
+    lost: int = 0        # bytes of the name that could not be recovered (given as '?')
 
 
 def dirsiz(namelen: int) -> int:
@@ -58,21 +59,66 @@ def unpack_dir(data: bytes | memoryview, order: str = "<") -> tuple[list[DirEntr
     Validation follows classic restore (reclen a multiple of 4, at least DIRSIZ,
     inside its chunk); a bad entry skips the rest of its 512-byte chunk.
     Entries with inode 0 are empty slots.
+
+    One malformed entry is recognised instead: a 255-byte name as stock dump
+    0.4b47 writes it (FORMAT §11.1 item 14), whose d_reclen is 264 cut to 8 bits
+    (8), or that plus the stretch to its chunk's end.  Its name starts where the
+    next entry starts; the entries after it are kept, and its name is put back
+    from the bytes they did not write over (``DirEntry.lost`` counts the others,
+    given as ``?``).
     """
     entry = _ENTRY if order == "<" else _ENTRY_BE
     size = len(data)
-    entries: list[DirEntry] = []
+    found: list[tuple[int, int, int, int, bool]] = []   # (pos, ino, dtype, namlen, long)
     mangled = 0
     pos = 0
     while pos + 8 <= size:
         ino, reclen, dtype, namlen = entry.unpack_from(data, pos)
         chunk_end = (pos // DIRBLKSIZ + 1) * DIRBLKSIZ
+        if _is_stock_long_name(pos, reclen, namlen, chunk_end):
+            found.append((pos, ino, dtype, namlen, True))
+            pos += reclen
+            continue
         if (reclen % 4 or reclen < dirsiz(namlen) or pos + reclen > min(chunk_end, size)
                 or namlen == 0):
             mangled += 1
             pos = chunk_end
             continue
-        if ino:
-            entries.append(DirEntry(ino, dtype, bytes(data[pos + 8:pos + 8 + namlen])))
+        found.append((pos, ino, dtype, namlen, False))
         pos += reclen
+    entries = [_entry(data, found, i) for i, f in enumerate(found) if f[1]]
     return entries, mangled
+
+
+_LONG_NAME = 255
+_STOCK_LONG_RECLEN = dirsiz(_LONG_NAME) & 0xFF     # 8
+
+
+def _is_stock_long_name(pos: int, reclen: int, namlen: int, chunk_end: int) -> bool:
+    if namlen != _LONG_NAME or reclen >= dirsiz(_LONG_NAME):
+        return False
+    return reclen == _STOCK_LONG_RECLEN or (reclen % 4 == 0 and reclen > 8
+                                            and pos + reclen == chunk_end)
+
+
+def _entry(data, found, i: int) -> DirEntry:
+    pos, ino, dtype, namlen, long = found[i]
+    start = pos + 8
+    if not long:
+        return DirEntry(ino, dtype, bytes(data[start:start + namlen]))
+    # stock dump wrote each later entry (header, name, NUL) over this name
+    name = bytearray(bytes(data[start:start + namlen]).ljust(namlen, b"\0"))
+    have = max(0, min(namlen, len(data) - start))
+    lost = bytearray(have) + b"\1" * (namlen - have)
+    for later in found[i + 1:]:
+        lpos, _, _, lnamlen, llong = later
+        if lpos >= start + namlen:
+            break
+        end = min(lpos + 8 + lnamlen + 1, start + namlen)
+        lost[lpos - start:end - start] = b"\1" * (end - lpos)
+    count = 0
+    for k, flag in enumerate(lost):
+        if flag or name[k] in (0, 0x2F):        # written over, or not a name byte
+            name[k] = 0x3F
+            count += 1
+    return DirEntry(ino, dtype, bytes(name), count)

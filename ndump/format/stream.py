@@ -22,7 +22,7 @@ from ndump.format.header import (
     unpack_header,
 )
 from ndump.format.inode import Inode
-from ndump.format.records import BlockSource, RecordError
+from ndump.format.records import BlockSource, RecordError, UnsupportedCompressionError
 
 ALL_PRESENT = b"\x01" * TP_NINDIR
 
@@ -171,6 +171,11 @@ class NotADumpError(DumpFormatError):
     exit_status = ExitStatus.STARTUP
 
 
+class UnreadableDumpError(DumpFormatError):
+    """A dump this installation cannot decode at all (a compression it lacks)."""
+    exit_status = ExitStatus.STARTUP
+
+
 class TruncatedError(DumpFormatError):
     """The dump ended before its TS_END and no further volume was given."""
 
@@ -218,7 +223,10 @@ class FormatReader:
         self.blocks_read = 0
         self.ended = False
         self._src = BlockSource(read)
-        first = self._src.probe_first()
+        try:
+            first = self._src.probe_first()
+        except UnsupportedCompressionError as e:
+            raise UnreadableDumpError(str(e)) from None
         self.tape = self._first_header(first)
         self.order = detect_order(first) or "<"
         self.volume = self.tape.volume
@@ -229,6 +237,10 @@ class FormatReader:
     @property
     def compressed(self) -> bool:
         return self._src.compressed
+
+    def note(self, text: str) -> None:
+        """Report damage found by a caller decoding what this reader read (one line)."""
+        self._problem(text)
 
     def _first_header(self, first: bytes) -> Header:
         if len(first) < TP_BSIZE:
@@ -247,6 +259,8 @@ class FormatReader:
         """Exactly n blocks, crossing into the next volume when one ends."""
         try:
             data = self._src.read_blocks(n)
+        except UnsupportedCompressionError as e:
+            raise UnreadableDumpError(str(e)) from None     # not damage: nothing can be read
         except RecordError as e:
             self._problem(str(e))
             data = b""
