@@ -103,15 +103,16 @@ class _Run:
     # -- steps -----------------------------------------------------------------
     def _start(self) -> None:
         self.r.verbose("Verify tape and initialize maps")
-        self.dump.read_maps()
-        if self.dump.reader.compressed:
-            self.r.verbose("Dump tape is compressed.")
         if self.o.mode == "t":
+            # before the maps: a dump cut short inside them still shows its header (as stock)
             listing = Listing(self.out)
             for line in self.dump.info_lines():
                 listing.line(line.encode("utf-8", "surrogateescape"))
             listing.close()
-        else:
+        self.dump.read_maps()
+        if self.dump.reader.compressed:
+            self.r.verbose("Dump tape is compressed.")
+        if self.o.mode != "t":
             for line in self.dump.info_lines():
                 self.r.verbose(line)
 

@@ -131,3 +131,17 @@ def test_lzo_without_lzokay_says_so_in_one_line(golden_dir, tmp_path):
     assert proc.stdout == ""
     assert proc.stderr == ("RESTORE: the dump is LZO-compressed (dump -y); reading it needs"
                            " the Python package lzokay (pip install lzokay)\n")
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 4])
+def test_cut_short_in_the_volume_header_still_lists_the_header(blocks, facts, golden_dir,
+                                                               tmp_path, run_ndump):
+    """Cut after the TS_TAPE header, inside the maps: -t prints what it read of the header
+    (the four lines stock restore prints) and then says where the dump ends."""
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes((golden_dir / "l0-longname-b10.dump").read_bytes()[:blocks * 1024])
+    proc = run_ndump("restore", "-t", "-f", cut, status=1, env={"TZ": "UTC"})
+    stock_header = facts["images"]["l0-longname-b10"]["stock_listing"].splitlines()[:4]
+    assert proc.stdout.splitlines() == stock_header
+    assert proc.stderr == (f"RESTORE: {cut}: the dump ends early, at block {blocks} of volume 1,"
+                           " without an end marker\n")
