@@ -201,7 +201,8 @@ class _Run:
         path = self.o.target or _dumped_fs(self.dump.tape.filesys) or Path.cwd()
         self.r.verbose(f"comparing with {path}")
         try:
-            compare(self.dump.reader, tree, sel, first, path, self.r)
+            compare(self.dump.reader, tree, sel, first, path, self.r,
+                    precision=self.o.time_precision)
         except _ENDS_RUN as e:
             self._abort(e)
         except OSError as e:
