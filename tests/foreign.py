@@ -98,3 +98,149 @@ def to_big_endian(image: bytes) -> bytes:
             pos += TP_BSIZE
             out.append(swap_dir_block(data) if is_dir else data)
     return b"".join(out)
+
+
+# -- old BSD and UFS2 images ---------------------------------------------------------------
+
+class BsdImage:
+    """A small dump in one of the BSD layouts, in byte order ``order`` ('<' or '>').
+
+    ``layout``: "ofs" (OFS_MAGIC header, V7 directories), "4.3bsd" (NFS_MAGIC, TS_TAPE
+    without DR_NEWINODEFMT, 16-bit owners, 16-bit d_namlen) or "ufs2" (FS_UFS2_MAGIC).
+
+        img = BsdImage("ufs2", ">", date=1_700_000_000)
+        img.dir(2, {"f": 3}); img.file(3, b"data", mtime=..., uid=...)
+        data = img.build()
+    """
+
+    def __init__(self, layout: str, order: str, *, date: int = 1_600_000_000):
+        assert layout in ("ofs", "4.3bsd", "ufs2") and order in "<>"
+        self.layout, self.order, self.date = layout, order, date
+        self.inodes: dict[int, tuple[dict, bytes]] = {}       # ino -> (attrs, data)
+
+    def dir(self, ino: int, names: dict[str, int], parent: int = 2, **attrs) -> "BsdImage":
+        entries = [(ino, "."), (parent, "..")] + [(i, n) for n, i in names.items()]
+        attrs.setdefault("mode", 0o40755)
+        self.inodes[ino] = (attrs, self._dir_data(entries))
+        return self
+
+    def file(self, ino: int, data: bytes, **attrs) -> "BsdImage":
+        attrs.setdefault("mode", 0o100644)
+        self.inodes[ino] = (attrs, data)
+        return self
+
+    def symlink(self, ino: int, target: str, **attrs) -> "BsdImage":
+        attrs.setdefault("mode", 0o120777)
+        self.inodes[ino] = (attrs, target.encode())
+        return self
+
+    # -- directory formats -------------------------------------------------------------
+    def _dir_data(self, entries: list[tuple[int, str]]) -> bytes:
+        o = self.order
+        if self.layout == "ofs":                  # V7: u16 inode, 14-byte name
+            return b"".join(struct.pack(o + "H14s", ino, name.encode()) for ino, name in entries)
+        out = bytearray()
+        last = 0
+        for ino, name in entries:
+            raw = name.encode()
+            reclen = 8 + (len(raw) + 4) // 4 * 4
+            if len(out) % 512 + reclen > 512:    # never across a 512-byte chunk
+                self._stretch(out, last)
+            last = len(out)
+            if self.layout == "4.3bsd":
+                head = struct.pack(o + "IHH", ino, reclen, len(raw))
+            else:
+                dtype = 4 if name in (".", "..") else 0          # DT_DIR, else DT_UNKNOWN
+                head = struct.pack(o + "IHBB", ino, reclen, dtype, len(raw))
+            out += head + raw + bytes(reclen - 8 - len(raw))
+        self._stretch(out, last)
+        return bytes(out)
+
+    def _stretch(self, out: bytearray, last: int) -> None:
+        pad = -len(out) % 512
+        reclen, = struct.unpack_from(self.order + "H", out, last + 4)
+        struct.pack_into(self.order + "H", out, last + 4, reclen + pad)
+        out += bytes(pad)
+
+    # -- headers -----------------------------------------------------------------------
+    def _header(self, ctype: int, ino: int, attrs: dict, count: int, addr: bytes,
+                tapea: int) -> bytes:
+        o, b = self.order, bytearray(TP_BSIZE)
+        magic = {"ofs": OFS_MAGIC, "4.3bsd": NFS_MAGIC, "ufs2": UFS2_MAGIC}[self.layout]
+        mode, size = attrs.get("mode", 0), attrs.get("size", 0)
+        uid, gid = attrs.get("uid", 0), attrs.get("gid", 0)
+        atime, mtime = attrs.get("atime", self.date - 10), attrs.get("mtime", self.date - 20)
+        if self.layout == "ofs":
+            struct.pack_into(o + "iiiiiH2xi", b, 0, ctype, self.date, 0, 1, tapea, ino, magic)
+            struct.pack_into(o + "HHHHii", b, 32, mode, attrs.get("nlink", 1), uid, gid, size,
+                             attrs.get("rdev", 0))
+            struct.pack_into(o + "iiii", b, 84, atime, mtime, mtime, count)
+            b[100:100 + len(addr[:256])] = addr[:256]
+        elif self.layout == "4.3bsd":
+            struct.pack_into(o + "iiiiIIi", b, 0, ctype, self.date, 0, 1, tapea, ino, magic)
+            struct.pack_into(o + "HhHHq", b, 32, mode, attrs.get("nlink", 1), uid, gid, size)
+            struct.pack_into(o + "i4xi4xi", b, 48, atime, mtime, mtime)
+            struct.pack_into(o + "i", b, 72, attrs.get("rdev", 0))
+            struct.pack_into(o + "i", b, 160, count)
+            b[164:164 + len(addr)] = addr
+            self._names(b, 0, 1 if ctype == TS_TAPE else 0)   # DR_NEWHEADER only
+        else:
+            struct.pack_into(o + "iiiiiIi", b, 0, ctype, self.date & 0x7FFFFFFF, 0, 1,
+                             tapea & 0x7FFFFFFF, ino, magic)
+            struct.pack_into(o + "HhxxxxQ", b, 32, mode, attrs.get("nlink", 1), size)
+            struct.pack_into(o + "iiii", b, 48, atime & 0x7FFFFFFF, attrs.get("atime_ns", 0),
+                             mtime & 0x7FFFFFFF, attrs.get("mtime_ns", 0))
+            struct.pack_into(o + "iiqqqi", b, 72, attrs.get("rdev", 0), 0, 0, atime, mtime,
+                             attrs.get("extsize", 0))
+            struct.pack_into(o + "I8xII", b, 132, attrs.get("bsd_flags", 0), uid, gid)
+            struct.pack_into(o + "i", b, 160, count)
+            b[164:164 + len(addr)] = addr
+            self._names(b, 0, 3 if ctype == TS_TAPE else 2)
+            struct.pack_into(o + "qqqq", b, 896, self.date, 0, tapea, 0)
+        return _with_checksum(b, o)
+
+    def _names(self, b: bytearray, level: int, flags: int) -> None:
+        o = self.order
+        b[676:676 + 7] = b"bsdtest"
+        struct.pack_into(o + "i", b, 692, level)
+        b[696:696 + 4] = b"/usr"
+        b[760:760 + 9] = b"/dev/ad0a"
+        b[824:824 + 7] = b"bsdhost"
+        struct.pack_into(o + "i", b, 888, flags)
+
+    def build(self) -> bytes:
+        """TS_TAPE, TS_CLRI, TS_BITS, directories, files (ascending), TS_END to 10 blocks."""
+        per = 256 if self.layout == "ofs" else 512        # c_addr entries per header
+        maxino = max(self.inodes) + 1
+        nmap = -(-maxino // 8192)
+        bits = bytearray(nmap * TP_BSIZE)
+        for ino in self.inodes:
+            bits[(ino - 1) // 8] |= 1 << ((ino - 1) % 8)
+        out = [self._header(TS_TAPE, 0, {}, 1, b"", 0)]
+        for ctype in (TS_CLRI, TS_BITS):
+            out.append(self._header(ctype, maxino, {"size": len(bits)}, nmap, b"", len(out)))
+            out.append(bytes(bits))
+        dirs = sorted(i for i, (a, _) in self.inodes.items() if a["mode"] & 0o170000 == S_IFDIR)
+        files = sorted(i for i in self.inodes if i not in dirs)
+        for ino in dirs + files:
+            self._inode(out, ino, per)
+        blocks = sum(len(x) for x in out) // TP_BSIZE
+        for k in range(10 - blocks % 10):
+            out.append(self._header(TS_END, maxino, {}, 0, b"", blocks + k))
+        return b"".join(out)
+
+    def _inode(self, out: list[bytes], ino: int, per: int) -> None:
+        attrs, data = self.inodes[ino]
+        ext = attrs.get("ext_data", b"")          # UFS2: after the data, from a block boundary
+        attrs = dict(attrs, size=len(data), extsize=len(ext))
+        data += bytes(-len(data) % TP_BSIZE) + ext
+        nblocks = -(-len(data) // TP_BSIZE)
+        data += bytes(nblocks * TP_BSIZE - len(data))
+        first = True
+        for start in range(0, max(nblocks, 1), per):
+            count = min(per, nblocks - start)
+            tapea = sum(len(x) for x in out) // TP_BSIZE
+            out.append(self._header(TS_INODE if first else TS_ADDR, ino, attrs, count,
+                                    b"\x01" * count, tapea))
+            out.append(data[start * TP_BSIZE:(start + count) * TP_BSIZE])
+            first = False

@@ -12,6 +12,9 @@ from ndump.format.constants import DIRBLKSIZ
 
 _ENTRY = struct.Struct("<IHBB")
 _ENTRY_BE = struct.Struct(">IHBB")
+_OLD_ENTRY = {o: struct.Struct(o + "IHH") for o in "<>"}     # 4.2BSD-4.3BSD: 16-bit d_namlen
+_V7_ENTRY = {o: struct.Struct(o + "H14s") for o in "<>"}     # OFS dumps: V7 16-byte entries
+DIR_FORMATS = ("new", "old", "v7")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +56,13 @@ def _stretch(out: bytearray, at: int, end: int) -> None:
     out += bytes(pad)
 
 
-def unpack_dir(data: bytes | memoryview, order: str = "<") -> tuple[list[DirEntry], int]:
+def unpack_dir(data: bytes | memoryview, order: str = "<", fmt: str = "new"
+               ) -> tuple[list[DirEntry], int]:
     """Directory data -> (entries, number of mangled chunks skipped).
+
+    ``fmt`` is the entry layout: "new" (4.4BSD and Linux: 8-bit d_type and d_namlen),
+    "old" (4.2BSD-4.3BSD: a 16-bit d_namlen, no type) or "v7" (the 16-byte entries of
+    OFS dumps: 16-bit inode, 14-byte name).
 
     Validation follows classic restore (reclen a multiple of 4, at least DIRSIZ,
     inside its chunk); a bad entry skips the rest of its 512-byte chunk.
@@ -67,13 +75,19 @@ def unpack_dir(data: bytes | memoryview, order: str = "<") -> tuple[list[DirEntr
     from the bytes they did not write over (``DirEntry.lost`` counts the others,
     given as ``?``).
     """
+    if fmt == "v7":
+        return _unpack_v7(data, order), 0
     entry = _ENTRY if order == "<" else _ENTRY_BE
+    old = _OLD_ENTRY[order] if fmt == "old" else None
     size = len(data)
     found: list[tuple[int, int, int, int, bool]] = []   # (pos, ino, dtype, namlen, long)
     mangled = 0
     pos = 0
     while pos + 8 <= size:
-        ino, reclen, dtype, namlen = entry.unpack_from(data, pos)
+        if old is None:
+            ino, reclen, dtype, namlen = entry.unpack_from(data, pos)
+        else:
+            (ino, reclen, namlen), dtype = old.unpack_from(data, pos), 0
         chunk_end = (pos // DIRBLKSIZ + 1) * DIRBLKSIZ
         if _is_stock_long_name(pos, reclen, namlen, chunk_end):
             found.append((pos, ino, dtype, namlen, True))
@@ -88,6 +102,17 @@ def unpack_dir(data: bytes | memoryview, order: str = "<") -> tuple[list[DirEntr
         pos += reclen
     entries = [_entry(data, found, i) for i, f in enumerate(found) if f[1]]
     return entries, mangled
+
+
+def _unpack_v7(data: bytes | memoryview, order: str) -> list[DirEntry]:
+    entry = _V7_ENTRY[order]
+    out = []
+    for pos in range(0, len(data) - 15, 16):
+        ino, raw = entry.unpack_from(data, pos)
+        name = raw.split(b"\0", 1)[0]
+        if ino and name:
+            out.append(DirEntry(ino, 0, name))
+    return out
 
 
 _LONG_NAME = 255

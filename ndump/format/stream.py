@@ -14,11 +14,12 @@ from typing import Callable, Iterator, Protocol
 from ndump.errors import ExitStatus, NdumpError
 from ndump.format.constants import (
     DR_COMPRESSED, DR_EXTATTRIBUTES, DR_METAONLY, EXT_NDUMP_XATTR, NDUMP_XATTR_MAXSIZE, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
+    FS_UFS2_MAGIC, NFS_MAGIC, OFS_MAGIC,
     TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
 )
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
-    Header, HeaderError, HeaderPacker, Totals, detect_order, inode_spare, pack_header, with_crc,
+    Header, HeaderError, HeaderPacker, Totals, detect_format, inode_spare, pack_header, with_crc,
     unpack_header,
 )
 from ndump.format.inode import Inode
@@ -205,6 +206,20 @@ class InodeRecord:
 
 NextVolume = Callable[[int], "Callable[[int], bytes] | None"]
 
+# what wrote the dump, from its first header (FORMAT §2.3; format/bsd.py)
+LAYOUT_LINUX = "linux"      # NFS_MAGIC, DR_NEWINODEFMT: Linux dump, 4.4BSD, FreeBSD UFS1 before 5.0
+LAYOUT_43BSD = "4.3bsd"     # NFS_MAGIC without DR_NEWINODEFMT: 16-bit owners, old directories
+LAYOUT_OFS = "ofs"          # OFS_MAGIC: the old header, V7 directories
+LAYOUT_UFS2 = "ufs2"        # FS_UFS2_MAGIC: FreeBSD/NetBSD
+
+
+def _layout(magic: int, tape: Header) -> str:
+    if magic == OFS_MAGIC:
+        return LAYOUT_OFS
+    if magic == FS_UFS2_MAGIC:
+        return LAYOUT_UFS2
+    return LAYOUT_LINUX if tape.flags & DR_NEWINODEFMT else LAYOUT_43BSD
+
 
 class FormatReader:
     """Reads one dump from a chain of volumes (FORMAT §4.9).
@@ -228,7 +243,10 @@ class FormatReader:
         except UnsupportedCompressionError as e:
             raise UnreadableDumpError(str(e)) from None
         self.tape = self._first_header(first)
-        self.order = detect_order(first) or "<"
+        magic, self.order = detect_format(first) or (NFS_MAGIC, "<")
+        self.layout = _layout(magic, self.tape)
+        self._old_inodes = self.layout == LAYOUT_43BSD
+        self.dir_format = {LAYOUT_OFS: "v7", LAYOUT_43BSD: "old"}.get(self.layout, "new")
         self.volume = self.tape.volume
         self.clri = b""
         self.bits = b""
@@ -287,7 +305,7 @@ class FormatReader:
         src = BlockSource(read)
         first = src.probe_first()
         try:
-            h = unpack_header(first)
+            h = unpack_header(first, old_inodes=self._old_inodes)
         except HeaderError:
             raise DumpFormatError(f"volume {want} does not start with a dump header") from None
         if h.type != TS_TAPE or h.volume != want:
@@ -304,7 +322,7 @@ class FormatReader:
     # -- headers -----------------------------------------------------------
     def _block_is_header(self, block) -> Header | None:
         try:
-            h = unpack_header(block)
+            h = unpack_header(block, old_inodes=self._old_inodes)
         except HeaderError:
             return None
         return h if h.date == self.tape.date else None

@@ -105,3 +105,15 @@ def test_other_short_reclens_are_still_mangled():
         struct.pack_into("<H", data, 24 + 4, reclen)
         back, mangled = unpack_dir(bytes(data))
         assert [e.name for e in back] == [b".", b".."] and mangled == 1, (namlen, reclen)
+
+
+def test_old_and_v7_directory_formats():
+    for order in "<>":
+        old = (struct.pack(order + "IHH", 2, 12, 1) + b".\0\0\0"
+               + struct.pack(order + "IHH", 2, 500, 2) + b"..\0\0" + bytes(488))
+        back, mangled = unpack_dir(old, order, "old")
+        assert mangled == 0 and [(e.ino, e.dtype, e.name) for e in back] == [(2, 0, b"."), (2, 0, b"..")]
+        v7 = b"".join(struct.pack(order + "H14s", ino, name) for ino, name in
+                      ((5, b"."), (2, b".."), (0, b"gone"), (9, b"fourteen-chars")))
+        back, mangled = unpack_dir(v7, order, "v7")
+        assert [(e.ino, e.name) for e in back] == [(5, b"."), (2, b".."), (9, b"fourteen-chars")]
