@@ -244,3 +244,13 @@ class BsdImage:
                                     b"\x01" * count, tapea))
             out.append(data[start * TP_BSIZE:(start + count) * TP_BSIZE])
             first = False
+
+
+def bsd_extattr(order: str, namespace: int, name: str, value: bytes) -> bytes:
+    """One FreeBSD ``struct extattr`` entry (sys/extattr.h): u32 length, u8 namespace,
+    u8 content padding, u8 name length, name, zeros to 8 bytes, value, zeros to 8 bytes."""
+    raw = name.encode()
+    base = (7 + len(raw) + 7) // 8 * 8
+    pad = -len(value) % 8
+    head = struct.pack(order + "IBBB", base + len(value) + pad, namespace, pad, len(raw)) + raw
+    return head + bytes(base - len(head)) + value + bytes(pad)

@@ -9,7 +9,8 @@ protocols/dumprestore.h).
 * FS_UFS2_MAGIC (0x19540119): FreeBSD (5 and later) and NetBSD UFS2 dumps: 64-bit
   dates, tape addresses and first record at 896-927, 64-bit access and
   modification seconds with nanoseconds, the birth time, BSD file flags, and
-  c_extsize bytes of extended attributes after a file's data in its block map.
+  c_extsize bytes of extended attributes after a file's data in its block map
+  (``unpack_bsd_extattrs``; stream.py collects them).
 * NFS_MAGIC without DR_NEWINODEFMT on TS_TAPE (4.2BSD-4.3BSD): the Linux layout,
   but owner and group in the 16-bit fields at 36 and 38 (header.py reads it with
   ``old_inodes``) and directories with a 16-bit d_namlen.
@@ -88,3 +89,38 @@ def linux_flags(bsd: int) -> int:
 
 def _rdev(mode: int, raw: int) -> int:
     return decode_rdev(raw, 0) if mode & S_IFMT in (S_IFCHR, S_IFBLK) else 0
+
+
+# -- UFS2 extended attributes (FreeBSD sys/extattr.h struct extattr) ----------------------
+_EA_HEAD = {o: struct.Struct(o + "IBBB") for o in "<>"}  # length namespace contentpadlen namelength
+_EA_NAMESPACES = {1: "user"}         # 2, "system", holds BSD's POSIX.1e ACLs: not Linux's
+
+
+def unpack_bsd_extattrs(raw: bytes, order: str) -> tuple[list[tuple[str, bytes]], int, bool]:
+    """A UFS2 inode's extended-attribute area -> ([(Linux name, value)], number of
+    system-namespace attributes left out, whether the area is damaged).
+
+    Each entry: u32 length (of the whole entry), u8 namespace, u8 padding after the
+    value, u8 name length, the name, zeros to an 8-byte boundary, the value.
+    User attributes become ``user.NAME``; the system namespace is left out.
+    """
+    head = _EA_HEAD[order]
+    out: list[tuple[str, bytes]] = []
+    skipped = 0
+    pos = 0
+    while pos + head.size <= len(raw):
+        length, space, pad, namelen = head.unpack_from(raw, pos)
+        base = (7 + namelen + 7) & ~7
+        if length == 0 and space == 0:
+            break                            # the zero fill after the last entry
+        if length < base + pad or pos + length > len(raw) or length % 8:
+            return out, skipped, True
+        name = raw[pos + 7:pos + 7 + namelen]
+        prefix = _EA_NAMESPACES.get(space)
+        if prefix is None:
+            skipped += 1
+        elif name:
+            out.append((f"{prefix}.{name.decode('utf-8', 'surrogateescape')}",
+                        raw[pos + base:pos + length - pad]))
+        pos += length
+    return out, skipped, False

@@ -17,6 +17,7 @@ from ndump.format.constants import (
     FS_UFS2_MAGIC, NFS_MAGIC, OFS_MAGIC,
     TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
 )
+from ndump.format.bsd import unpack_bsd_extattrs
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
     Header, HeaderError, HeaderPacker, Totals, detect_format, inode_spare, pack_header, with_crc,
@@ -194,6 +195,7 @@ class InodeRecord:
     xattrs: list[tuple[str, bytes]] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     done: bool = False
+    bsd_ext: bytearray | None = None    # UFS2: the extended-attribute area after the data
 
     @property
     def ino(self) -> int:
@@ -415,8 +417,28 @@ class FormatReader:
                 yield Hole(remaining)
             if rec.inode.is_reg and rec.header.count:
                 rec.damaged.append(f"missing blocks at the end, {remaining} bytes taken as a hole")
+        if rec.header.extsize:
+            self._bsd_extattrs(rec)
         self._read_extattrs(rec)
         rec.done = True
+
+    @staticmethod
+    def _keep_bsd_ext(rec: InodeRecord, data, span: int) -> None:
+        """UFS2: blocks after the file's data hold its extended attributes (FreeBSD getfile)."""
+        if rec.bsd_ext is None:
+            rec.bsd_ext = bytearray()
+        rec.bsd_ext += data[-(-span // TP_BSIZE) * TP_BSIZE:]
+
+    def _bsd_extattrs(self, rec: InodeRecord) -> None:
+        raw = bytes(rec.bsd_ext or b"")[:rec.header.extsize]
+        rec.bsd_ext = None
+        attrs, skipped, damaged = unpack_bsd_extattrs(raw, self.order)
+        rec.xattrs.extend(attrs)
+        if damaged:
+            rec.damaged.append("its UFS2 extended attributes are damaged")
+        if skipped:
+            self._problem(f"inode {rec.ino}: {skipped} UFS2 system extended attribute(s)"
+                          " (BSD ACLs, which Linux cannot take) left out")
 
     def _chunk_pieces(self, rec: InodeRecord, h: Header, remaining: int):
         count = max(0, min(h.count, TP_NINDIR))
@@ -440,6 +462,8 @@ class FormatReader:
                     crc = zlib.crc32(data, crc)
                 if span:
                     yield data[:span] if span < len(data) else data
+                if rec.header.extsize and span < len(data):
+                    self._keep_bsd_ext(rec, data, span)
             elif span:
                 yield Hole(span)
             remaining -= span

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from foreign import BsdImage
+from foreign import BsdImage, bsd_extattr
 from ndump.fsmeta import get_flags
 from ndump.format import NODUMP_FL
 from stock import RESTORE, parse_listing, run_tool
@@ -28,8 +28,10 @@ def _image(layout: str, order: str) -> BsdImage:
     extra = {}
     if layout == "ufs2":
         # beyond 2038, nanoseconds, a 32-bit owner, BSD's UF_NODUMP, extended attributes
+        o = ORDERS[order]
         extra = dict(uid=70000, gid=80000, mtime=4_000_000_000, mtime_ns=123_456_789,
-                     bsd_flags=0x1, ext_data=b"E" * 1500)
+                     bsd_flags=0x1, ext_data=bsd_extattr(o, 1, "note", b"E" * 1500)
+                     + bsd_extattr(o, 1, "k", b"v"))
     img.file(3, DATA, **{"uid": 1234, "gid": 56, "mtime": 1_500_000_000, **extra})
     img.file(5, BIG, mode=0o100600)
     if layout != "ofs":
@@ -61,6 +63,8 @@ def test_restores(layout, order, image_file, restore, tmp_path):
     if layout == "ufs2":
         assert (f.st_uid, f.st_gid) == (70000, 80000)
         assert f.st_mtime_ns == 4_000_000_000_123_456_789
+        assert os.getxattr(out / "f", "user.note") == b"E" * 1500
+        assert os.getxattr(out / "f", "user.k") == b"v"
         fd = os.open(out / "f", os.O_RDONLY)
         try:
             assert get_flags(fd) & NODUMP_FL
@@ -70,6 +74,22 @@ def test_restores(layout, order, image_file, restore, tmp_path):
         assert (f.st_uid, f.st_gid, f.st_mtime_ns) == (1234, 56, 1_500_000_000 * 10**9)
     if layout != "ofs":
         assert os.readlink(out / "sl") == "f"
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_ufs2_system_attributes_are_left_out_with_a_warning(order, image_file, restore, tmp_path):
+    o = ORDERS[order]
+    img = BsdImage("ufs2", o)
+    img.dir(2, {"f": 3, "e": 4})
+    img.file(3, b"", ext_data=bsd_extattr(o, 2, "posix1e.acl_access", bytes(28))
+             + bsd_extattr(o, 1, "u", b"1"))
+    img.file(4, b"x" * 5000)
+    r = restore(image_file(img.build()), "r")
+    assert r.status == 0, r.err
+    assert r.err == ("RESTORE: warning: inode 3: 1 UFS2 system extended attribute(s) (BSD ACLs,"
+                     " which Linux cannot take) left out\n")
+    assert os.getxattr(tmp_path / "out/f", "user.u") == b"1"
+    assert (tmp_path / "out/e").read_bytes() == b"x" * 5000
 
 
 @pytest.mark.compat
