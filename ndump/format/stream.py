@@ -264,7 +264,13 @@ class FormatReader:
 
     def _first_header(self, first: bytes) -> Header:
         if len(first) < TP_BSIZE:
-            raise NotADumpError("empty input" if not first else "input too short for a dump header")
+            if not first:
+                raise NotADumpError("empty input")
+            found = detect_format(first[:28].ljust(TP_BSIZE, b"\0"))
+            if found:
+                raise NotADumpError(f"cut short: it ends after {len(first)} of the {TP_BSIZE}"
+                                    f" bytes of a dump header, magic {found[0]}")
+            raise NotADumpError(f"only {len(first)} bytes, fewer than one dump header")
         try:
             h = unpack_header(first)
         except HeaderError as e:

@@ -145,3 +145,13 @@ def test_cut_short_in_the_volume_header_still_lists_the_header(blocks, facts, go
     assert proc.stdout.splitlines() == stock_header
     assert proc.stderr == (f"RESTORE: {cut}: the dump ends early, at block {blocks} of volume 1,"
                            " without an end marker\n")
+
+
+@pytest.mark.parametrize("size, detail", [
+    (700, "cut short: it ends after 700 of the 1024 bytes of a dump header, magic 60012"),
+    (20, "only 20 bytes, fewer than one dump header")])
+def test_cut_short_inside_the_first_header(size, detail, golden_dir, tmp_path, run_ndump):
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes((golden_dir / "l0-basic.dump").read_bytes()[:size])
+    proc = run_ndump("restore", "-t", "-f", cut, status=1)
+    assert proc.stdout == "" and proc.stderr == f"RESTORE: {cut} is not a dump image ({detail})\n"
