@@ -2,6 +2,7 @@
 
 * ``to_big_endian(image)``: a little-endian Linux dump image as a big-endian machine
   (SPARC, old NetApp) writes it, field by field from FORMAT.md §1.3 and §4.4;
+  ``compressed_to_big_endian(image)`` the same for a -z/-j/-y image (§8.1);
 * ``BsdImage``: small images in the old BSD format (OFS_MAGIC 60011: the 4.1/4.2BSD
   header, V7 16-byte directory entries), in the 4.3BSD format (NFS_MAGIC without
   DR_NEWINODEFMT: 16-bit owner fields, 16-bit d_namlen) and in the FreeBSD/NetBSD UFS2
@@ -13,7 +14,9 @@
 """
 from __future__ import annotations
 
+import bz2
 import struct
+import zlib
 
 TP_BSIZE = 1024
 CHECKSUM = 84446
@@ -97,6 +100,50 @@ def to_big_endian(image: bytes) -> bytes:
             data = image[pos:pos + TP_BSIZE]
             pos += TP_BSIZE
             out.append(swap_dir_block(data) if is_dir else data)
+    return b"".join(out)
+
+
+def _decompress(algorithm: int, payload: bytes, size: int) -> bytes:
+    if algorithm == 0:
+        return zlib.decompress(payload)
+    if algorithm == 1:
+        return bz2.decompress(payload)
+    import lzokay
+    return lzokay.decompress(payload, size)
+
+
+def _compress(algorithm: int, record: bytes) -> bytes:
+    if algorithm == 0:
+        return zlib.compress(record, 6)
+    if algorithm == 1:
+        return bz2.compress(record, 2)
+    import lzokay
+    return lzokay.compress(record)
+
+
+def compressed_to_big_endian(image: bytes) -> bytes:
+    """A compressed (dump -z/-j/-y) little-endian single-volume image, as a big-endian
+    machine writes it (FORMAT §8.1): the logical blocks converted as above, each record
+    after the first compressed again, its prefix a big-endian u32 whose bit-fields
+    (compressed:1, flags:3, length:28) a big-endian C compiler packs from the top bit."""
+    ntrec, = struct.unpack_from("<i", image, 896)
+    size = ntrec * TP_BSIZE
+    records, algorithms = [image[:size]], set()
+    pos = size
+    while pos < len(image):
+        prefix, = struct.unpack_from("<I", image, pos)
+        payload = image[pos + 4:pos + 4 + (prefix >> 4)]
+        pos += 4 + (prefix >> 4)
+        if prefix & 1:
+            algorithms.add((prefix >> 1) & 7)
+            payload = _decompress((prefix >> 1) & 7, payload, size)
+        records.append(payload)
+    algorithm, = algorithms
+    logical = to_big_endian(b"".join(records))
+    out = [logical[:size]]
+    for at in range(size, len(logical), size):
+        payload = _compress(algorithm, logical[at:at + size])
+        out.append(struct.pack(">I", 1 << 31 | algorithm << 28 | len(payload)) + payload)
     return b"".join(out)
 
 

@@ -18,7 +18,7 @@ from ndump.format.constants import (
     COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, COMPRESS_ZSTD, DR_COMPRESSED, MAXNTREC,
     TP_BSIZE, TS_TAPE,
 )
-from ndump.format.header import HeaderError, unpack_header
+from ndump.format.header import HeaderError, detect_order, unpack_header
 
 try:  # zstd is an optional ndump extension (SPEC §4)
     import zstandard as _zstd
@@ -32,6 +32,21 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 ALGORITHMS = {"zlib": COMPRESS_ZLIB, "bzip2": COMPRESS_BZLIB, "zstd": COMPRESS_ZSTD}
 _PREFIX = struct.Struct("<I")
+_PREFIX_BE = struct.Struct(">I")
+
+
+def decode_prefix(raw: bytes, order: str = "<", at: int = 0) -> tuple[bool, int, int]:
+    """The 4-byte record prefix -> (compressed, algorithm, payload length).
+
+    dump declares it as C bit-fields (compressed:1, flags:3, length:28), which a
+    little-endian compiler packs from the lowest bit (FORMAT §8.1) and a big-endian
+    one (SPARC, PowerPC) from the highest, in its own byte order.
+    """
+    if order == "<":
+        v, = _PREFIX.unpack_from(raw, at)
+        return bool(v & 1), (v >> 1) & 7, v >> 4
+    v, = _PREFIX_BE.unpack_from(raw, at)
+    return bool(v >> 31), (v >> 28) & 7, v & 0x0FFFFFFF
 
 
 class RecordError(NdumpError):
@@ -129,6 +144,7 @@ class BlockSource:
         self.blocks_served = 0
         self._raw_left = 0      # raw bytes left in the first record of a compressed volume
         self._pending_raw = b""   # compressed mode: raw bytes read but not yet decoded
+        self._order = "<"         # of the record prefixes: the byte order of the headers
 
     def _fill_raw(self, want: int) -> bytes:
         """Exactly ``want`` bytes from the medium, or fewer at its end."""
@@ -152,6 +168,7 @@ class BlockSource:
         except HeaderError:
             return first
         if h.type == TS_TAPE and h.flags & DR_COMPRESSED and 0 < h.ntrec <= MAXNTREC:
+            self._order = detect_order(first) or "<"
             self.compressed = True
             self.ntrec = h.ntrec
             rest = self._buf[self._pos:]
@@ -169,9 +186,9 @@ class BlockSource:
             self._pending_raw += self._fill_raw(want)
         if len(self._pending_raw) < self._raw_left + _PREFIX.size:
             return
-        prefix, = _PREFIX.unpack_from(self._pending_raw, self._raw_left)
-        if prefix & 1:
-            self.algorithm = (prefix >> 1) & 7
+        compressed, algorithm, _ = decode_prefix(self._pending_raw, self._order, self._raw_left)
+        if compressed:
+            self.algorithm = algorithm
             if self.algorithm == COMPRESS_LZO and _lzo is None:
                 _lzo1x_decompress(b"", 0)           # raises the one-line explanation
             if self.algorithm == COMPRESS_ZSTD and _zstd is None:
@@ -210,8 +227,7 @@ class BlockSource:
             pending += self._fill_raw(4 - len(pending))
         if len(pending) < 4:
             return b""
-        prefix, = _PREFIX.unpack_from(pending)
-        length = prefix >> 4
+        compressed, algorithm, length = decode_prefix(pending, self._order)
         limit = MAXNTREC * TP_BSIZE
         if length > limit + 16:
             raise RecordError(f"bad compressed record length {length}")
@@ -222,8 +238,7 @@ class BlockSource:
         payload = body[:length]
         if len(payload) < length:
             raise RecordError("compressed record cut short")
-        if prefix & 1:
-            algorithm = (prefix >> 1) & 7
+        if compressed:
             # an LZO record decodes to exactly one record (no end marker in the stream)
             size = self.ntrec * TP_BSIZE if algorithm == COMPRESS_LZO else limit
             return decompress_payload(payload, algorithm, size)

@@ -93,3 +93,12 @@ def test_unknown_algorithm_is_refused_when_the_volume_is_opened():
     image = first + bytes(9 * 1024) + struct.pack("<I", (100 << 4) | (5 << 1) | 1) + bytes(100)
     with pytest.raises(UnsupportedCompressionError, match="algorithm 5"):
         BlockSource(io.BytesIO(image).read).probe_first()
+
+
+def test_record_prefix_in_both_byte_orders():
+    from ndump.format.records import decode_prefix
+    assert decode_prefix(struct.pack("<I", 894 << 4 | 2 << 1 | 1)) == (True, 2, 894)
+    assert decode_prefix(struct.pack("<I", 10240 << 4)) == (False, 0, 10240)
+    # a big-endian compiler packs compressed:1, flags:3, length:28 from the top bit
+    assert decode_prefix(struct.pack(">I", 1 << 31 | 1 << 28 | 894), ">") == (True, 1, 894)
+    assert decode_prefix(struct.pack(">I", 10240), ">") == (False, 0, 10240)
