@@ -101,7 +101,25 @@ def unpack_dir(data: bytes | memoryview, order: str = "<", fmt: str = "new"
         found.append((pos, ino, dtype, namlen, False))
         pos += reclen
     entries = [_entry(data, found, i) for i, f in enumerate(found) if f[1]]
-    return entries, mangled
+    return _unique_recovered(entries), mangled
+
+
+def _unique_recovered(entries: list[DirEntry]) -> list[DirEntry]:
+    """Two recovered names that differ only in lost bytes would read the same: the
+    later one gets its inode number in place of its first '?'s."""
+    if not any(e.lost for e in entries):
+        return entries
+    seen = {e.name for e in entries if not e.lost}
+    out = []
+    for e in entries:
+        if e.lost and e.name in seen:
+            tag = b"%d" % e.ino
+            at = e.name.index(b"?")
+            name = e.name[:at] + tag + e.name[at + len(tag):]
+            e = DirEntry(e.ino, e.dtype, name[:len(e.name)], e.lost)
+        seen.add(e.name)
+        out.append(e)
+    return out
 
 
 def _unpack_v7(data: bytes | memoryview, order: str) -> list[DirEntry]:

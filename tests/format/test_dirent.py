@@ -117,3 +117,17 @@ def test_old_and_v7_directory_formats():
                       ((5, b"."), (2, b".."), (0, b"gone"), (9, b"fourteen-chars")))
         back, mangled = unpack_dir(v7, order, "v7")
         assert [(e.ino, e.name) for e in back] == [(5, b"."), (2, b".."), (9, b"fourteen-chars")]
+
+
+def test_recovered_names_that_would_read_the_same_are_kept_apart():
+    first = _stock_dir([(2, 4, b"."), (2, 4, b".."), (12, 8, LONG)] + AFTER)
+    lost = [k for k, c in enumerate(unpack_dir(first)[0][2].name) if c == ord("?")]
+    other = bytes(ord("X") if k in lost else c for k, c in enumerate(LONG))
+    # a second 512-byte chunk laid out the same way: its name loses the same bytes
+    second = _stock_dir([(20, 8, b"a"), (21, 8, b"bb"), (16, 8, other), (22, 8, b"ownex"),
+                         (23, 8, b"0123456789"), (24, 8, b"z-lasx")])
+    back, mangled = unpack_dir(first + second)
+    longs = [e for e in back if len(e.name) == 255]
+    assert mangled == 0 and [e.ino for e in longs] == [12, 16]
+    assert longs[0].name == bytes(ord("?") if k in lost else c for k, c in enumerate(LONG))
+    assert longs[1].name == b"16" + longs[0].name[2:]
