@@ -476,12 +476,17 @@ def test_stock_dump_and_restore_of_a_tree(tmp_path):
 # --- golden images --------------------------------------------------------------------------
 
 GOLDEN = json.loads((DATA / "golden.json").read_text())
+FOREIGN = json.loads((DATA / "foreign.json").read_text())     # make_foreign.sh's images
 
 
 def test_golden_images_are_small_and_recorded():
     dumps = {p.name for p in DATA.glob("*.dump")}
     recorded = {f for g in GOLDEN["images"].values() for f in g["dump_files"]}
-    assert dumps == recorded
+    assert dumps == recorded | {f"{name}.dump" for name in FOREIGN["images"]}
+    for name, image in FOREIGN["images"].items():
+        path = DATA / f"{name}.dump"
+        assert path.stat().st_size == image["size"] <= 200 * 1024
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == image["sha256"]
     for g in GOLDEN["images"].values():
         for vol in g["volumes"]:
             path = DATA / vol["file"]

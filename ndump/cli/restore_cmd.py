@@ -9,6 +9,7 @@ import click
 from ndump.cli.common import blocksize_option, file_option, quiet_option, settings, verbose_option
 from ndump.report import make_reporter
 from ndump.restore import RestoreOptions, run_restore
+from ndump.restore.compare import TIME_PRECISIONS
 
 def _rules_options(f):
     """SPEC §5.1-§5.4: EXTRACT, FORCE and permission mapping (RestoreOptions fields)."""
@@ -71,11 +72,15 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
 @click.option("--max-sessions", "max_sessions", type=click.IntRange(1, None), metavar="N",
               default=None, help="Dump and restore sessions allowed at once (default"
               " $NDUMP_MAX_SESSIONS, else 4, 16 or 32 by memory).")
+@click.option("--time-precision", "time_precision", type=click.Choice(TIME_PRECISIONS),
+              default="auto", show_default=True,
+              help="-C: how closely modification times must agree (auto: to the nanosecond,"
+              " or to the microsecond when no file differs by more, as after stock restore).")
 @_rules_options
 @click.argument("paths", nargs=-1)
 def restore(rebuild, resume, extract_files, list_, compare, interactive, file, blocksize, verbose,
             quiet, yes, dry_run, target, original, keep_existing, multi_volume, file_number, paths,
-            **rules):
+            time_precision, **rules):
     """Restore files from a dump: -r, -R, -x, -t, -C or -i, as classic restore."""
     chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
               "list_": list_, "compare": compare, "interactive": interactive}
@@ -91,6 +96,7 @@ def restore(rebuild, resume, extract_files, list_, compare, interactive, file, b
                           verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
                           blocksize=blocksize, keep_existing=keep_existing,
                           multi_volume=multi_volume, file_number=file_number,
+                          time_precision=time_precision,
                           **{k: v or None if k == "force" else v for k, v in rules.items()})
     reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)
     return run_restore(opts, s, reporter)

@@ -10,6 +10,8 @@ LBLSIZE = 16
 NAMELEN = 64
 
 NFS_MAGIC = 60012
+OFS_MAGIC = 60011            # 4.1BSD-4.2BSD-era header (format/bsd.py)
+FS_UFS2_MAGIC = 0x19540119   # FreeBSD/NetBSD UFS2 header (format/bsd.py)
 CHECKSUM = 84446
 ROOTINO = 2
 WINO = 1                 # whiteout inode, reserved

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields, replace
 
 from ndump.errors import NdumpError
 from ndump.format.constants import (
-    CHECKSUM, DR_EXTATTRIBUTES, DR_METAONLY, NDX_MAGIC, NFS_MAGIC, TP_BSIZE,
+    CHECKSUM, DR_EXTATTRIBUTES, DR_METAONLY, FS_UFS2_MAGIC, NDX_MAGIC, NFS_MAGIC, OFS_MAGIC,
+    TP_BSIZE,
     TS_ADDR, TS_INODE, TS_NAMES,
 )
 from ndump.format.inode import Inode, decode_rdev, encode_rdev, split_seconds
@@ -96,6 +97,7 @@ class Header:
     extattributes: int = 0
     data_crc: int | None = None
     totals: Totals | None = None
+    extsize: int = 0          # UFS2: bytes of BSD extended attributes after the file's data
 
     @property
     def type_name(self) -> str:
@@ -175,16 +177,21 @@ def set_checksum(buf: bytearray) -> None:
     struct.pack_into("<i", buf, _CKSUM_AT, _s32(CHECKSUM - total))
 
 
-def detect_order(block: bytes | memoryview) -> str | None:
-    """'<' or '>' when the block carries the dump magic in that order, else None."""
+_MAGICS = {struct.pack(order + "i", magic): (magic, order)
+           for magic in (NFS_MAGIC, OFS_MAGIC, FS_UFS2_MAGIC) for order in "<>"}
+
+
+def detect_format(block: bytes | memoryview) -> tuple[int, str] | None:
+    """(magic, '<' or '>') when the block carries one of the dump magics (FORMAT §2.3)."""
     if len(block) < TP_BSIZE:
         return None
-    magic = bytes(block[_MAGIC_AT:_MAGIC_AT + 4])
-    if magic == b"\x6c\xea\x00\x00":
-        return "<"
-    if magic == b"\x00\x00\xea\x6c":
-        return ">"
-    return None
+    return _MAGICS.get(bytes(block[_MAGIC_AT:_MAGIC_AT + 4]))
+
+
+def detect_order(block: bytes | memoryview) -> str | None:
+    """'<' or '>' when the block carries a dump magic in that order, else None."""
+    found = detect_format(block)
+    return found[1] if found else None
 
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
@@ -203,18 +210,37 @@ def is_header(block: bytes | memoryview, order: str = "<") -> bool:
     return detect_order(block) == order and checksum_ok(block, order)
 
 
-def unpack_header(block: bytes | memoryview, order: str | None = None) -> Header:
-    """1024 bytes -> Header; raises a HeaderError when they are not a header."""
-    found = detect_order(block)
-    if found is None or (order is not None and found != order):
+def unpack_header(block: bytes | memoryview, order: str | None = None, *,
+                  old_inodes: bool = False) -> Header:
+    """1024 bytes -> Header; raises a HeaderError when they are not a header.
+
+    Every layout stock restore reads is recognised by its magic (bsd.py for the old
+    BSD and UFS2 ones); ``old_inodes`` takes owner and group from the 16-bit fields,
+    as a dump whose TS_TAPE lacks DR_NEWINODEFMT (4.2BSD-4.3BSD) needs.
+    """
+    found = detect_format(block)
+    if found is None or (order is not None and found[1] != order):
         raise BadMagicError("no dump magic")
-    if not checksum_ok(block, found):
-        total = sum((WORDS_LE if found == "<" else WORDS_BE).unpack_from(block)) & 0xFFFFFFFF
+    magic, order = found
+    if not checksum_ok(block, order):
+        total = sum((WORDS_LE if order == "<" else WORDS_BE).unpack_from(block)) & 0xFFFFFFFF
         raise BadChecksumError(f"checksum error {total:o}")
-    v = (_READ_LE if found == "<" else _READ_BE).unpack_from(block)
-    if v[0] not in TS_NAMES:
-        raise BadTypeError(f"unknown header type {v[0]}")
-    return _build(v, block[904:908] == NDX_MAGIC and bytes(block[904:1024]), found)
+    if magic != NFS_MAGIC:
+        h = _unpack_bsd(bytes(block[:TP_BSIZE]), magic, order)
+    else:
+        v = (_READ_LE if order == "<" else _READ_BE).unpack_from(block)
+        h = _build(v, block[904:908] == NDX_MAGIC and bytes(block[904:1024]), order)
+        if old_inodes:
+            uid, gid = struct.unpack_from(order + "HH", block, 36)
+            h = replace(h, inode=replace(h.inode, uid=uid, gid=gid))
+    if h.type not in TS_NAMES:
+        raise BadTypeError(f"unknown header type {h.type}")
+    return h
+
+
+def _unpack_bsd(block: bytes, magic: int, order: str) -> Header:
+    from ndump.format import bsd          # bsd.py builds on this module
+    return (bsd.unpack_ofs if magic == OFS_MAGIC else bsd.unpack_ufs2)(block, order)
 
 
 # What a reader needs of a header: the fields below, with the unused ones
@@ -276,7 +302,8 @@ def _build(v: tuple, spare: bytes | bool, order: str = "<") -> Header:
                        inumber=inumber, inode=inode, count=count, addr=addr,
                        label=label, level=level, filesys=filesys,
                        dev=dev, host=host, flags=flags, firstrec=firstrec,
-                       ntrec=ntrec, extattributes=extattr, data_crc=crc, totals=totals)
+                       ntrec=ntrec, extattributes=extattr, data_crc=crc, totals=totals,
+                       extsize=0)
 
 
 def _fast_constructor(cls):

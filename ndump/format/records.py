@@ -18,19 +18,43 @@ from ndump.format.constants import (
     COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, COMPRESS_ZSTD, DR_COMPRESSED, MAXNTREC,
     TP_BSIZE, TS_TAPE,
 )
-from ndump.format.header import HeaderError, unpack_header
+from ndump.format.header import HeaderError, detect_order, unpack_header
 
 try:  # zstd is an optional ndump extension (SPEC §4)
     import zstandard as _zstd
 except ImportError:  # pragma: no cover - depends on the installation
     _zstd = None
 
+try:  # LZO records (stock dump -y); lzokay ships wheels and needs no system library
+    import lzokay as _lzo
+except ImportError:  # pragma: no cover - depends on the installation
+    _lzo = None
+
 ALGORITHMS = {"zlib": COMPRESS_ZLIB, "bzip2": COMPRESS_BZLIB, "zstd": COMPRESS_ZSTD}
 _PREFIX = struct.Struct("<I")
+_PREFIX_BE = struct.Struct(">I")
+
+
+def decode_prefix(raw: bytes, order: str = "<", at: int = 0) -> tuple[bool, int, int]:
+    """The 4-byte record prefix -> (compressed, algorithm, payload length).
+
+    dump declares it as C bit-fields (compressed:1, flags:3, length:28), which a
+    little-endian compiler packs from the lowest bit (FORMAT §8.1) and a big-endian
+    one (SPARC, PowerPC) from the highest, in its own byte order.
+    """
+    if order == "<":
+        v, = _PREFIX.unpack_from(raw, at)
+        return bool(v & 1), (v >> 1) & 7, v >> 4
+    v, = _PREFIX_BE.unpack_from(raw, at)
+    return bool(v >> 31), (v >> 28) & 7, v & 0x0FFFFFFF
 
 
 class RecordError(NdumpError):
     """A compressed record cannot be decoded."""
+
+
+class UnsupportedCompressionError(RecordError):
+    """The records use an algorithm this installation cannot decode: no record can be read."""
 
 
 def zstd_available() -> bool:
@@ -64,21 +88,40 @@ def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
             out = d.decompress(payload, limit + 1)
         elif algorithm == COMPRESS_ZSTD:
             if _zstd is None:
-                raise RecordError("zstd records need the python package zstandard")
+                raise UnsupportedCompressionError(
+                    "the dump is zstd-compressed; reading it needs the Python package zstandard"
+                    " (pip install zstandard)")
             out = _zstd.ZstdDecompressor().decompressobj().decompress(payload)
         elif algorithm == COMPRESS_LZO:
-            raise RecordError("LZO-compressed records (dump -y) are not supported")
+            out = _lzo1x_decompress(payload, limit)
         else:
-            raise RecordError(f"unknown compression algorithm {algorithm}")
+            raise UnsupportedCompressionError(f"unknown compression algorithm {algorithm}")
     except (zlib.error, OSError, EOFError, ValueError) as e:
         raise RecordError(f"decompression error: {e}") from None
-    except Exception as e:  # zstandard raises its own ZstdError
+    except Exception as e:  # zstandard and lzokay raise their own errors
         if _zstd is not None and isinstance(e, _zstd.ZstdError):
             raise RecordError(f"decompression error: {e}") from None
+        if _lzo is not None and isinstance(e, _lzo.LzokayError):
+            raise RecordError(f"decompression error: LZO {e}") from None
         raise
     if len(out) > limit or len(out) % TP_BSIZE:
         raise RecordError(f"decompressed record of {len(out)} bytes")
     return out
+
+
+def lzo_available() -> bool:
+    return _lzo is not None
+
+
+def _lzo1x_decompress(payload: bytes, size: int) -> bytes:
+    """LZO1X raw stream (FORMAT §8.1) -> ``size`` bytes: stock dump compresses whole
+    records, so the decoded length is the record size.  lzokay pads a shorter
+    output with zeros; a longer one is an error."""
+    if _lzo is None:
+        raise UnsupportedCompressionError(
+            "the dump is LZO-compressed (dump -y); reading it needs the Python package lzokay"
+            " (pip install lzokay)")
+    return _lzo.decompress(payload, size)
 
 
 class BlockSource:
@@ -101,6 +144,7 @@ class BlockSource:
         self.blocks_served = 0
         self._raw_left = 0      # raw bytes left in the first record of a compressed volume
         self._pending_raw = b""   # compressed mode: raw bytes read but not yet decoded
+        self._order = "<"         # of the record prefixes: the byte order of the headers
 
     def _fill_raw(self, want: int) -> bytes:
         """Exactly ``want`` bytes from the medium, or fewer at its end."""
@@ -124,13 +168,35 @@ class BlockSource:
         except HeaderError:
             return first
         if h.type == TS_TAPE and h.flags & DR_COMPRESSED and 0 < h.ntrec <= MAXNTREC:
+            self._order = detect_order(first) or "<"
             self.compressed = True
             self.ntrec = h.ntrec
             rest = self._buf[self._pos:]
             self._buf, self._pos = b"", 0
             self._pending_raw = rest
             self._raw_left = (h.ntrec - 1) * TP_BSIZE
+            self._check_algorithm()
         return first
+
+    def _check_algorithm(self) -> None:
+        """Look at the prefix of the first compressed record, so that a dump this
+        installation cannot decode is refused before anything is read from it."""
+        want = self._raw_left + _PREFIX.size - len(self._pending_raw)
+        if want > 0:
+            self._pending_raw += self._fill_raw(want)
+        if len(self._pending_raw) < self._raw_left + _PREFIX.size:
+            return
+        compressed, algorithm, _ = decode_prefix(self._pending_raw, self._order, self._raw_left)
+        if compressed:
+            self.algorithm = algorithm
+            if self.algorithm == COMPRESS_LZO and _lzo is None:
+                _lzo1x_decompress(b"", 0)           # raises the one-line explanation
+            if self.algorithm == COMPRESS_ZSTD and _zstd is None:
+                decompress_payload(b"", COMPRESS_ZSTD, 0)
+            if self.algorithm not in (COMPRESS_ZLIB, COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZSTD):
+                raise UnsupportedCompressionError(
+                    f"the dump's records use compression algorithm {self.algorithm},"
+                    " which no dump program is known to write")
 
     def _take_raw_stream(self, n: int) -> bytes:
         have = len(self._buf) - self._pos
@@ -161,8 +227,7 @@ class BlockSource:
             pending += self._fill_raw(4 - len(pending))
         if len(pending) < 4:
             return b""
-        prefix, = _PREFIX.unpack_from(pending)
-        length = prefix >> 4
+        compressed, algorithm, length = decode_prefix(pending, self._order)
         limit = MAXNTREC * TP_BSIZE
         if length > limit + 16:
             raise RecordError(f"bad compressed record length {length}")
@@ -173,8 +238,10 @@ class BlockSource:
         payload = body[:length]
         if len(payload) < length:
             raise RecordError("compressed record cut short")
-        if prefix & 1:
-            return decompress_payload(payload, (prefix >> 1) & 7, limit)
+        if compressed:
+            # an LZO record decodes to exactly one record (no end marker in the stream)
+            size = self.ntrec * TP_BSIZE if algorithm == COMPRESS_LZO else limit
+            return decompress_payload(payload, algorithm, size)
         return payload
 
     def read_blocks(self, n: int) -> bytes | memoryview:

@@ -14,15 +14,17 @@ from typing import Callable, Iterator, Protocol
 from ndump.errors import ExitStatus, NdumpError
 from ndump.format.constants import (
     DR_COMPRESSED, DR_EXTATTRIBUTES, DR_METAONLY, EXT_NDUMP_XATTR, NDUMP_XATTR_MAXSIZE, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
+    FS_UFS2_MAGIC, NFS_MAGIC, OFS_MAGIC,
     TP_BSIZE, TP_NINDIR, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE, XATTR_MAXSIZE,
 )
+from ndump.format.bsd import unpack_bsd_extattrs
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
-    Header, HeaderError, HeaderPacker, Totals, detect_order, inode_spare, pack_header, with_crc,
+    Header, HeaderError, HeaderPacker, Totals, detect_format, inode_spare, pack_header, with_crc,
     unpack_header,
 )
 from ndump.format.inode import Inode
-from ndump.format.records import BlockSource, RecordError
+from ndump.format.records import BlockSource, RecordError, UnsupportedCompressionError
 
 ALL_PRESENT = b"\x01" * TP_NINDIR
 
@@ -171,6 +173,11 @@ class NotADumpError(DumpFormatError):
     exit_status = ExitStatus.STARTUP
 
 
+class UnreadableDumpError(DumpFormatError):
+    """A dump this installation cannot decode at all (a compression it lacks)."""
+    exit_status = ExitStatus.STARTUP
+
+
 class TruncatedError(DumpFormatError):
     """The dump ended before its TS_END and no further volume was given."""
 
@@ -188,6 +195,7 @@ class InodeRecord:
     xattrs: list[tuple[str, bytes]] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     done: bool = False
+    bsd_ext: bytearray | None = None    # UFS2: the extended-attribute area after the data
 
     @property
     def ino(self) -> int:
@@ -199,6 +207,20 @@ class InodeRecord:
 
 
 NextVolume = Callable[[int], "Callable[[int], bytes] | None"]
+
+# what wrote the dump, from its first header (FORMAT §2.3; format/bsd.py)
+LAYOUT_LINUX = "linux"      # NFS_MAGIC, DR_NEWINODEFMT: Linux dump, 4.4BSD, FreeBSD UFS1 before 5.0
+LAYOUT_43BSD = "4.3bsd"     # NFS_MAGIC without DR_NEWINODEFMT: 16-bit owners, old directories
+LAYOUT_OFS = "ofs"          # OFS_MAGIC: the old header, V7 directories
+LAYOUT_UFS2 = "ufs2"        # FS_UFS2_MAGIC: FreeBSD/NetBSD
+
+
+def _layout(magic: int, tape: Header) -> str:
+    if magic == OFS_MAGIC:
+        return LAYOUT_OFS
+    if magic == FS_UFS2_MAGIC:
+        return LAYOUT_UFS2
+    return LAYOUT_LINUX if tape.flags & DR_NEWINODEFMT else LAYOUT_43BSD
 
 
 class FormatReader:
@@ -218,9 +240,15 @@ class FormatReader:
         self.blocks_read = 0
         self.ended = False
         self._src = BlockSource(read)
-        first = self._src.probe_first()
+        try:
+            first = self._src.probe_first()
+        except UnsupportedCompressionError as e:
+            raise UnreadableDumpError(str(e)) from None
         self.tape = self._first_header(first)
-        self.order = detect_order(first) or "<"
+        magic, self.order = detect_format(first) or (NFS_MAGIC, "<")
+        self.layout = _layout(magic, self.tape)
+        self._old_inodes = self.layout == LAYOUT_43BSD
+        self.dir_format = {LAYOUT_OFS: "v7", LAYOUT_43BSD: "old"}.get(self.layout, "new")
         self.volume = self.tape.volume
         self.clri = b""
         self.bits = b""
@@ -230,9 +258,19 @@ class FormatReader:
     def compressed(self) -> bool:
         return self._src.compressed
 
+    def note(self, text: str) -> None:
+        """Report damage found by a caller decoding what this reader read (one line)."""
+        self._problem(text)
+
     def _first_header(self, first: bytes) -> Header:
         if len(first) < TP_BSIZE:
-            raise NotADumpError("empty input" if not first else "input too short for a dump header")
+            if not first:
+                raise NotADumpError("empty input")
+            found = detect_format(first[:28].ljust(TP_BSIZE, b"\0"))
+            if found:
+                raise NotADumpError(f"cut short: it ends after {len(first)} of the {TP_BSIZE}"
+                                    f" bytes of a dump header, magic {found[0]}")
+            raise NotADumpError(f"only {len(first)} bytes, fewer than one dump header")
         try:
             h = unpack_header(first)
         except HeaderError as e:
@@ -247,6 +285,8 @@ class FormatReader:
         """Exactly n blocks, crossing into the next volume when one ends."""
         try:
             data = self._src.read_blocks(n)
+        except UnsupportedCompressionError as e:
+            raise UnreadableDumpError(str(e)) from None     # not damage: nothing can be read
         except RecordError as e:
             self._problem(str(e))
             data = b""
@@ -273,7 +313,7 @@ class FormatReader:
         src = BlockSource(read)
         first = src.probe_first()
         try:
-            h = unpack_header(first)
+            h = unpack_header(first, old_inodes=self._old_inodes)
         except HeaderError:
             raise DumpFormatError(f"volume {want} does not start with a dump header") from None
         if h.type != TS_TAPE or h.volume != want:
@@ -290,7 +330,7 @@ class FormatReader:
     # -- headers -----------------------------------------------------------
     def _block_is_header(self, block) -> Header | None:
         try:
-            h = unpack_header(block)
+            h = unpack_header(block, old_inodes=self._old_inodes)
         except HeaderError:
             return None
         return h if h.date == self.tape.date else None
@@ -383,8 +423,28 @@ class FormatReader:
                 yield Hole(remaining)
             if rec.inode.is_reg and rec.header.count:
                 rec.damaged.append(f"missing blocks at the end, {remaining} bytes taken as a hole")
+        if rec.header.extsize:
+            self._bsd_extattrs(rec)
         self._read_extattrs(rec)
         rec.done = True
+
+    @staticmethod
+    def _keep_bsd_ext(rec: InodeRecord, data, span: int) -> None:
+        """UFS2: blocks after the file's data hold its extended attributes (FreeBSD getfile)."""
+        if rec.bsd_ext is None:
+            rec.bsd_ext = bytearray()
+        rec.bsd_ext += data[-(-span // TP_BSIZE) * TP_BSIZE:]
+
+    def _bsd_extattrs(self, rec: InodeRecord) -> None:
+        raw = bytes(rec.bsd_ext or b"")[:rec.header.extsize]
+        rec.bsd_ext = None
+        attrs, skipped, damaged = unpack_bsd_extattrs(raw, self.order)
+        rec.xattrs.extend(attrs)
+        if damaged:
+            rec.damaged.append("its UFS2 extended attributes are damaged")
+        if skipped:
+            self._problem(f"inode {rec.ino}: {skipped} UFS2 system extended attribute(s)"
+                          " (BSD ACLs, which Linux cannot take) left out")
 
     def _chunk_pieces(self, rec: InodeRecord, h: Header, remaining: int):
         count = max(0, min(h.count, TP_NINDIR))
@@ -408,6 +468,8 @@ class FormatReader:
                     crc = zlib.crc32(data, crc)
                 if span:
                     yield data[:span] if span < len(data) else data
+                if rec.header.extsize and span < len(data):
+                    self._keep_bsd_ext(rec, data, span)
             elif span:
                 yield Hole(span)
             remaining -= span

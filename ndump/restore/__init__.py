@@ -103,15 +103,16 @@ class _Run:
     # -- steps -----------------------------------------------------------------
     def _start(self) -> None:
         self.r.verbose("Verify tape and initialize maps")
-        self.dump.read_maps()
-        if self.dump.reader.compressed:
-            self.r.verbose("Dump tape is compressed.")
         if self.o.mode == "t":
+            # before the maps: a dump cut short inside them still shows its header (as stock)
             listing = Listing(self.out)
             for line in self.dump.info_lines():
                 listing.line(line.encode("utf-8", "surrogateescape"))
             listing.close()
-        else:
+        self.dump.read_maps()
+        if self.dump.reader.compressed:
+            self.r.verbose("Dump tape is compressed.")
+        if self.o.mode != "t":
             for line in self.dump.info_lines():
                 self.r.verbose(line)
 
@@ -200,7 +201,8 @@ class _Run:
         path = self.o.target or _dumped_fs(self.dump.tape.filesys) or Path.cwd()
         self.r.verbose(f"comparing with {path}")
         try:
-            compare(self.dump.reader, tree, sel, first, path, self.r)
+            compare(self.dump.reader, tree, sel, first, path, self.r,
+                    precision=self.o.time_precision)
         except _ENDS_RUN as e:
             self._abort(e)
         except OSError as e:

@@ -12,7 +12,8 @@ import os
 import stat
 from pathlib import Path
 
-from ndump.format import FormatReader, Hole, Inode, InodeRecord
+from ndump.format import NODUMP_FL, FormatReader, Hole, Inode, InodeRecord
+from ndump.fsmeta import get_flags, nodump_attribute
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
 from ndump.restore.extract import Selection
@@ -21,14 +22,23 @@ from ndump.restore.target import DirFds, reason
 # names at the top that restore -r and mkfs make, not the dump
 _TOP_NAMES = frozenset({b"restoresymtable", b"lost+found"})
 _COMPARED_XATTRS = ("user.", "trusted.", "security.", "system.posix_acl_")
+# --time-precision: nanoseconds per unit; "auto" compares to the nanosecond and falls
+# back to the microsecond when every difference is below it (a tree that stock restore,
+# or any utimes()-based restore, made from an image carrying nanoseconds)
+PRECISIONS = {"ns": 1, "us": 1000, "s": 1_000_000_000}
+TIME_PRECISIONS = ("auto",) + tuple(PRECISIONS)
 
 
 class _Comparer:
-    def __init__(self, reader: FormatReader, tree: Tree, root_fd: int, reporter: Reporter):
+    def __init__(self, reader: FormatReader, tree: Tree, root_fd: int, reporter: Reporter,
+                 precision: str = "auto"):
         self.reader = reader
         self.tree = tree
         self.fds = DirFds(root_fd, tree.root, limit=128)
         self.r = reporter
+        self.precision = precision
+        self.below_us: list[Entry] = []     # auto: mtimes that differ only below 1 us
+        self.mtime_differences = 0          # ... and those that differ more
 
     def differs(self, e: Entry, what: str) -> None:
         self.r.file_problem(e.spath(), what)
@@ -55,9 +65,35 @@ class _Comparer:
             self.differs(e, "uid changed")
         if st.st_gid != inode.gid:
             self.differs(e, "gid changed")
-        if times and not _same_mtime(st, inode):
+        if times and not self.same_mtime(e, st, inode):
             self.differs(e, "mtime changed")
         return True
+
+    def same_mtime(self, e: Entry, st: os.stat_result, inode: Inode) -> bool:
+        if inode.mtime_ns == 0:
+            # stock dumps carry whole seconds (usec 0): compare at the precision carried
+            return st.st_mtime_ns // 1_000_000_000 == inode.mtime
+        unit = PRECISIONS.get(self.precision, 1)
+        disk, tape = st.st_mtime_ns, inode.mtime_total_ns
+        if disk // unit == tape // unit:
+            return True
+        if self.precision == "auto" and disk // 1000 == tape // 1000:
+            self.below_us.append(e)         # decided at the end (finish)
+            return True
+        self.mtime_differences += 1
+        return False
+
+    def finish(self) -> None:
+        """auto: below-microsecond differences are differences only if others are."""
+        if not self.below_us:
+            return
+        if self.mtime_differences:
+            for e in self.below_us:
+                self.differs(e, "mtime changed (below the microsecond)")
+            return
+        self.r.info(f"{len(self.below_us)} files differ from the dump only below the microsecond,"
+                    " as after a restore that sets times to the microsecond (stock restore):"
+                    " times compared to the microsecond (--time-precision ns shows them)")
 
     # -- directories -------------------------------------------------------------
     def dirs(self, dirs: list[Entry], *, extras: bool) -> None:
@@ -84,6 +120,8 @@ class _Comparer:
         for name in sorted(set(on_disk) - known):
             if _is_socket(dfd, name):
                 continue                    # dump never holds sockets
+            if _has_nodump(dfd, name):
+                continue                    # left out by the dump on purpose (chattr +d)
             path = e.spath() + "/" + name.decode("utf-8", "surrogateescape")
             self.r.file_problem(path, "not on the tape (made after the dump)")
 
@@ -168,16 +206,18 @@ class _Comparer:
 
 
 def compare(reader: FormatReader, tree: Tree, sel: Selection, first: InodeRecord | None,
-            path: Path, reporter: Reporter) -> None:
+            path: Path, reporter: Reporter, *, precision: str = "auto") -> None:
     """Compare the selected part of the dump with the tree at ``path``; each
-    difference is a per-file problem, names on disk the dump lacks included."""
+    difference is a per-file problem, names on disk the dump lacks included.
+    ``precision`` (TIME_PRECISIONS) is how closely modification times must agree."""
     root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    c = _Comparer(reader, tree, root_fd, reporter)
+    c = _Comparer(reader, tree, root_fd, reporter, precision)
     # extra names are looked for only when the whole dump is compared
     whole = len(sel.dirs) == sum(1 for e in tree.walk() if e.is_dir)
     try:
         c.dirs(sel.dirs, extras=whole)
         c.run(first, sel.leaves)
+        c.finish()
     finally:
         c.fds.close()
         os.close(root_fd)
@@ -190,11 +230,21 @@ def _is_socket(dfd: int, name: bytes) -> bool:
         return False
 
 
-def _same_mtime(st: os.stat_result, inode: Inode) -> bool:
-    # stock dumps carry whole seconds (usec 0): compare at the precision carried
-    if inode.mtime_ns == 0:
-        return int(st.st_mtime_ns // 1_000_000_000) == inode.mtime
-    return st.st_mtime_ns == inode.mtime_total_ns
+def _has_nodump(dfd: int, name: bytes) -> bool:
+    """Whether the name on disk carries the nodump flag (dump leaves such files out)."""
+    flag = nodump_attribute(b"/proc/self/fd/%d/%s" % (dfd, name))
+    if flag is not None:
+        return flag
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        return bool(get_flags(fd) & NODUMP_FL)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _same_data(fd: int, pieces) -> bool:

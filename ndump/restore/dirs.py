@@ -93,8 +93,12 @@ def _dir_entries(reader: FormatReader, rec: InodeRecord) -> tuple[list[DirEntry]
             parts.append(bytes(hole))
             hole = 0
         parts.append(bytes(piece))
-    entries, mangled = unpack_dir(b"".join(parts), reader.order)
+    entries, mangled = unpack_dir(b"".join(parts), reader.order, reader.dir_format)
     damaged = list(rec.damaged)
+    for e in entries:
+        if e.lost:      # stock dump 0.4b47's 255-byte names (format/dirent.py)
+            reader.note(f"directory inode {rec.ino}: stock dump wrote over {e.lost} of the 255"
+                        f" bytes of the name of inode {e.ino}; they are given as '?'")
     if mangled:
         damaged.append(f"mangled directory: {mangled} damaged chunk(s) skipped")
     return entries, damaged

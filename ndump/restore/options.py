@@ -35,6 +35,7 @@ class RestoreOptions:
     multi_volume: bool = False      # -M: volumes are the files FILE001, FILE002, ...
     file_number: int = 1            # -s N: the N-th dump file on a tape
     verify_checksums: bool = True   # ndump per-chunk data checksums
+    time_precision: str = "auto"    # -C: ns, us, s, or auto (ns, us when all differ below 1 us)
     # SPEC §5.1/§5.2 (restore/space.py, rename.py); None: from the settings/environment
     extract: str | None = None      # 'N' whole tree, 'Y' named paths, 'E' renamed pairs
     renames: tuple[tuple[str, str], ...] = ()   # E: (SRC, DEST); else parsed from paths

@@ -37,7 +37,8 @@ _ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 def plan(dump, reader: FormatReader) -> list[int]:
     """Block numbers where further workers start; [] means one process."""
     fd = getattr(dump.medium, "fd", None)
-    if fd is None or reader.compressed or reader.volume != 1 or reader.order != "<":
+    if (fd is None or reader.compressed or reader.volume != 1 or reader.order != "<"
+            or reader.layout != "linux"):       # workers find headers by the Linux magic
         return []
     try:
         st = os.fstat(fd)

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ndump.errors import NoSpaceError
-from ndump.format import TP_BSIZE, TP_NINDIR, TS_ADDR, TS_END, TS_INODE, HeaderError, unpack_header
+from ndump.format import (
+    TP_BSIZE, TP_NINDIR, TS_ADDR, TS_END, TS_INODE, TS_TAPE, HeaderError, unpack_header,
+)
+from ndump.media import volume_name
 
 RESERVE = 100 << 20                 # SPEC §5.2: bytes kept free beyond the data
 
@@ -30,7 +33,7 @@ RESERVE = 100 << 20                 # SPEC §5.2: bytes kept free beyond the dat
 class Need:
     data_bytes: int | None          # None: not known
     inodes: int
-    source: str                     # where data_bytes came from, for -v
+    source: str                     # where data_bytes came from, for -v; else why not known
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def check(dump, tree, sel, reporter, target: Path, *, whole: bool) -> None:
     need = measure(dump, tree, sel, whole=whole)
     if need.data_bytes is None:
         reporter.warning(f"cannot check the space on {have.mount}: the dump records no totals"
-                         " and the input cannot be measured (not a seekable uncompressed image)")
+                         f" and {need.source}")
     else:
         reporter.verbose(f"space check: need {human(need.data_bytes)} + 100 MiB and"
                          f" {need.inodes} inodes ({need.source}), have {human(have.free_bytes)}"
@@ -70,12 +73,12 @@ def measure(dump, tree, sel, *, whole: bool) -> Need:
     totals = dump.tape.totals
     if totals is not None and whole:
         return Need(totals.data_bytes + dir_bytes, inodes, "the dump's totals")
-    scanned = scan(dump, sel.leaves)
+    scanned, why = scan(dump, sel.leaves)
     if scanned is not None:
         return Need(scanned + dir_bytes, inodes, "a quick pass over the image")
     if totals is not None:
         return Need(totals.data_bytes + dir_bytes, inodes, "the whole dump's totals")
-    return Need(None, inodes, "unknown")
+    return Need(None, inodes, why)
 
 
 def _dir_size(tree, e) -> int:
@@ -84,35 +87,69 @@ def _dir_size(tree, e) -> int:
     return 4096 + (len(rec.entries) * 32 // 4096 * 4096 if rec is not None else 0)
 
 
-def scan(dump, leaves: dict) -> int | None:
-    """Data bytes of the inodes in ``leaves``, from a header-only pass; None if impossible.
+class _Unmeasurable(Exception):
+    """Why the quick pass cannot measure the input (the text goes in the warning)."""
+
+
+def scan(dump, leaves: dict) -> tuple[int | None, str]:
+    """(bytes, "") from a header-only pass over the image, or (None, the reason).
 
     The pass starts at the header of the first file (the block the reader read last)
-    and reads the image with pread: the reader's position does not move.
+    and reads the image with pread: the reader's position does not move.  A -M set is
+    measured volume after volume (PREFIX001, PREFIX002, ...): the data blocks of the
+    last header of a volume go on after the next volume's TS_TAPE (FORMAT §7.2).
     """
     fd = getattr(dump.medium, "fd", None)
     reader = dump.reader
-    if fd is None or reader.compressed or dump.multi or reader.volume != 1:
-        return None
     try:
-        st = os.fstat(fd)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    try:
-        return _scan(fd, (reader.blocks_read - 1) * TP_BSIZE, st.st_size, leaves, reader.order)
-    except (OSError, HeaderError):
-        return None
+        if reader.compressed:
+            raise _Unmeasurable("the image is compressed (its data sizes show only when it is read)")
+        if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unmeasurable("the input is not a regular file (a pipe, tape or remote drive"
+                                " cannot be read twice)")
+        if reader.volume != 1:
+            raise _Unmeasurable(f"the restore starts on volume {reader.volume}")
+        return _scan_volumes(dump, fd, leaves), ""
+    except _Unmeasurable as e:
+        return None, str(e)
+    except (OSError, HeaderError) as e:
+        return None, f"the image cannot be measured ({e})"
 
 
-def _scan(fd: int, pos: int, size: int, leaves: dict, order: str) -> int | None:
+def _scan_volumes(dump, fd: int, leaves: dict) -> int:
+    order = dump.reader.order
+    total, ended, over = _scan(fd, (dump.reader.blocks_read - 1) * TP_BSIZE, leaves, order)
+    volume = 1
+    while not ended:
+        volume += 1
+        if not dump.multi:
+            raise _Unmeasurable(f"the dump goes on to volume {volume}, which is not at hand"
+                                " before the restore asks for it (-M PREFIX names volume files)")
+        name = volume_name(dump.spec, volume, True)
+        try:
+            vfd = os.open(name, os.O_RDONLY)
+        except OSError as e:
+            raise _Unmeasurable(f"volume {volume} ({name}) cannot be opened: {e.strerror}") from None
+        try:
+            h = unpack_header(os.pread(vfd, TP_BSIZE, 0), order)
+            if h.type != TS_TAPE or h.volume != volume or h.date != dump.tape.date:
+                raise _Unmeasurable(f"{name} is not volume {volume} of this dump")
+            more, ended, over = _scan(vfd, TP_BSIZE * (1 + over), leaves, order)
+            total += more
+        finally:
+            os.close(vfd)
+    return total
+
+
+def _scan(fd: int, pos: int, leaves: dict, order: str) -> tuple[int, bool, int]:
+    """(data bytes, whether TS_END was met, data blocks that run past the volume's end)."""
+    size = os.fstat(fd).st_size
     total = 0
     while pos + TP_BSIZE <= size:
         h = unpack_header(os.pread(fd, TP_BSIZE, pos), order)
         pos += TP_BSIZE
         if h.type == TS_END:
-            return total
+            return total, True, 0
         if h.type in (TS_INODE, TS_ADDR) and not h.is_extattr:
             n = h.present()
             if h.inumber in leaves and not h.inode.is_dir:
@@ -121,8 +158,9 @@ def _scan(fd: int, pos: int, size: int, leaves: dict, order: str) -> int | None:
         elif h.is_extattr:
             pos += max(0, min(h.count, TP_NINDIR)) * TP_BSIZE
         else:
-            return None      # a volume header or map in the file part: not a plain image
-    return None
+            raise _Unmeasurable(f"a {h.type_name} header in the middle of the image"
+                                f" (block {pos // TP_BSIZE - 1})")
+    return total, False, max(0, pos - size) // TP_BSIZE
 
 
 # -- what the target has ---------------------------------------------------------------

@@ -104,3 +104,32 @@ def test_new_style_device_in_db1_is_decoded():
     from ndump.format.header import set_checksum
     set_checksum(block)
     assert unpack_header(bytes(block)).inode.rdev == os.makedev(300, 70000)
+
+
+def test_bsd_layouts_are_recognised_by_their_magic():
+    """format/bsd.py: the header layouts of tests/foreign.py, both byte orders."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from foreign import BsdImage
+    from ndump.format import unpack_header
+    for order in "<>":
+        ufs2 = BsdImage("ufs2", order, date=5_000_000_000)
+        block = ufs2._header(2, 77, {"mode": 0o100644, "size": 1 << 40, "uid": 70000,
+                                     "mtime": 4_100_000_000, "mtime_ns": 5, "extsize": 300,
+                                     "bsd_flags": 0x20000}, 3, b"\1\0\1", 123456)
+        h = unpack_header(block)
+        assert (h.type, h.inumber, h.date, h.tapea, h.count, h.extsize) == (2, 77, 5_000_000_000,
+                                                                          123456, 3, 300)
+        assert (h.inode.size, h.inode.uid, h.inode.mtime, h.inode.mtime_ns) == (1 << 40, 70000,
+                                                                               4_100_000_000, 5)
+        assert h.inode.flags == 0x10 and h.present() == 2 and h.label == "bsdtest"
+        ofs = BsdImage("ofs", order)
+        h = unpack_header(ofs._header(2, 9, {"mode": 0o40755, "size": 64, "uid": 7, "gid": 8,
+                                              "mtime": 1000}, 1, b"\1", 5))
+        assert (h.inumber, h.inode.mode, h.inode.size, h.inode.uid, h.inode.gid) == (9, 0o40755, 64, 7, 8)
+        assert h.inode.mtime == 1000 and h.date == 1_600_000_000 and len(h.addr) == 512
+        old = BsdImage("4.3bsd", order)
+        block = old._header(2, 9, {"mode": 0o100600, "uid": 300, "gid": 400}, 0, b"", 5)
+        assert unpack_header(block).inode.uid == 0          # the 32-bit field is a spare
+        assert unpack_header(block, old_inodes=True).inode.uid == 300

@@ -6,8 +6,8 @@ import struct
 import pytest
 
 from ndump.format import BlockSource, Header, RecordPacker, pack_header
-from ndump.format.constants import COMPRESS_BZLIB, COMPRESS_ZLIB, DR_COMPRESSED, TS_TAPE
-from ndump.format.records import RecordError, compress_record
+from ndump.format.constants import COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, DR_COMPRESSED, TS_TAPE
+from ndump.format.records import RecordError, UnsupportedCompressionError, compress_record
 
 
 def _volume(ntrec, algorithm, records):
@@ -58,3 +58,47 @@ def test_uncompressed_stream_serves_blocks_across_reads():
     assert src.probe_first() == data[:1024]
     got = b"".join(bytes(src.read_blocks(7)) for _ in range(7))
     assert got == data[1024:]
+
+
+def _lzo_volume(records, ntrec=10):
+    import lzokay
+    first = pack_header(Header(type=TS_TAPE, flags=0x3 | DR_COMPRESSED, ntrec=ntrec))
+    first += bytes((ntrec - 1) * 1024)
+    out = first
+    for rec in records:
+        payload = lzokay.compress(rec)
+        out += struct.pack("<I", (len(payload) << 4) | (COMPRESS_LZO << 1) | 1) + payload
+    return first, out
+
+
+def test_lzo_records_are_read():
+    text = b"".join(b"line %05d\n" % i for i in range(1024))[:10240]
+    first, image = _lzo_volume([text, bytes(10240)])
+    src = BlockSource(io.BytesIO(image).read)
+    src.probe_first()
+    assert src.compressed and src.algorithm == COMPRESS_LZO
+    assert bytes(src.read_blocks(29)) == first[1024:] + text + bytes(10240)
+
+
+def test_corrupt_lzo_record_is_a_record_error():
+    _, image = _lzo_volume([os.urandom(5000) * 2 + bytes(240)])
+    src = BlockSource(io.BytesIO(image[:-40]).read)          # payload cut short
+    src.probe_first()
+    with pytest.raises(RecordError):
+        src.read_blocks(19)
+
+
+def test_unknown_algorithm_is_refused_when_the_volume_is_opened():
+    first = pack_header(Header(type=TS_TAPE, flags=0x3 | DR_COMPRESSED, ntrec=10))
+    image = first + bytes(9 * 1024) + struct.pack("<I", (100 << 4) | (5 << 1) | 1) + bytes(100)
+    with pytest.raises(UnsupportedCompressionError, match="algorithm 5"):
+        BlockSource(io.BytesIO(image).read).probe_first()
+
+
+def test_record_prefix_in_both_byte_orders():
+    from ndump.format.records import decode_prefix
+    assert decode_prefix(struct.pack("<I", 894 << 4 | 2 << 1 | 1)) == (True, 2, 894)
+    assert decode_prefix(struct.pack("<I", 10240 << 4)) == (False, 0, 10240)
+    # a big-endian compiler packs compressed:1, flags:3, length:28 from the top bit
+    assert decode_prefix(struct.pack(">I", 1 << 31 | 1 << 28 | 894), ">") == (True, 1, 894)
+    assert decode_prefix(struct.pack(">I", 10240), ">") == (False, 0, 10240)

@@ -122,3 +122,36 @@ def test_dry_run_does_not_check(tmp_path, restore, image_file, monkeypatch):
                                      (int(12.4 * 1024 * MIB), "12.4 GiB"), (1536, "1.5 KiB")])
 def test_human(n, text):
     assert space.human(n) == text
+
+
+def _multi_prefix(golden_dir, tmp_path):
+    for n in (1, 2, 3):
+        (tmp_path / f"mv-{n:03d}").symlink_to(golden_dir / f"multi-volume-{n:03d}.dump")
+    return str(tmp_path / "mv-")
+
+
+def test_multi_volume_files_are_measured(golden_dir, tmp_path, restore):
+    r = restore(_multi_prefix(golden_dir, tmp_path), "r", verbose=1, multi_volume=True)
+    assert r.status == 0, r.err
+    assert "warning: cannot check" not in r.err
+    # big-200k + d/big-150k + small (3000 B in 3 blocks) + z-last (1 block), and 2 directories
+    m = re.search(r"need (\d+) KiB \+ 100 MiB and 6 inodes \(a quick pass over the image\)", r.err)
+    assert m and int(m.group(1)) == 200 + 150 + 3 + 1 + 2 * 4, r.err
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("volume-1-alone", "the dump goes on to volume 2, which is not at hand"),
+    ("compressed", "the image is compressed"),
+    ("pipe", "the input is not a regular file"),
+])
+def test_the_warning_gives_the_real_reason(how, reason, golden_dir, tmp_path, run_ndump):
+    out = tmp_path / "out"
+    out.mkdir()
+    image = {"volume-1-alone": "multi-volume-001", "compressed": "l0-zlib",
+             "pipe": "l0-basic"}[how]
+    path = golden_dir / f"{image}.dump"
+    args = ["restore", "-x", "--target", out, "-f", "-" if how == "pipe" else path]
+    proc = run_ndump(*args, input=path.read_bytes() if how == "pipe" else None)
+    warnings = [line for line in proc.stderr.splitlines() if "cannot check the space" in line]
+    assert len(warnings) == 1 and "the dump records no totals and " + reason in warnings[0]
+    assert "not a seekable uncompressed image" not in proc.stderr
