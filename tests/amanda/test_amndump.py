@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from trees import assert_trees_equal, build_full_tree
+from trees import assert_trees_equal, build_full_tree, build_tree
 
 REPO = Path(__file__).resolve().parents[2]
 APP = Path("/usr/lib/amanda/application/amndump")
@@ -185,6 +185,9 @@ def test_round_trip_level_0_and_1(amanda):
     _as_backup("amadmin", CONF, "force-level-1", HOST, src)
     _as_backup("amdump", CONF)
 
+    # amcheckdump reads the last run back through amndump's validate
+    assert "All image (1) successfully validated" in _as_backup("amcheckdump", CONF).stdout
+
     find = _as_backup("amadmin", CONF, "find", HOST, src).stdout
     dumps = sorted((m[1] + m[2], int(m[3])) for m in re.finditer(
         r"^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) +\S+ +\S+ +(\d+) .* OK *$", find, re.M))
@@ -222,3 +225,94 @@ def test_selfcheck_errors_reach_amcheck(amanda):
     assert re.search(rf"^HOST {HOST} ERROR: ndump not found: {base}/no/ndump is not an"
                      " executable file$", out, re.M), out
     assert "2 problems found" in out, out          # those two lines, nothing else
+
+
+def _app(*args, stdin=None, fds=False, tmp=None):
+    """amndump run directly as Amanda runs it (user backup); with ``fds``, descriptors 3
+    and 4 are files under ``tmp``, returned with the process."""
+    pass_fds, files = (), {}
+    if fds:
+        files = {n: open(tmp / f"fd{n}", "w+b") for n in (3, 4)}
+    def child():
+        for n, f in files.items():
+            os.dup2(f.fileno(), n)
+    proc = subprocess.run(["runuser", "-u", "backup", "--", str(APP), *map(str, args)],
+                          stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                          capture_output=True, timeout=120, preexec_fn=child if fds else None,
+                          pass_fds=tuple(files) if fds else ())
+    out = {n: (tmp / f"fd{n}").read_bytes() for n in files}
+    for f in files.values():
+        f.close()
+    return proc, out
+
+
+def test_backup_index_validate_outside_amanda(amanda, tmp_path):
+    base, _, _ = amanda
+    src = base / "direct"
+    build_tree(src, {"a/b/f": b"x" * 5000, "top": b"t", "dir with space/g": b"g"})
+    common = ["--config", CONF, "--host", HOST, "--disk", src, "--device", src,
+              "--ndump-path", base / "bin" / "ndump", "--snapshot", "none"]
+    proc, out = _app("backup", *common, "--level", "0", "--index", "line", fds=True, tmp=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    image = tmp_path / "image"
+    image.write_bytes(proc.stdout)
+    assert out[3].decode().splitlines()[-1] == f"sendbackup: size {-(-len(proc.stdout) // 1024)}"
+    assert "? " not in out[3].decode()
+    index = out[4].decode().splitlines()
+    assert index == ["/", "/a/", "/a/b/", "/a/b/f", "/dir with space/", "/dir with space/g",
+                     "/top"], index
+    with open(image, "rb") as f:
+        proc, _ = _app("index", *common, stdin=f)
+    assert proc.returncode == 0 and proc.stdout.decode().splitlines() == index
+    with open(image, "rb") as f:
+        assert _app("validate", *common, stdin=f)[0].returncode == 0
+    cut = tmp_path / "cut"
+    cut.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    with open(cut, "rb") as f:
+        proc, _ = _app("validate", *common, stdin=f)
+    assert proc.returncode == 3, proc.stderr
+
+
+def test_privilege_path_refuses_what_backup_could_change(amanda, tmp_path):
+    base, _, _ = amanda
+    backup = pwd.getpwnam("backup")
+    evil = base / "evil"
+    evil.mkdir(exist_ok=True)
+    (evil / "ndump").write_text("#!/bin/sh\nid > /tmp/amndump-evil-ran\n")
+    (evil / "ndump").chmod(0o755)
+    os.chown(evil / "ndump", backup.pw_uid, backup.pw_gid)
+    common = ["--config", CONF, "--host", HOST, "--disk", base, "--device", base]
+    proc, _ = _app("selfcheck", *common, "--ndump-path", evil / "ndump")
+    lines = proc.stdout.decode().splitlines()
+    assert f"ERROR {evil}/ndump: not run as root: it must be owned by root and writable only" \
+           " by root" in lines, lines
+    assert not Path("/tmp/amndump-evil-ran").exists()
+    # a root-owned program in a directory backup can write is refused too
+    os.chown(evil / "ndump", 0, 0)
+    os.chown(evil, backup.pw_uid, backup.pw_gid)
+    proc, _ = _app("selfcheck", *common, "--ndump-path", evil / "ndump")
+    assert f"ERROR {evil}/ndump: not run as root: directory {evil} is writable by others than" \
+           " root" in proc.stdout.decode().splitlines(), proc.stdout
+
+    # restores only where /etc/amanda-security.conf allows them, as amgtar
+    saved = SECURITY.read_text()
+    try:
+        SECURITY.write_text(saved.replace("restore_by_amanda_user=yes", ""))
+        target = tmp_path / "t"
+        target.mkdir()
+        proc, _ = _app("restore", *common, "--ndump-path", base / "bin" / "ndump", "--target", target)
+        assert proc.returncode == 1 and b"not allowed to restore" in proc.stderr, proc.stderr
+        assert os.listdir(target) == []
+    finally:
+        SECURITY.write_text(saved)
+
+    # without the sudoers rule: one ERROR line saying so, nothing run
+    hidden = SUDOERS.with_name(".amndump-test-hidden")
+    os.rename(SUDOERS, hidden)
+    try:
+        proc, _ = _app("selfcheck", *common)
+    finally:
+        os.rename(hidden, SUDOERS)
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR cannot become root"), lines
+    assert proc.stderr == b""
