@@ -316,3 +316,25 @@ def test_privilege_path_refuses_what_backup_could_change(amanda, tmp_path):
     lines = proc.stdout.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ERROR cannot become root"), lines
     assert proc.stderr == b""
+
+
+def test_backup_with_unreadable_file_and_exclusion(amanda, tmp_path):
+    """ndump exit 2 -> one '? path: reason' line per file, the size, status 0 (Amanda
+    then reports the dump STRANGE); an `exclude file` pattern leaves a name out."""
+    base, _, _ = amanda
+    src = base / "partial"
+    build_tree(src, {"ok": b"fine", "secret": b"s" * 5000, "skip.tmp": b"x"})
+    os.chmod(src / "secret", 0)
+    # a root-owned ndump without the capabilities that let root read a mode-000 file
+    capless = base / "bin" / "ndump-capless"
+    capless.write_text(f"#!/bin/sh\nPYTHONPATH={REPO} exec setpriv --bounding-set"
+                       f" -dac_override,-dac_read_search {sys.executable} -m ndump \"$@\"\n")
+    capless.chmod(0o755)
+    proc, out = _app("backup", "--config", CONF, "--host", HOST, "--disk", src, "--device", src,
+                     "--ndump-path", capless, "--snapshot", "none", "--level", "0", "--index",
+                     "line", "--exclude-file", "*.tmp", fds=True, tmp=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    mesg = out[3].decode().splitlines()
+    assert [l for l in mesg if l.startswith("? ")] == ["? secret: not dumped: Permission denied"], mesg
+    assert mesg[-1].startswith("sendbackup: size ")
+    assert out[4].decode().splitlines() == ["/", "/ok"]
