@@ -231,14 +231,18 @@ def test_selfcheck_errors_reach_amcheck(amanda):
     base, src, confdir = amanda
     src.mkdir(exist_ok=True)
     missing = base / "no-such-disk"
-    _disklist(confdir, f"{HOST} {missing} ndump-app", f"{HOST} {src} ndump-missing")
+    plain = base / "plain-file"           # root reads any directory: a file is what it cannot
+    plain.write_bytes(b"not a tree")
+    _disklist(confdir, f"{HOST} {missing} ndump-app", f"{HOST} {plain} ndump-app",
+              f"{HOST} {src} ndump-missing")
     check = _as_backup("amcheck", "-c", CONF, check=False)
     out = check.stdout + check.stderr
     assert check.returncode != 0, out
     assert re.search(rf"^HOST {HOST} ERROR: {missing}: no such directory$", out, re.M), out
     assert re.search(rf"^HOST {HOST} ERROR: ndump not found: {base}/no/ndump is not an"
                      " executable file$", out, re.M), out
-    assert "2 problems found" in out, out          # those two lines, nothing else
+    assert re.search(rf"^HOST {HOST} ERROR: {plain}: not a directory$", out, re.M), out
+    assert "3 problems found" in out, out          # those three lines, nothing else
 
 
 def _app(*args, stdin=None, fds=False, tmp=None):
