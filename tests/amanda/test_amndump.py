@@ -139,9 +139,8 @@ def amanda():
             SECURITY.write_text(security)
         shutil.rmtree(confdir, ignore_errors=True)
         for d in (f"/var/log/amanda/server/{CONF}", f"/var/log/amanda/client/{CONF}",
-                  f"/var/lib/amanda/ndump/{CONF}", f"/var/log/amanda/amandad"):
-            if CONF in d:
-                shutil.rmtree(d, ignore_errors=True)
+                  f"/var/lib/amanda/ndump/{CONF}"):
+            shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -115,3 +115,30 @@ def test_bad_json_targets(tmp_path, run_ndump):
                      status=1)
     assert proc.stderr.count("\n") == 1 and "no such directory" in proc.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_aborted_dump_exit_3(tmp_path, run_ndump):
+    """A second volume is needed and no operator can be asked (-q): the dump aborts."""
+    src = build_tree(tmp_path / "src", {"big": os.urandom(200_000)})
+    run_ndump("dump", "-0", "-q", "-B", "50", "-f", tmp_path / "x", "--json", tmp_path / "d.json",
+              "--snapshot", "none", src, status=3)
+    r = _result(tmp_path / "d.json")
+    assert (r["status"], r["exit_status"], r["level"]) == ("aborted", 3, 0)
+    assert "no operator" in r["message"] and r["bytes"] is None and r["estimated_bytes"] > 200_000
+
+
+@pytest.mark.root
+def test_partial_dump_exit_2(tmp_path):
+    """Root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH cannot read a mode-000 file."""
+    src = build_tree(tmp_path / "src", {"ok": b"fine", "secret": b"s" * 5000})
+    os.chmod(src / "secret", 0)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                           sys.executable, "-m", "ndump", "dump", "-0", "-f", str(tmp_path / "x"),
+                           "--json", str(tmp_path / "d.json"), str(src)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr
+    r = _result(tmp_path / "d.json")
+    assert (r["status"], r["exit_status"]) == ("partial", 2)
+    assert r["problems"] == [{"path": "secret", "reason": "not dumped: Permission denied"}]
+    assert r["bytes"] == (tmp_path / "x").stat().st_size
