@@ -355,3 +355,19 @@ def test_backup_with_unreadable_file_and_exclusion(amanda, tmp_path):
     assert [l for l in mesg if l.startswith("? ")] == ["? secret: not dumped: Permission denied"], mesg
     assert mesg[-1].startswith("sendbackup: size ")
     assert out[4].decode().splitlines() == ["/", "/ok"]
+
+
+def test_bad_invocations_give_one_line():
+    script = REPO / "scripts" / "amndump"
+    run = lambda *a: subprocess.run([str(script), *a], capture_output=True, text=True, timeout=60)
+    proc = run("bogus", "--config", CONF)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == "amndump: unknown subcommand 'bogus' (support, selfcheck, estimate," \
+                          " backup, restore, validate, index)\n"
+    proc = run("estimate", "--config")
+    assert (proc.returncode, proc.stderr) == (1, "ERROR option --config needs a value\n")
+    proc = run("selfcheck", "--config", "../etc", "--disk", "/")
+    assert proc.returncode == 0 and "ERROR bad Amanda configuration name '../etc'" in proc.stdout
+    proc = run("support")
+    assert "MAX-LEVEL 31" in proc.stdout.splitlines() and proc.stderr == ""
+    assert run("--version").stdout.startswith("amndump-")
