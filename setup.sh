@@ -2,8 +2,9 @@
 # setup.sh - install what ndump needs on Debian 12 (run as root), then run the demo or the tests.
 #
 #   ./setup.sh install        Debian packages (stock dump/restore, acl, attr, btrfs-progs,
-#                             e2fsprogs, xfsprogs, lvm2, mt-st, libacl1-dev, gcc, groff-base)
-#                             and `pip install -e '.[test]'`; does nothing that is already done
+#                             e2fsprogs, xfsprogs, lvm2, mt-st, libacl1-dev, gcc, groff-base,
+#                             amanda-server, amanda-client, sudo), `pip install -e '.[test]'`
+#                             and amndump(8) for Amanda; does nothing that is already done
 #   ./setup.sh demo           install, then a real dump and restore of a copy of /etc
 #   ./setup.sh test [ARGS]    install, then `pytest -q -ra tests [ARGS]` and `lint-imports`
 #
@@ -14,6 +15,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-$(command -v python3 || command -v python || true)}
 LOG=${TMPDIR:-/tmp}/ndump-setup.log
 APT_PACKAGES=(dump acl attr btrfs-progs e2fsprogs xfsprogs lvm2 mt-st libacl1-dev gcc groff-base)
+# amndump, the Amanda application (amndump(8)): Amanda itself, sudo for its root path
+APT_PACKAGES+=(amanda-server amanda-client sudo)
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
 say() { echo "setup.sh: $*"; }
@@ -46,10 +49,26 @@ install_pip() {
     BIN=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 }
 
+# amndump(8): the plugin where Amanda looks for it, the one sudoers rule that lets
+# Amanda's user (backup) run it as root, and its state directory
+install_amndump() {
+    local app=/usr/lib/amanda/application/amndump rule=/etc/sudoers.d/amndump
+    [ -d "${app%/*}" ] || { say "no Amanda client (${app%/*}): amndump not installed"; return 0; }
+    [ "$(id -u)" = 0 ] || { say "not root: amndump not installed"; return 0; }
+    if ! cmp -s "$REPO/scripts/amndump" "$app" || ! cmp -s "$REPO/contrib/amndump.sudoers" "$rule"; then
+        say "install $app and $rule"
+        visudo -cqf "$REPO/contrib/amndump.sudoers" || die "contrib/amndump.sudoers does not parse"
+        command install -o root -g root -m 0755 "$REPO/scripts/amndump" "$app"
+        command install -o root -g root -m 0440 "$REPO/contrib/amndump.sudoers" "$rule"
+    fi
+    command install -d -o root -g root -m 0700 /var/lib/amanda/ndump
+}
+
 install() {
     : >"$LOG"
     install_apt
     install_pip
+    install_amndump
 }
 
 # run CMD...: show it, then run it

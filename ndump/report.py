@@ -25,6 +25,7 @@ class Reporter:
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
         self.problems: list[FileProblem] = []
+        self.facts: dict[str, object] = {}     # machine-readable facts for --json
         self._warned: set[str] = set()
         self._interval = interval
         self._clock = clock
@@ -58,6 +59,10 @@ class Reporter:
     def file_problem(self, path: str, reason: str) -> None:
         self.problems.append(FileProblem(path, reason))
         self._line(f"{path}: {reason}")
+
+    def fact(self, key: str, value: object) -> None:
+        """Record a fact about the run (level, dates, bytes...) for ``--json``."""
+        self.facts[key] = value
 
     def phase(self, number: str, title: str) -> None:
         self.info(f"{title} (Pass {number})")

@@ -52,6 +52,13 @@ def _install_signals() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    status = _main(argv)
+    from ndump.cli import result     # --json: one object once the exit status is known
+    result.finish(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     settings = Settings.from_environ()
     prefix = _PREFIX.get(argv[0] if argv else "", "NDUMP")
@@ -101,5 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _say(prefix: str, text: str) -> None:
     text = "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    from ndump.cli import result
+    result.note(text)
     sys.stderr.write(f"{prefix}: {text}\n")
     sys.stderr.flush()

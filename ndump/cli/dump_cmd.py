@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ndump.cli import result
 from ndump.cli.common import (
     CompressType, file_option, quiet_option, settings, verbose_option,
 )
@@ -62,6 +63,7 @@ from ndump.report import make_reporter
               " 4, 16 or 32 by memory).")
 @quiet_option
 @verbose_option
+@result.json_option
 @click.argument("path", required=False)
 def dump(level, file, blocksize, label, compress, excludes, honor_level, estimate,
          no_checksums, update, dumpdates, base_date, show_all, show_needed, multi_volume,
@@ -86,6 +88,7 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
                        script=script, snapshot=snapshot, snapshot_size=snapshot_size,
                        max_sessions=max_sessions)
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
+    result.watch(reporter, stdout_busy=opts.file == "-")
     outcome = run_dump(opts, s, reporter)
     if outcome.estimate is not None:
         click.echo(outcome.estimate)

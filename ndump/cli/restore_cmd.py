@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ndump.cli import result
 from ndump.cli.common import blocksize_option, file_option, quiet_option, settings, verbose_option
 from ndump.report import make_reporter
 from ndump.restore import RestoreOptions, run_restore
@@ -77,6 +78,7 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
               help="-C: how closely modification times must agree (auto: to the nanosecond,"
               " or to the microsecond when no file differs by more, as after stock restore).")
 @_rules_options
+@result.json_option
 @click.argument("paths", nargs=-1)
 def restore(rebuild, resume, extract_files, list_, compare, interactive, file, blocksize, verbose,
             quiet, yes, dry_run, target, original, keep_existing, multi_volume, file_number, paths,
@@ -99,4 +101,5 @@ def restore(rebuild, resume, extract_files, list_, compare, interactive, file, b
                           time_precision=time_precision,
                           **{k: v or None if k == "force" else v for k, v in rules.items()})
     reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)
+    result.watch(reporter)
     return run_restore(opts, s, reporter)

@@ -88,6 +88,8 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     dumpdates = DumpDates(opts.dumpdates or settings.dumpdates)
     date = int(settings.clock())
     base_date = _base_date(opts, dumpdates, ident_path, reporter)
+    reporter.fact("level", opts.level); reporter.fact("path", ident_path)
+    reporter.fact("date", date); reporter.fact("base_date", base_date)
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
     if not opts.estimate_only:
         reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
@@ -109,6 +111,7 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
             inomap.close()
         est_blocks = sel.blocks + 20
         reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
+        reporter.fact("estimated_bytes", est_blocks * TP_BSIZE); reporter.fact("files", sel.inodes)
         if opts.estimate_only:
             return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
         outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date,
@@ -198,6 +201,7 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         raise
     elapsed = max(time.monotonic() - started, 1e-6)
     kib = sink.blocks
+    reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
     reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
     reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
     reporter.info("DUMP IS DONE" if not reporter.problems else

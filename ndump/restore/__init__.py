@@ -98,6 +98,7 @@ class _Run:
         elif mode == "i":
             from ndump.restore.shell import interact   # cmd/readline only when asked for
             interact(self)
+        self.r.fact("bytes", self.dump.bytes_read()); self.r.fact("volumes", self.dump.reader.volume)
         return Outcome(self.r.problems, self.aborted)
 
     # -- steps -----------------------------------------------------------------
@@ -110,6 +111,10 @@ class _Run:
                 listing.line(line.encode("utf-8", "surrogateescape"))
             listing.close()
         self.dump.read_maps()
+        t = self.dump.tape
+        for key, value in (("level", t.level), ("date", t.date), ("base_date", t.ddate),
+                           ("path", t.filesys)):
+            self.r.fact(key, value)
         if self.dump.reader.compressed:
             self.r.verbose("Dump tape is compressed.")
         if self.o.mode != "t":
@@ -250,6 +255,7 @@ class _Run:
 
     def _write(self, tree: Tree, sel: Selection, first, *, set_root: bool, symtab: bool) -> None:
         space.before_write(self, tree, sel)      # SPEC §5.2, unless -N or --force
+        self.r.fact("files", len(sel.dirs) + len(sel.leaves))
         target = self._open_target(tree)
         try:
             ex = Extractor(self.dump.reader, tree, target, self.r,
