@@ -141,9 +141,9 @@ install_files() {
     fi
 }
 
-install() {
+setup_all() {
     [ -e "$LOG" ] || : >"$LOG"
-    echo "--- $(date): setup.sh $*" >>"$LOG"
+    echo "--- $(date): setup.sh $CMD" >>"$LOG"
     install_apt
     install_venv
     install_files
@@ -191,11 +191,11 @@ run_tests() {
     return "$rc"
 }
 
-cmd=${1:-}
+cmd=${1:-}; CMD="$*"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-    install) install ;;
-    demo) install; demo ;;
-    test) install; run_tests "$@" ;;
+    install) setup_all ;;
+    demo) setup_all; demo ;;
+    test) setup_all; run_tests "$@" ;;
     *) echo "usage: $0 install | demo | test [pytest args]" >&2; exit 1 ;;
 esac
