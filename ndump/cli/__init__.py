@@ -53,8 +53,12 @@ def _install_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = Settings.from_environ()
     prefix = _PREFIX.get(argv[0] if argv else "", "NDUMP")
+    try:
+        settings = Settings.from_environ()
+    except NdumpError as e:                 # a bad NDUMP_* value, named
+        _say(prefix, str(e))
+        return e.exit_status
     _install_signals()
     try:
         rv = cli.main(classic_argv(argv), prog_name="ndump", standalone_mode=False, obj=settings)

@@ -49,6 +49,8 @@ def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter,
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        if options.mode in ("t", "C"):      # they write nothing: no session slot (SPEC §3.6)
+            return _run_restore(options, settings, reporter, out)
         with open_session(settings, "restore", options.file or settings.tape,
                           getattr(options, "max_sessions", None), reporter):
             return _run_restore(options, settings, reporter, out)

@@ -1,0 +1,43 @@
+"""Issue 12: friction a new user meets in the first hour, each with the real program."""
+from __future__ import annotations
+
+import pytest
+
+from trees import build_tree
+
+
+@pytest.fixture
+def image(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"a": b"alpha\n", "d/b": b"x" * 5000})
+    img = tmp_path / "l0.dump"
+    run_ndump("dump", "-0", "--snapshot", "none", "-f", img, src, status=0)
+    return img
+
+
+# -- bad environment values are errors that name the variable -----------------------------
+
+@pytest.mark.parametrize("name, value, want", [
+    ("NDUMP_FORCE", "bogus", "give Y or N"),
+    ("NDUMP_EXTRACT", "Q", "give N, Y or E"),
+    ("NDUMP_MAX_SESSIONS", "many", "a whole number"),
+    ("NDUMP_PROGRESS_INTERVAL", "soon", "seconds"),
+])
+def test_bad_environment_value_names_the_variable(tmp_path, run_ndump, image, name, value, want):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_ndump("restore", "-r", "-f", image, "--target", out, env={name: value}, status=1)
+    assert proc.stderr.startswith(f"RESTORE: environment variable {name}={value!r}: "), proc.stderr
+    assert want in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "--extract" not in proc.stderr
+    assert list(out.iterdir()) == []
+    proc = run_ndump("dump", "-0", "-f", tmp_path / "x.dump", tmp_path, env={name: value}, status=1)
+    assert proc.stderr.startswith(f"DUMP: environment variable {name}=")
+    assert not (tmp_path / "x.dump").exists()
+
+
+@pytest.mark.parametrize("value", ["y", "Yes", "1", "n", "NO", "0", ""])
+def test_good_force_values_are_taken(tmp_path, run_ndump, image, value):
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ndump("restore", "-r", "-f", image, "--target", out, env={"NDUMP_FORCE": value}, status=0)
+    assert (out / "a").read_bytes() == b"alpha\n"
