@@ -41,3 +41,28 @@ def test_good_force_values_are_taken(tmp_path, run_ndump, image, value):
     out.mkdir()
     run_ndump("restore", "-r", "-f", image, "--target", out, env={"NDUMP_FORCE": value}, status=0)
     assert (out / "a").read_bytes() == b"alpha\n"
+
+
+# -- --target DIR that does not exist -------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["-r", "-x"])
+def test_missing_target_is_made(tmp_path, run_ndump, image, mode):
+    out = tmp_path / "new" / "deeper"
+    run_ndump("restore", mode, "-f", image, "--target", out, status=0)
+    assert (out / "a").read_bytes() == b"alpha\n" and (out / "d" / "b").stat().st_size == 5000
+
+
+def test_missing_target_for_compare_fails_before_reading(tmp_path, run_ndump):
+    # the "dump" is not even one: the target is checked first
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\0" * 4096)
+    proc = run_ndump("restore", "-C", "-f", junk, "--target", tmp_path / "nowhere", status=1)
+    assert proc.stderr == f"RESTORE: cannot open the target directory {tmp_path / 'nowhere'}:" \
+        " no such directory\n"
+
+
+def test_target_that_cannot_be_made(tmp_path, run_ndump, image):
+    (tmp_path / "file").write_text("x")
+    proc = run_ndump("restore", "-r", "-f", image, "--target", tmp_path / "file" / "sub", status=1)
+    assert proc.stderr == f"RESTORE: cannot make the target directory {tmp_path / 'file' / 'sub'}:" \
+        " not a directory\n"
