@@ -61,10 +61,11 @@ class Settings:
             rmt=env.get("RMT") or "/etc/rmt",
             stderr_is_tty=sys.stderr.isatty(),
             has_tty=_has_tty(),
-            progress_interval=_seconds(env, "NDUMP_PROGRESS_INTERVAL", 300.0),
-            max_sessions=_count(env, "NDUMP_MAX_SESSIONS"),
-            extract=_choice(env, "NDUMP_EXTRACT", ("N", "Y", "E")),
-            force=_yes_no(env, "NDUMP_FORCE"),
+            progress_interval=_seconds("NDUMP_PROGRESS_INTERVAL",
+                                       env.get("NDUMP_PROGRESS_INTERVAL"), 300.0),
+            max_sessions=_count("NDUMP_MAX_SESSIONS", env.get("NDUMP_MAX_SESSIONS")),
+            extract=_choice("NDUMP_EXTRACT", env.get("NDUMP_EXTRACT"), ("N", "Y", "E")),
+            force=_yes_no("NDUMP_FORCE", env.get("NDUMP_FORCE")),
             debug=env.get("NDUMP_DEBUG", "") not in ("", "0"),
         )
 
@@ -73,35 +74,35 @@ def _bad(name: str, value: str, want: str) -> StartupError:
     return StartupError(f"environment variable {name}={value!r}: {want}")
 
 
-def _yes_no(env, name: str) -> bool:
-    value = env.get(name, "").strip().upper()
+def _yes_no(name: str, raw: str | None) -> bool:
+    value = (raw or "").strip().upper()
     if value in _YES:
         return True
     if value in _NO:
         return False
-    raise _bad(name, env[name], "give Y or N")
+    raise _bad(name, raw, "give Y or N")
 
 
-def _choice(env, name: str, choices: tuple[str, ...]) -> str | None:
-    value = env.get(name, "").strip().upper()
+def _choice(name: str, raw: str | None, choices: tuple[str, ...]) -> str | None:
+    value = (raw or "").strip().upper()
     if not value:
         return None
     if value not in choices:
-        raise _bad(name, env[name], "give " + ", ".join(choices[:-1]) + " or " + choices[-1])
+        raise _bad(name, raw, "give " + ", ".join(choices[:-1]) + " or " + choices[-1])
     return value
 
 
-def _count(env, name: str) -> int | None:
-    value = env.get(name, "").strip()
+def _count(name: str, raw: str | None) -> int | None:
+    value = (raw or "").strip()
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise _bad(name, env[name], "give a whole number, 1 or more")
+        raise _bad(name, raw, "give a whole number, 1 or more")
     return int(value)
 
 
-def _seconds(env, name: str, default: float) -> float:
-    value = env.get(name, "").strip()
+def _seconds(name: str, raw: str | None, default: float) -> float:
+    value = (raw or "").strip()
     if not value:
         return default
     try:
@@ -109,5 +110,5 @@ def _seconds(env, name: str, default: float) -> float:
     except ValueError:
         seconds = -1.0
     if not seconds >= 0 or seconds == float("inf"):
-        raise _bad(name, env[name], "give a number of seconds, 0 or more")
+        raise _bad(name, raw, "give a number of seconds, 0 or more")
     return seconds
