@@ -129,7 +129,7 @@ def _base_date(opts: DumpOptions, dumpdates: DumpDates, ident: str, reporter: Re
         reporter.info(f"Date of last level ? dump: {time.ctime(opts.base_date)} (-T)")
         return opts.base_date
     if opts.level == 0:
-        reporter.info("Date of last level dump: the epoch")
+        reporter.info("Date of last lower-level dump: the epoch (a level 0 dump holds every file)")
         return 0
     base = dumpdates.base_for(ident, opts.level)
     if base is None:

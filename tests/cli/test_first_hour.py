@@ -66,3 +66,11 @@ def test_target_that_cannot_be_made(tmp_path, run_ndump, image):
     proc = run_ndump("restore", "-r", "-f", image, "--target", tmp_path / "file" / "sub", status=1)
     assert proc.stderr == f"RESTORE: cannot make the target directory {tmp_path / 'file' / 'sub'}:" \
         " not a directory\n"
+
+
+def test_level_0_says_what_its_base_is(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"a": b"1"})
+    proc = run_ndump("dump", "-0", "--snapshot", "none", "-f", tmp_path / "x", src, status=0)
+    assert "DUMP: Date of last lower-level dump: the epoch (a level 0 dump holds every file)\n" \
+        in proc.stderr, proc.stderr
+    assert "last level dump" not in proc.stderr
