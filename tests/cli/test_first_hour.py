@@ -74,3 +74,28 @@ def test_level_0_says_what_its_base_is(tmp_path, run_ndump):
     assert "DUMP: Date of last lower-level dump: the epoch (a level 0 dump holds every file)\n" \
         in proc.stderr, proc.stderr
     assert "last level dump" not in proc.stderr
+
+
+# -- the volumes of a dump -M set, read one by one ------------------------------------------
+
+@pytest.mark.parametrize("mode", ["-t", "-x"])
+def test_volume_2_alone_is_not_volume_1(tmp_path, run_ndump, golden_dir, mode):
+    vol2 = golden_dir / "multi-volume-002.dump"
+    proc = run_ndump("restore", mode, "-f", vol2, "--target", tmp_path / "out", status=1)
+    assert proc.stderr == f"RESTORE: {vol2} is volume 2 of the dump, not volume 1: start with" \
+        " volume 1\n"
+    assert proc.stdout == ""
+
+
+def test_volume_1_without_m_says_the_next_volume_is_needed(tmp_path, run_ndump, golden_dir):
+    vol1 = golden_dir / "multi-volume-001.dump"
+    proc = run_ndump("restore", "-x", "-f", vol1, "--target", tmp_path / "out", status=3)
+    assert f"RESTORE: {vol1} ends before the dump does: volume 2 is needed (written by dump -M?" \
+        " -M PREFIX reads PREFIX001, PREFIX002, ...; otherwise the dump is truncated)\n" \
+        in proc.stderr, proc.stderr
+    # with -M the same files restore completely
+    prefix = tmp_path / "mv-"
+    for n in (1, 2, 3):
+        (tmp_path / f"mv-{n:03d}").symlink_to(golden_dir / f"multi-volume-{n:03d}.dump")
+    run_ndump("restore", "-x", "-M", "-f", prefix, "--target", tmp_path / "all", status=0)
+    assert (tmp_path / "all" / "small").exists()
