@@ -78,17 +78,21 @@ def main(argv: list[str] | None = None) -> int:
         return ExitStatus.ABORTED
     except Interrupted as e:
         _say(prefix, f"interrupted by signal {e.signo}, aborting")
+        _notes(prefix, e)
         return ExitStatus.ABORTED
     except NdumpError as e:
         _say(prefix, str(e))
+        _notes(prefix, e)
         if settings.debug:
             traceback.print_exc()
         return e.exit_status
-    except BrokenPipeError:
+    except BrokenPipeError as e:
         _say(prefix, "broken pipe, aborting")
+        _notes(prefix, e)
         return ExitStatus.ABORTED
     except OSError as e:
         _say(prefix, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        _notes(prefix, e)
         if settings.debug:
             traceback.print_exc()
         return ExitStatus.ABORTED
@@ -101,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
             _say(prefix, rv.aborted)
         return rv.exit_status
     return rv if isinstance(rv, int) else ExitStatus.OK
+
+
+def _notes(prefix: str, e: BaseException) -> None:
+    """What the engine added on the way out (e.g. that a dump image is incomplete)."""
+    for note in getattr(e, "__notes__", ()):
+        _say(prefix, note)
 
 
 def _say(prefix: str, text: str) -> None:

@@ -189,8 +189,10 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         reporter.progress_end()
         fmt.write_end(maxino)
         sink.close()
-    except BaseException:
+    except BaseException as e:
         reporter.progress_end()
+        e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"
+                   " incomplete: do not restore from it")
         try:
             sink.output.close()
         except Exception:

@@ -1,9 +1,17 @@
 """Issue 12: friction a new user meets in the first hour, each with the real program."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from trees import build_tree
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -99,3 +107,31 @@ def test_volume_1_without_m_says_the_next_volume_is_needed(tmp_path, run_ndump, 
         (tmp_path / f"mv-{n:03d}").symlink_to(golden_dir / f"multi-volume-{n:03d}.dump")
     run_ndump("restore", "-x", "-M", "-f", prefix, "--target", tmp_path / "all", status=0)
     assert (tmp_path / "all" / "small").exists()
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+
+def _start(tmp_path, *args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "ndump", *map(str, args)], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def test_sigint_during_a_dump_says_the_image_is_incomplete(tmp_path):
+    src = build_tree(tmp_path / "src", {f"f{i}": os.urandom(256 * 1024) for i in range(8)})
+    proc = _start(tmp_path, "dump", "-0", "--snapshot", "none", "-f", "-", src)
+    try:
+        head = proc.stdout.read(256 * 1024)       # the dump has started; the pipe then fills up
+        assert len(head) == 256 * 1024
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err.decode()
+    assert proc.returncode == 3, err
+    assert err.splitlines()[-2:] == [
+        "DUMP: interrupted by signal 2, aborting",
+        "DUMP: the dump on standard output is incomplete: do not restore from it"], err
