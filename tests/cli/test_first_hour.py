@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,61 @@ def test_sigint_during_a_dump_says_the_image_is_incomplete(tmp_path):
     assert err.splitlines()[-2:] == [
         "DUMP: interrupted by signal 2, aborting",
         "DUMP: the dump on standard output is incomplete: do not restore from it"], err
+
+
+def _partial(out: Path) -> bool:
+    """'big' is being written, under a temporary name."""
+    for p in out.glob(".ndump-*"):
+        try:
+            if p.stat().st_size >= 1 << 20:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+def test_sigint_during_a_restore_leaves_no_partial_file_under_its_name(tmp_path):
+    src = build_tree(tmp_path / "src", {"small": b"s\n", "big": os.urandom(4 << 20)})
+    image = tmp_path / "l0.dump"
+    subprocess.run([sys.executable, "-m", "ndump", "dump", "-0", "--snapshot", "none", "-f", image,
+                    src], env=dict(os.environ, PYTHONPATH=str(REPO)), check=True,
+                   capture_output=True)
+    data = image.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    pipe_r, pipe_w = os.pipe()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "ndump", "restore", "-r", "-f", "-", "--target",
+                             out], cwd=tmp_path, env=env, stdin=pipe_r, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    os.close(pipe_r)
+    try:
+        os.write(pipe_w, data[:len(data) // 2])         # 'big' is half written when input stops
+        deadline = time.monotonic() + 30
+        while not _partial(out):
+            assert time.monotonic() < deadline and proc.poll() is None, "no partial file"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(pipe_w)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, err.decode()
+    assert "interrupted by signal 2" in err.decode()
+    assert not (out / "big").exists()
+    assert [n for n in os.listdir(out) if n.startswith(".ndump-")] == []
+
+
+def test_a_dump_that_ends_inside_a_small_file_leaves_no_partial_file(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {"a": os.urandom(40_000)})
+    image = tmp_path / "l0.dump"
+    run_ndump("dump", "-0", "--snapshot", "none", "-f", image, src, status=0)
+    cut = tmp_path / "cut.dump"
+    data = image.read_bytes()
+    cut.write_bytes(data[:data.index(image.parent.joinpath("src", "a").read_bytes()[:4096]) + 20_000])
+    out = tmp_path / "out"
+    proc = run_ndump("restore", "-r", "-f", cut, "--target", out, status=3)
+    assert "./a: incomplete: the dump ends inside this file" in proc.stderr, proc.stderr
+    assert "a" not in os.listdir(out), os.listdir(out)
