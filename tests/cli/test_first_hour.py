@@ -194,3 +194,26 @@ def test_a_dump_that_ends_inside_a_small_file_leaves_no_partial_file(tmp_path, r
     proc = run_ndump("restore", "-r", "-f", cut, "--target", out, status=3)
     assert "./a: incomplete: the dump ends inside this file" in proc.stderr, proc.stderr
     assert "a" not in os.listdir(out), os.listdir(out)
+
+
+# -- one style of message for both commands -------------------------------------------------
+
+@pytest.mark.root
+def test_a_file_problem_reads_the_same_in_dump_and_restore(tmp_path, run_ndump):
+    """'./PATH: what happened: reason', the reason in lower case, in both commands."""
+    src = build_tree(tmp_path / "src", {"ok": b"fine", "d/f": b"data"})
+    image = tmp_path / "x.dump"
+    run_ndump("dump", "-0", "--snapshot", "none", "-f", image, src, status=0)
+    out = tmp_path / "out"
+    (out / "d").mkdir(parents=True)
+    (out / "d" / "f").mkdir()                        # a directory where the file belongs
+    (out / "d" / "f" / "keep").write_text("x")
+    proc = run_ndump("restore", "-x", "-f", image, "--target", out, status=2)
+    assert "RESTORE: ./d/f: an existing directory is in the way; not replaced\n" in proc.stderr
+    os.chmod(src / "d" / "f", 0)
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                           sys.executable, "-m", "ndump", "dump", "-0", "--snapshot", "none", "-f",
+                           tmp_path / "y.dump", src], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 2, proc.stderr
+    assert "DUMP: ./d/f: not dumped: permission denied\n" in proc.stderr, proc.stderr
