@@ -394,7 +394,8 @@ def test_ci_turns_skips_into_failures(tmp_path, ci):
     (probe / "test_probe.py").write_text(CI_PROBE)
     env = dict(os.environ, CI=ci, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider",
-                           "-o", "markers=lvm", str(probe)], cwd=probe, env=env,
+                           "-o", "markers=lvm", f"--basetemp={tmp_path / 'basetemp'}", str(probe)],
+                          cwd=probe, env=env,
                           capture_output=True, text=True, timeout=120)
     out = proc.stdout
     try:                            # lvm2 makes the node even where the kernel cannot open it
@@ -523,3 +524,17 @@ def test_stock_restore_lists_golden_images_as_recorded(name, tmp_path):
     else:
         listed = stock_list(DATA / group["dump_files"][0])
     assert listed == set(group["listing"])
+
+
+# --- the code under test ----------------------------------------------------------------------
+
+def test_the_checkout_is_tested_not_an_installed_copy(tmp_path):
+    """setup.sh installs a copy of ndump in /opt/ndump; the tests must run this checkout's,
+    in-process and in the subprocesses run_ndump starts (PYTHONPATH)."""
+    import ndump
+    repo = Path(__file__).resolve().parent.parent
+    assert Path(ndump.__file__).resolve().is_relative_to(repo), ndump.__file__
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    where = subprocess.run([sys.executable, "-c", "import ndump; print(ndump.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).resolve().is_relative_to(repo), where

@@ -60,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    settings = Settings.from_environ()
     prefix = _PREFIX.get(argv[0] if argv else "", "NDUMP")
+    try:
+        settings = Settings.from_environ()
+    except NdumpError as e:                 # a bad NDUMP_* value, named
+        _say(prefix, str(e))
+        return e.exit_status
     _install_signals()
     try:
         rv = cli.main(classic_argv(argv), prog_name="ndump", standalone_mode=False, obj=settings)
@@ -81,17 +85,21 @@ def _main(argv: list[str] | None) -> int:
         return ExitStatus.ABORTED
     except Interrupted as e:
         _say(prefix, f"interrupted by signal {e.signo}, aborting")
+        _notes(prefix, e)
         return ExitStatus.ABORTED
     except NdumpError as e:
         _say(prefix, str(e))
+        _notes(prefix, e)
         if settings.debug:
             traceback.print_exc()
         return e.exit_status
-    except BrokenPipeError:
+    except BrokenPipeError as e:
         _say(prefix, "broken pipe, aborting")
+        _notes(prefix, e)
         return ExitStatus.ABORTED
     except OSError as e:
         _say(prefix, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        _notes(prefix, e)
         if settings.debug:
             traceback.print_exc()
         return ExitStatus.ABORTED
@@ -104,6 +112,12 @@ def _main(argv: list[str] | None) -> int:
             _say(prefix, rv.aborted)
         return rv.exit_status
     return rv if isinstance(rv, int) else ExitStatus.OK
+
+
+def _notes(prefix: str, e: BaseException) -> None:
+    """What the engine added on the way out (e.g. that a dump image is incomplete)."""
+    for note in getattr(e, "__notes__", ()):
+        _say(prefix, note)
 
 
 def _say(prefix: str, text: str) -> None:

@@ -132,7 +132,7 @@ def _base_date(opts: DumpOptions, dumpdates: DumpDates, ident: str, reporter: Re
         reporter.info(f"Date of last level ? dump: {time.ctime(opts.base_date)} (-T)")
         return opts.base_date
     if opts.level == 0:
-        reporter.info("Date of last level dump: the epoch")
+        reporter.info("Date of last lower-level dump: the epoch (a level 0 dump holds every file)")
         return 0
     base = dumpdates.base_for(ident, opts.level)
     if base is None:
@@ -192,8 +192,10 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         reporter.progress_end()
         fmt.write_end(maxino)
         sink.close()
-    except BaseException:
+    except BaseException as e:
         reporter.progress_end()
+        e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"
+                   " incomplete: do not restore from it")
         try:
             sink.output.close()
         except Exception:

@@ -99,7 +99,7 @@ class Walk:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {e.strerror}")
+            self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {(e.strerror or str(e)).lower()}")
             return
         prefix = node.relpath + b"/" if node.relpath else b""
         for entry in entries:
@@ -108,7 +108,7 @@ class Walk:
             except FileNotFoundError:
                 continue
             except OSError as e:
-                self.reporter.file_problem(show_path(prefix + entry.name), e.strerror or str(e))
+                self.reporter.file_problem(show_path(prefix + entry.name), (e.strerror or str(e)).lower())
                 continue
             if self._excluded(prefix + entry.name, entry, st, honor):
                 continue
@@ -230,5 +230,5 @@ def _nodump(path: bytes) -> bool:
 
 
 def show_path(relpath: bytes) -> str:
-    """A path relative to the dumped directory, for messages."""
-    return os.fsdecode(relpath) if relpath else "."
+    """A path relative to the dumped directory, for messages: './a/b', as restore names it."""
+    return "./" + os.fsdecode(relpath) if relpath else "."

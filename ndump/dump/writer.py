@@ -32,7 +32,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 def _why_not(e: OSError) -> str:
     if e.errno == errno.ENOENT:
         return "vanished during the dump, not dumped"
-    return f"not dumped: {e.strerror}"
+    return f"not dumped: {(e.strerror or str(e)).lower()}"
 
 
 class TreeWriter:
@@ -78,7 +78,7 @@ class TreeWriter:
         try:
             attrs = get_xattrs(target)
         except OSError as e:
-            self.rep.file_problem(show, f"cannot read extended attributes: {e.strerror}")
+            self.rep.file_problem(show, f"cannot read extended attributes: {(e.strerror or str(e)).lower()}")
             return
         if not attrs:
             return
@@ -124,7 +124,7 @@ class TreeWriter:
             flags = get_flags(fd)
         except OSError as e:
             if not node.foreign:
-                self.rep.file_problem(show_path(node.relpath), f"cannot read directory: {e.strerror}")
+                self.rep.file_problem(show_path(node.relpath), f"cannot read directory: {(e.strerror or str(e)).lower()}")
             try:
                 st = os.lstat(path)
             except OSError:
@@ -202,7 +202,7 @@ class TreeWriter:
         try:
             target = os.readlink(path)
         except OSError as e:
-            self.rep.file_problem(show, f"not dumped: {e.strerror}")
+            self.rep.file_problem(show, f"not dumped: {(e.strerror or str(e)).lower()}")
             return
         if len(target) > MAX_SYMLINK:
             self.rep.file_problem(show, "symbolic link target too long for the dump format")
@@ -221,7 +221,7 @@ class TreeWriter:
             self._xattrs(dino, inode, fd, show, single=False)
         except OSError as e:
             # the header is out already: the file is on the medium, but damaged
-            self.rep.file_problem(show, f"read error, data incomplete: {e.strerror}")
+            self.rep.file_problem(show, f"read error, data incomplete: {(e.strerror or str(e)).lower()}")
         finally:
             os.close(fd)
 

@@ -50,6 +50,8 @@ def open_input(spec: str, settings: Settings | None = None, *, blocksize: int | 
                          skip_files=skip_files)
     if is_tape_device(spec):
         return TapeInput(LocalDrive(spec, write=False), blocksize=blocksize, skip_files=skip_files)
+    if spec.startswith("/dev/") and not os.path.exists(spec):
+        raise StartupError(f"cannot open {spec}: no such device")     # dump's words, too
     if skip_files:
         from ndump.errors import UsageError
         raise UsageError(f"-s needs a tape; {spec} is a file")

@@ -9,6 +9,7 @@ import getpass
 import os
 import re
 import subprocess
+import tempfile
 
 from ndump.errors import MediaError, StartupError
 from ndump.settings import Settings
@@ -40,23 +41,42 @@ class RemoteDrive:
             raise StartupError(f"remote path {path!r} is longer than {MAX_LINE - 1} characters,"
                                " which rmt cannot take")
         self.name = spec
+        self.rsh = settings.rsh
         argv = [settings.rsh, host, "-l", user or getpass.getuser(), settings.rmt]
+        # what $RSH says (unknown host, refused key) is shown when the connection fails
+        self._stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL)
+                                         stderr=self._stderr)
         except OSError as e:
+            self._stderr.close()
             raise StartupError(f"cannot start {settings.rsh} for {spec}: {e.strerror.lower()}") from None
         mode = "1 O_WRONLY|O_CREAT|O_TRUNC" if write else "0 O_RDONLY"
         try:
             self._call(f"O{path}\n{mode}\n".encode())
         except MediaError as e:
             self.proc.kill()
+            self.proc.wait()
+            self._stderr.close()
             raise StartupError(f"cannot open {spec}: {e}") from None
+
+    def _lost(self) -> MediaError:
+        """The connection is gone: say what $RSH said and how it ended."""
+        try:
+            status = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            status = None
+        self._stderr.seek(0)
+        said = self._stderr.read()[-2000:].decode("utf-8", "replace")
+        said = "; ".join(line.strip() for line in said.splitlines() if line.strip())
+        how = f"{self.rsh} exited with status {status}" if status else ""
+        detail = ": ".join(x for x in (how, said) if x)
+        return MediaError(f"lost connection to rmt for {self.name}" + (f" ({detail})" if detail else ""))
 
     def _reply(self) -> int:
         line = self.proc.stdout.readline()
         if not line:
-            raise MediaError(f"lost connection to rmt for {self.name}")
+            raise self._lost()
         kind, value = line[:1], line[1:].strip()
         if kind == b"A":
             return int(value or b"0")
@@ -74,7 +94,7 @@ class RemoteDrive:
             self.proc.stdin.flush()
             return self._reply()
         except BrokenPipeError:
-            raise MediaError(f"lost connection to rmt for {self.name}") from None
+            raise self._lost() from None
         except OSError as e:
             if isinstance(e, (MediaError,)):
                 raise
@@ -87,7 +107,7 @@ class RemoteDrive:
             self.proc.stdin.flush()
             return self._reply()
         except BrokenPipeError:
-            raise MediaError(f"lost connection to rmt for {self.name}") from None
+            raise self._lost() from None
 
     def read_record(self, size: int) -> bytes:
         self.proc.stdin.write(b"R%d\n" % size)
@@ -95,7 +115,7 @@ class RemoteDrive:
         n = self._reply()
         data = self.proc.stdout.read(n) if n else b""
         if len(data) != n:
-            raise MediaError(f"lost connection to rmt for {self.name}")
+            raise self._lost()
         return data
 
     def op(self, op: int, count: int) -> None:
@@ -114,3 +134,4 @@ class RemoteDrive:
             except OSError:
                 pass
             self.proc.wait(timeout=30)
+        self._stderr.close()

@@ -49,6 +49,8 @@ def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter,
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        if options.mode in ("t", "C"):      # they write nothing: no session slot (SPEC §3.6)
+            return _run_restore(options, settings, reporter, out)
         with open_session(settings, "restore", options.file or settings.tape,
                           getattr(options, "max_sessions", None), reporter):
             return _run_restore(options, settings, reporter, out)
@@ -62,6 +64,7 @@ def _run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter
         raise UsageError(f"-{options.mode} restores the whole dump and takes no file names")
     rename.extract_mode(options.mode, options.extract, settings.extract, options.paths,
                         options.renames)         # SPEC §5.1: a bad EXTRACT stops here
+    _prepare_target(options, reporter)
     spec = options.file or settings.tape
     with DumpInput(spec, reporter, settings, verify_checksums=options.verify_checksums,
                    multi=options.multi_volume, blocksize=options.blocksize,
@@ -69,6 +72,25 @@ def _run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter
         dump.changer = volchange.changer_for(dump, options, settings, reporter)
         run = _Run(options, settings, reporter, dump, out if out is not None else sys.stdout)
         return run.dispatch()
+
+
+def _prepare_target(options: RestoreOptions, reporter: Reporter) -> None:
+    """--target DIR, before the dump is read: made when missing (as --original's
+    directory is) for a restore that writes; it must exist for -R and -C."""
+    path = options.target
+    if path is None or options.mode == "t":
+        return
+    if os.path.isdir(path):
+        return
+    if not options.writes or options.mode == "R":
+        if options.mode in ("R", "C"):
+            raise StartupError(f"cannot open the target directory {path}: no such directory")
+        return
+    try:
+        os.makedirs(path, mode=0o755)
+    except OSError as e:
+        raise StartupError(f"cannot make the target directory {path}: {reason(e)}") from None
+    reporter.verbose(f"made the target directory {path}")
 
 
 class _Run:

@@ -8,8 +8,11 @@ mode, attributes, the other names as hard links, times, and the inode flags
 last (immutable/append-only would forbid the rest).  Directories get their
 metadata at the very end, deepest first, after all of their contents.
 
-An existing name is replaced atomically: the new file is made under a temporary
-name beside it and renamed over it once complete.
+An interrupted restore never leaves a partial file under its final name: a
+regular file of 64 KiB or more is written under a temporary name beside its own
+and renamed once complete (even a SIGKILL leaves only the temporary); a smaller
+one is created under its own name, and removed when a signal or the end of the
+dump stops it half way.  An existing name is replaced atomically in the same way.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ndump.restore.target import NO_SPACE, O_NEWFILE, Target, check_space, reaso
 
 _SEEK_CUR = os.SEEK_CUR
 _NODE_TYPES = (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK)
+TEMP_MIN_SIZE = 64 * 1024       # from this size on, a new file is written under a temporary name
 
 
 class Selection:
@@ -205,12 +209,14 @@ class Extractor:
         i, e, dfd, fd, temp = opened
         t = self.t
         inode = rec.inode
+        partial = temp is None          # under its own name, and not complete yet
         try:
             _write_data(fd, gen, inode.size)
             t.owner_fd(fd, inode, e.parent)
             if rec.xattrs:
                 t.xattrs(fd, rec.xattrs, e)
             t.mode_fd(fd, inode, e.parent)
+            partial = False
             if temp is not None:
                 t.replace(dfd, temp, e.name)
                 temp = None
@@ -229,6 +235,12 @@ class Extractor:
             self.problem(e, reason(err))
         except DumpFormatError:
             self.problem(e, "incomplete: the dump ends inside this file")
+            if partial:
+                _unlink_quietly(dfd, e.name)
+            raise
+        except BaseException:           # a signal (Interrupted): no partial file under its name
+            if partial:
+                _unlink_quietly(dfd, e.name)
             raise
         finally:
             os.close(fd)
@@ -242,6 +254,9 @@ class Extractor:
             try:
                 dfd = t.fds.get(e.parent)
                 mode = t.create_mode(inode, e.parent)
+                if inode.size >= TEMP_MIN_SIZE and not t.exists(dfd, e.name):
+                    temp = t.temp_name(dfd, ino)      # renamed when complete
+                    return i, e, dfd, os.open(temp, O_NEWFILE, mode, dir_fd=dfd), temp
                 try:
                     return i, e, dfd, os.open(e.name, O_NEWFILE, mode, dir_fd=dfd), None
                 except FileExistsError:

@@ -29,7 +29,7 @@ import signal
 import stat
 import sys
 
-from ndump.errors import Interrupted, NdumpError, UsageError
+from ndump.errors import Interrupted, NdumpError, OperatorAbort, UsageError
 from ndump.format import (
     DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, ROOTINO,
 )
@@ -378,6 +378,29 @@ def formatf(items: list[tuple[int, str, str, str]], verbose: bool) -> list[str]:
     return out
 
 
+# -- questions ------------------------------------------------------------------------------
+class NoOperator(OperatorAbort):
+    """A question with nobody to answer it: ends the shell and the run (status 3)."""
+
+
+def _ask_terminal(question: str) -> bool:
+    """A [yn] question on /dev/tty, for commands read from a pipe or a file."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise NoOperator(f"\"{question}?\" needs an answer, but the commands come from a pipe or"
+                         " file and there is no terminal to ask: give -y to answer yes") from None
+    with open(fd, "r", encoding="utf-8", errors="replace") as tty:   # a tty cannot seek: no r+
+        while True:
+            os.write(fd, f"{question}? [yn] ".encode())
+            line = tty.readline()
+            if not line:
+                return False
+            answer = line.strip()[:1]
+            if answer in ("y", "n"):
+                return answer == "y"
+
+
 # -- the shell ------------------------------------------------------------------------------
 class Shell(cmd.Cmd):
     """The commands (cmd.Cmd dispatch); ``loop`` reads the lines."""
@@ -432,7 +455,12 @@ class Shell(cmd.Cmd):
         return line.rstrip("\n")
 
     def ask(self, question: str) -> bool:
-        """A [yn] question (classic reply()); the end of the input answers no."""
+        """A [yn] question (classic reply()); the end of the input answers no.
+
+        Commands from a pipe or file: the answer comes from the terminal, never
+        from the next command line; with no terminal the run aborts."""
+        if not self.tty:
+            return _ask_terminal(question)
         while True:
             self.stdout.write(f"{question}? [yn] ")
             self.stdout.flush()
@@ -469,6 +497,8 @@ class Shell(cmd.Cmd):
     def onecmd(self, line: str) -> bool:
         try:
             return bool(super().onecmd(line))
+        except NoOperator:
+            raise
         except Interrupted as e:
             if e.signo != signal.SIGINT:
                 raise

@@ -1,8 +1,9 @@
 """Space and inode check before a restore writes anything (SPEC §5.2; ONTAP
 dump's FORCE; no classic counterpart).
 
-Need: the data bytes to restore plus 100 MiB, and one free inode per file and
-directory to restore.  The bytes come, in this order of preference, from
+Need: the data bytes to restore plus a headroom of 100 MiB, or 10 % of the
+filesystem's size where that is smaller (a small extraction fits a small
+filesystem), and one free inode per file and directory to restore.  The bytes come, in this order of preference, from
 
 * a quick pass over a seekable, uncompressed image: read each header, seek
   over its data, add up the data blocks of the selected inodes (exact; also
@@ -26,7 +27,8 @@ from ndump.format import (
 )
 from ndump.media import volume_name
 
-RESERVE = 100 << 20                 # SPEC §5.2: bytes kept free beyond the data
+RESERVE = 100 << 20                 # SPEC §5.2: bytes kept free beyond the data,
+RESERVE_SHARE = 10                  # or 1/10 of the filesystem where that is less
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class Have:
     free_bytes: int
     free_inodes: int | None         # None: no inode limit
     mount: Path
+    size: int = 0                   # bytes the filesystem holds in all
+
+    @property
+    def reserve(self) -> int:
+        """The headroom kept free beyond the data (SPEC §5.2)."""
+        return min(RESERVE, self.size // RESERVE_SHARE) if self.size else RESERVE
 
 
 def check(dump, tree, sel, reporter, target: Path, *, whole: bool) -> None:
@@ -54,11 +62,11 @@ def check(dump, tree, sel, reporter, target: Path, *, whole: bool) -> None:
         reporter.warning(f"cannot check the space on {have.mount}: the dump records no totals"
                          f" and {need.source}")
     else:
-        reporter.verbose(f"space check: need {human(need.data_bytes)} + 100 MiB and"
+        reporter.verbose(f"space check: need {human(need.data_bytes)} + {human(have.reserve)} and"
                          f" {need.inodes} inodes ({need.source}), have {human(have.free_bytes)}"
                          + (f" and {have.free_inodes} inodes" if have.free_inodes is not None else ""))
-        if need.data_bytes + RESERVE > have.free_bytes:
-            raise NoSpaceError(f"need {human(need.data_bytes)} + 100 MiB on {have.mount},"
+        if need.data_bytes + have.reserve > have.free_bytes:
+            raise NoSpaceError(f"need {human(need.data_bytes)} + {human(have.reserve)} on {have.mount},"
                                f" have {human(have.free_bytes)} (--force skips this check)")
     if have.free_inodes is not None and need.inodes > have.free_inodes:
         raise NoSpaceError(f"need {need.inodes} inodes on {have.mount}, have {have.free_inodes}"
@@ -171,7 +179,7 @@ def free_space(path: Path) -> Have | None:
     except OSError:
         return None
     inodes = st.f_favail if st.f_files else None
-    return Have(st.f_bavail * st.f_frsize, inodes, mount_point(path))
+    return Have(st.f_bavail * st.f_frsize, inodes, mount_point(path), st.f_blocks * st.f_frsize)
 
 
 def mount_point(path: Path) -> Path:

@@ -168,6 +168,13 @@ class Target:
         # rename() between two names of one inode does nothing: drop the temp name
         _unlink_quietly(dfd, temp)
 
+    def exists(self, dfd: int, name: bytes) -> bool:
+        try:
+            os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
     def existing_is_dir(self, dfd: int, name: bytes) -> bool:
         try:
             return stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)

@@ -64,6 +64,9 @@ class DumpInput:
     # -- reading -------------------------------------------------------------
     def read_maps(self) -> None:
         """TS_CLRI and TS_BITS; a dump without them cannot be restored at all."""
+        if self.tape.volume != 1:               # classic: "Tape is not volume 1 of the dump"
+            raise StartupError(f"{self.name} is volume {self.tape.volume} of the dump, not volume 1:"
+                               " start with volume 1")
         try:
             self.reader.read_maps()
         except NotADumpError as e:
@@ -117,8 +120,10 @@ class DumpInput:
         if not self.multi and self.changer is not None:
             return self.changer(number)
         if not self.multi:
-            self.reporter.verbose(f"volume {number} is needed but none was given (-M PREFIX"
-                                  " reads PREFIX001, PREFIX002, ...)")
+            hint = (f"-M -f {self.name[:-3]} reads {self.name} and the volumes after it"
+                    if self.name.endswith("001") else "-M PREFIX reads PREFIX001, PREFIX002, ...")
+            self.reporter.error(f"{self.name} ends before the dump does: volume {number} is needed"
+                                f" (written by dump -M? {hint}; otherwise the dump is truncated)")
             return None
         name = volume_name(self.spec, number, True)
         try:

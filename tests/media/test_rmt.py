@@ -56,3 +56,19 @@ def test_bad_remote_names_are_one_line_errors(tmp_path, run_ndump):
     proc = run_ndump("dump", "-0", "-f", "localhost:/tmp/x", src, env=env, status=1)
     errors = [l for l in proc.stderr.splitlines() if "warning" not in l and "cannot" in l]
     assert len(errors) == 1 and "cannot start" in errors[0]
+
+
+def test_what_rsh_says_is_shown_when_it_fails(tmp_path, run_ndump):
+    """Issue 12: an unknown host or a refused key is named, not just 'lost connection'."""
+    rsh = tmp_path / "rsh"
+    rsh.write_text('#!/bin/sh\necho "ssh: Could not resolve hostname $1: Name or service not known"'
+                   ' >&2\nexit 255\n')
+    rsh.chmod(0o755)
+    src = build_tree(tmp_path / "src", {"x": b"1"})
+    for args in (["dump", "-0", "--snapshot", "none", "-f", "nohost:/tmp/x", src],
+                 ["restore", "-t", "-f", "nohost:/tmp/x"]):
+        proc = run_ndump(*args, env={"RSH": str(rsh)}, status=1)
+        last = proc.stderr.splitlines()[-1]
+        assert last.endswith(f"cannot open nohost:/tmp/x: lost connection to rmt for nohost:/tmp/x"
+                             f" ({rsh} exited with status 255: ssh: Could not resolve hostname"
+                             " nohost: Name or service not known)"), proc.stderr

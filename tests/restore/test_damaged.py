@@ -43,8 +43,8 @@ def test_missing_file_and_missing_target(run_ndump, tmp_path):
     proc = run_ndump("restore", "-tf", tmp_path / "nope.dump", status=1)
     assert "RESTORE: cannot open" in proc.stderr and "no such file" in proc.stderr
     path = _image(tmp_path, _tree().build())
-    proc = run_ndump("restore", "-rf", path, "--target", tmp_path / "no-such-dir", status=1)
-    assert "RESTORE: cannot open the target directory" in proc.stderr
+    proc = run_ndump("restore", "-Rf", path, "--target", tmp_path / "no-such-dir", status=1)
+    assert "RESTORE: cannot open the target directory" in proc.stderr     # -r would make it
 
 
 def test_flipped_byte_in_a_file_header_loses_only_that_file(run_ndump, tmp_path):

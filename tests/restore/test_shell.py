@@ -255,12 +255,35 @@ def test_pty_dump_on_stdin_takes_commands_from_the_terminal(spawn, image, out):
 # -- through a pipe --------------------------------------------------------------------------
 
 def test_script_from_a_pipe(run_ndump, image, out):
-    proc = _script(run_ndump, image, out, ["add dir1", "delete dir1/dir2", "extract", "y", "quit"])
+    proc = _script(run_ndump, image, out, ["add dir1", "delete dir1/dir2", "extract", "quit"], "-y")
     assert proc.stdout.splitlines() == [
-        "restore > add dir1", "restore > delete dir1/dir2", "restore > extract",
-        "set owner/mode for '.'? [yn] y", "restore > quit"]
+        "restore > add dir1", "restore > delete dir1/dir2", "restore > extract", "restore > quit"]
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["dir1", "dir1/c"]
     assert (out / "dir1/c").read_bytes() == b"c data\n"
+
+
+def test_a_question_never_eats_a_command_from_the_pipe(run_ndump, image, out):
+    """Issue 12: without -y and without a terminal, the question ends the run (status 3)
+    before anything is extracted; the next line is not taken as the answer."""
+    proc = _script(run_ndump, image, out, ["add dir1", "extract", "y", "add one", "extract", "quit"],
+                   status=3)
+    assert proc.stderr == ("RESTORE: \"set owner/mode for '.'?\" needs an answer, but the commands"
+                           " come from a pipe or file and there is no terminal to ask: give -y to"
+                           " answer yes\n")
+    assert "restore > y" not in proc.stdout and "add one" not in proc.stdout
+    assert list(out.iterdir()) == []
+
+
+def test_piped_commands_get_their_answer_from_the_terminal(spawn, image, out, tmp_path):
+    script = tmp_path / "commands"
+    script.write_text("add one\nextract\nadd text.txt\nextract\nquit\n")
+    sh = spawn("restore", "-i", "-f", image, "--target", out, cwd=out, stdin=script)
+    sh.expect(rb"set owner/mode for '\.'\? \[yn\] ")
+    sh.send("n\n")
+    sh.expect(rb"set owner/mode for '\.'\? \[yn\] ")
+    sh.send("n\n")
+    assert sh.wait() == 0, sh.seen.decode()
+    assert sorted(os.listdir(out)) == ["one", "text.txt"]
 
 
 def test_extract_is_what_x_restores(tmp_path, run_ndump, out):
@@ -300,7 +323,7 @@ def test_errors_are_one_line_and_the_shell_goes_on(run_ndump, image, out):
 
 def test_abbreviations_globs_verbose_what_help(run_ndump, image, out):
     proc = _script(run_ndump, image, out, [
-        "w", "?", "v", "l dir1", "v", "a dir1/d*", "a t?xt.*", "l", "l dir1", "e", "y", "x"])
+        "w", "?", "v", "l dir1", "v", "a dir1/d*", "a t?xt.*", "l", "l dir1", "e", "x"], "-y")
     text = proc.stdout
     assert "Label: crafted" in text and "Level 0 dump of /crafted on testhost:/dev/null" in text
     assert "\tsetmodes - set modes of requested directories" in text

@@ -37,7 +37,9 @@ def test_a_60_mb_dump_onto_a_40_mb_filesystem(tmp_path, run_ndump, ext4_image, m
     _, mnt = mounted_ext4(ext4_image(size_mb=40))
 
     proc = run_ndump("restore", "-r", "-f", img, "--target", mnt, status=1)
-    assert re.search(rf"need 60(\.\d)? MiB \+ 100 MiB on {re.escape(str(mnt))}, have [\d.]+ MiB", proc.stderr), proc.stderr
+    # the headroom is 10 % of the 40 MB filesystem, not 100 MiB
+    assert re.search(rf"need 60(\.\d)? MiB \+ [34](\.\d)? MiB on {re.escape(str(mnt))}, have [\d.]+ MiB",
+                     proc.stderr), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert _contents(mnt) == []
 
@@ -103,9 +105,10 @@ def test_stock_image_file_is_measured(golden_dir, tmp_path, restore):
 
 def test_not_enough_room_in_process(tmp_path, restore, image_file, monkeypatch):
     monkeypatch.setattr(space, "RESERVE", 1 << 60)
+    monkeypatch.setattr(space, "RESERVE_SHARE", 1)
     img = Craft().dir(2, {"a": 3}).file(3, b"x")
     from ndump.errors import NoSpaceError
-    with pytest.raises(NoSpaceError, match=r"need 1 KiB \+ 100 MiB on .*, have "):
+    with pytest.raises(NoSpaceError, match=r"need 1 KiB \+ [\d.]+ [KMGT]iB on .*, have "):
         restore(image_file(img), "r")
     assert os.listdir(tmp_path / "out") == []
     r = restore(image_file(img), "r", force=True)
@@ -114,8 +117,28 @@ def test_not_enough_room_in_process(tmp_path, restore, image_file, monkeypatch):
 
 def test_dry_run_does_not_check(tmp_path, restore, image_file, monkeypatch):
     monkeypatch.setattr(space, "RESERVE", 1 << 60)
+    monkeypatch.setattr(space, "RESERVE_SHARE", 1)
     img = Craft().dir(2, {"a": 3}).file(3, b"x")
     assert restore(image_file(img), "r", dry_run=True).status == 0
+
+
+@pytest.mark.root
+def test_small_extraction_into_a_small_filesystem(tmp_path, run_ndump, ext4_image, mounted_ext4):
+    """Issue 12: the headroom is the smaller of 100 MiB and 10 % of the filesystem."""
+    tree = _tree_of(tmp_path, "small", 3, 3000)
+    img = _dump(run_ndump, tmp_path, tree)
+    _, mnt = mounted_ext4(ext4_image(size_mb=60))
+    assert space.free_space(mnt).free_bytes < 100 * MIB
+    proc = run_ndump("restore", "-x", "-v", "-f", img, "--target", mnt, "f001", status=0)
+    assert re.search(r"space check: need \d+ KiB \+ [56](\.\d)? MiB", proc.stderr), proc.stderr
+    assert (mnt / "f001").read_bytes() == (tree / "f001").read_bytes()
+
+
+def test_headroom_is_proportionate():
+    have = space.Have(free_bytes=0, free_inodes=None, mount=None, size=60 * MIB)
+    assert have.reserve == 6 * MIB
+    assert space.Have(0, None, None, size=10 << 30).reserve == 100 * MIB
+    assert space.Have(0, None, None).reserve == 100 * MIB        # size unknown
 
 
 @pytest.mark.parametrize("n, text", [(0, "0 B"), (512, "512 B"), (100 * MIB, "100 MiB"),
