@@ -126,6 +126,7 @@ class _Run:
     # -- steps -----------------------------------------------------------------
     def _start(self) -> None:
         self.r.verbose("Verify tape and initialize maps")
+        self.dump.check_first_volume()
         if self.o.mode == "t":
             # before the maps: a dump cut short inside them still shows its header (as stock)
             listing = Listing(self.out)

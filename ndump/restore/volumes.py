@@ -62,11 +62,15 @@ class DumpInput:
         self.close()
 
     # -- reading -------------------------------------------------------------
-    def read_maps(self) -> None:
-        """TS_CLRI and TS_BITS; a dump without them cannot be restored at all."""
-        if self.tape.volume != 1:               # classic: "Tape is not volume 1 of the dump"
+    def check_first_volume(self) -> None:
+        """Classic "Tape is not volume 1 of the dump", before anything is listed."""
+        if self.tape.volume != 1:
             raise StartupError(f"{self.name} is volume {self.tape.volume} of the dump, not volume 1:"
                                " start with volume 1")
+
+    def read_maps(self) -> None:
+        """TS_CLRI and TS_BITS; a dump without them cannot be restored at all."""
+        self.check_first_volume()
         try:
             self.reader.read_maps()
         except NotADumpError as e:

@@ -352,7 +352,7 @@ def test_backup_with_unreadable_file_and_exclusion(amanda, tmp_path):
                      "line", "--exclude-file", "*.tmp", fds=True, tmp=tmp_path)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
     mesg = out[3].decode().splitlines()
-    assert [l for l in mesg if l.startswith("? ")] == ["? secret: not dumped: Permission denied"], mesg
+    assert [l for l in mesg if l.startswith("? ")] == ["? ./secret: not dumped: permission denied"], mesg
     assert mesg[-1].startswith("sendbackup: size ")
     assert out[4].decode().splitlines() == ["/", "/ok"]
 

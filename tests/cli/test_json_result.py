@@ -140,5 +140,5 @@ def test_partial_dump_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     r = _result(tmp_path / "d.json")
     assert (r["status"], r["exit_status"]) == ("partial", 2)
-    assert r["problems"] == [{"path": "secret", "reason": "not dumped: Permission denied"}]
+    assert r["problems"] == [{"path": "./secret", "reason": "not dumped: permission denied"}]
     assert r["bytes"] == (tmp_path / "x").stat().st_size
