@@ -132,12 +132,12 @@ def birth_time(fd: int | None = None, path: bytes | None = None, dir_fd: int = -
 _STATX_ATTR_NODUMP = 0x40
 
 
-def nodump_attribute(path: bytes) -> bool | None:
+def nodump_attribute(path: bytes, dir_fd: int = -100) -> bool | None:
     """The nodump flag as statx reports it, without opening the file; None where
     the filesystem does not report it (then ask get_flags)."""
     if _statx is None:
         return None
-    if _statx(-100, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(_statx_buf)) != 0:
+    if _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(_statx_buf)) != 0:
         return None
     if not _statx_buf.stx_attributes_mask & _STATX_ATTR_NODUMP:
         return None

@@ -14,6 +14,7 @@ from ndump.operator import Operator
 from ndump.report import Reporter
 from ndump.settings import Settings
 from ndump.dump.options import DumpOptions
+from ndump.dump.volumes import VOLUME_SIZE_REACHED
 
 
 class VolumeChanger:
@@ -29,8 +30,9 @@ class VolumeChanger:
     def open(self, volume: int):
         return open_output(self.name(volume), self.settings)
 
-    def change(self, volume: int) -> None:
-        """Called between closing volume-1 and opening ``volume``."""
+    def change(self, volume: int, why: str = "") -> None:
+        """Called between closing volume-1 and opening ``volume``; ``why``: what
+        ended volume-1 (the medium's end-of-medium message, or the -B size)."""
         name = self.name(volume)
         if self.opts.file == "-":
             raise OperatorAbort(f"volume {volume - 1} is full, and standard output cannot"
@@ -42,8 +44,14 @@ class VolumeChanger:
             raise OperatorAbort(f"{self.opts.script} exited {status}: dump aborted at volume {volume}")
         if self.opts.multi_volume and status is None:
             return
-        self.operator.confirm(f"Change volumes: mount volume #{volume} on {name}; is it ready?",
-                              need=f"volume #{volume} must be mounted on {name}")
+        if why and why != VOLUME_SIZE_REACHED:
+            need = (f"{why} (the medium or filesystem is full); volume #{volume} must be"
+                    f" mounted on {name}")
+        else:
+            need = f"volume #{volume} must be mounted on {name}"
+        # stock dump: "Change Volumes: Mount volume #2", then a yes/no question
+        self.operator.confirm("Is the new volume mounted and ready to go?", need=need,
+                              notice=f"Change Volumes: Mount volume #{volume} on {name}")
 
     def started(self, volume: int, ino: int) -> None:
         more = f", continuing with inode {ino}" if ino else ""

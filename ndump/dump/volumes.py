@@ -25,13 +25,14 @@ from ndump.media import EndOfMedia
 
 _BATCH = 1 << 20           # bytes gathered before records are written
 _INFLIGHT = 4              # compressed batches queued ahead of the writer
+VOLUME_SIZE_REACHED = "volume size reached"
 
 
 class VolumeWriter:
     def __init__(self, open_volume: Callable[[int], object], ntrec: int, *,
                  algorithm: int | None = None, level: int = 2,
                  capacities: list[int] | None = None,
-                 change_volume: Callable[[int], None] | None = None,
+                 change_volume: Callable[[int, str], None] | None = None,
                  on_volume: Callable[[int, int], None] | None = None):
         self.open_volume = open_volume
         self.ntrec = ntrec
@@ -39,7 +40,7 @@ class VolumeWriter:
         self.algorithm = algorithm
         self.level = level
         self.capacities = capacities or []
-        self.change_volume = change_volume or (lambda v: None)
+        self.change_volume = change_volume or (lambda v, why: None)
         self.on_volume = on_volume or (lambda v, ino: None)
         self.fmt = None                       # the FormatWriter, for volume headers
         self.volume = 1
@@ -122,7 +123,7 @@ class VolumeWriter:
             room = self._room()
             if room is not None:
                 if room <= 0 and self._buf:
-                    self._next_volume("volume size reached")
+                    self._next_volume(VOLUME_SIZE_REACHED)
                     continue
                 n = min(n, room)
             if not n:
@@ -176,7 +177,7 @@ class VolumeWriter:
                 room -= (self._submitted // self.record)
                 if room <= 0 and len(self._buf) > self._submitted:
                     self._drain()
-                    self._next_volume("volume size reached")
+                    self._next_volume(VOLUME_SIZE_REACHED)
                     continue
                 avail = min(avail, room)
             if not avail:
@@ -255,7 +256,7 @@ class VolumeWriter:
         self.output.close()
         self.volume += 1
         self.volumes = self.volume
-        self.change_volume(self.volume)
+        self.change_volume(self.volume, why)
         self.output = self.open_volume(self.volume)
         self.fmt.start_volume(self.volume, self.total_blocks)
         tape = self.fmt.volume_header(count=owed, ino=ino, tapea=self.total_blocks, consume=False)

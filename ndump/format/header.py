@@ -298,6 +298,9 @@ def _fast_constructor(cls):
 
 _new_inode = _fast_constructor(Inode)
 _new_header = _fast_constructor(Header)
+# make_inode(mode=..., nlink=..., ..., birth=...): an Inode with every field given by
+# keyword, without the frozen dataclass __init__ (the dump writer builds one per file)
+make_inode = _new_inode
 
 
 # --------------------------------------------------------------------------
