@@ -44,6 +44,7 @@ class DirNode:
     dumped: bool = False
     links: bool = False           # holds another name of a selected hard-linked file
     unreadable: bool = False      # Pass I could not list it (reported there)
+    lost: bool = False            # gone when Pass III or IV came to it (reported once)
 
 
 @dataclass

@@ -150,7 +150,7 @@ class TreeWriter:
     def _lost_dir(self, node: DirNode, e: OSError) -> os.stat_result:
         """Report a directory that cannot be opened (once), and the attributes to
         write for it: its own where they can still be had, else the root's."""
-        if not (node.foreign or node.unreadable or getattr(node, "lost", False)):
+        if not (node.foreign or node.unreadable or node.lost):
             node.lost = True
             show = show_path(node.relpath)
             if e.errno == errno.ENOENT:
