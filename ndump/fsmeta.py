@@ -22,7 +22,9 @@ SETTABLE_FLAGS = (0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010
 LOCKING_FLAGS = 0x00000010 | 0x00000020
 
 _NOT_SUPPORTED = (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EPERM)
-_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.E2BIG)
+# E2BIG is not among them: a name list over the kernel's 64 KiB (XATTR_LIST_MAX)
+# cannot be read whole, and the caller must say so rather than see no attributes
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
 def get_flags(fd: int) -> int:

@@ -92,7 +92,11 @@ class TreeWriter:
         try:
             attrs = get_xattrs(target)
         except OSError as e:
-            self.rep.file_problem(show, f"cannot read extended attributes: {e.strerror}")
+            why = e.strerror
+            if e.errno == errno.E2BIG:
+                why = ("their names are over the 64 KiB the kernel lists (E2BIG);"
+                       " none of them dumped")
+            self.rep.file_problem(show, f"cannot read extended attributes: {why}")
             return
         if not attrs:
             return
