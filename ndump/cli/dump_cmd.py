@@ -10,6 +10,7 @@ from ndump.cli.common import (
 )
 from ndump.dump import DumpOptions, run_dump, show_history
 from ndump.dump.dumpdates import parse_date
+from ndump.format.constants import MAXNTREC
 from ndump.report import make_reporter
 
 
@@ -17,10 +18,11 @@ from ndump.report import make_reporter
 @click.option("--level", "level", type=click.IntRange(0, 31), default=0, metavar="N",
               help="Dump level 0-31 (classic: -0 ... -9, -15).")
 @file_option("Write the dump to FILE.")
-@click.option("-b", "--blocksize", "blocksize", type=click.IntRange(4, 256), default=10,
-              metavar="KIB", help="Blocking factor: KiB per tape record, 4-256 (default 10;"
+@click.option("-b", "--blocksize", "blocksize", type=click.IntRange(4, MAXNTREC), default=10,
+              metavar="KIB", help=f"Blocking factor: KiB per tape record, 4-{MAXNTREC} (default 10;"
               " 64 suits modern tapes).")
-@click.option("-L", "--label", metavar="LABEL", help="Label written in the dump header (15 characters).")
+@click.option("-L", "--label", metavar="LABEL", help="Label written in the dump header (at most 15 characters; longer ones are cut,"
+              " with a warning).")
 @click.option("--compress", "compress", type=CompressType(), default=None,
               help="Compress records: zlib (-z[LEVEL]), bzip2 (-j[LEVEL]) or zstd"
               " (--zstd[=LEVEL], an ndump extension that stock restore refuses).")

@@ -18,10 +18,13 @@ from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
 from ndump.dump.select import Selection, Walk
 from ndump.dump.volumes import VolumeWriter
+from ndump.format.constants import MAXNTREC as MAX_NTREC
 from ndump.dump.volchange import VolumeChanger
 from ndump.dump.writer import TreeWriter
 
 __all__ = ["DumpOptions", "run_dump", "show_history"]
+
+LABEL_MAX = 15            # c_label holds 16 bytes, the last a NUL (stock: LBLSIZE - 1)
 
 
 def show_history(dumpdates_path, settings: Settings, *, only_needed: bool) -> list[str]:
@@ -71,33 +74,71 @@ def _bitmap(dinos, maxino: int) -> bytes:
 
 
 def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outcome:
-    if not 0 <= opts.level <= 31:
-        raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
-    if not 4 <= opts.ntrec <= 1024:
-        raise UsageError(f"blocking factor must be 4 to 1024, not {opts.ntrec}")
-    if opts.compress and opts.ntrec > 32:
-        reporter.warning(f"stock restore reads a compressed dump with -b {opts.ntrec} only when"
-                         f" given -b {opts.ntrec} itself (its default buffer is 32 KiB)")
-    if len(os.fsencode(os.path.abspath(opts.path))) > 63:
-        reporter.warning(f"the dump header records only the first 63 bytes of"
-                         f" {os.path.abspath(opts.path)}; restore --original cannot use it")
-    if opts.update and opts.base_date is not None:
-        raise UsageError("-T and -u cannot be used together")
+    _check_options(opts)
+    dumpdates = DumpDates(opts.dumpdates or settings.dumpdates)
+    if opts.update:
+        dumpdates.check_writable()          # -u must be able to record: say so before writing
     root = _check_path(opts.path)
     ident_path = os.fsdecode(root)
-    dumpdates = DumpDates(opts.dumpdates or settings.dumpdates)
+    if opts.estimate_only:
+        reporter.quiet = True               # -S prints the number alone, as stock dump does
+    _warn_options(opts, ident_path, reporter)
     date = int(settings.clock())
     base_date = _base_date(opts, dumpdates, ident_path, reporter)
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
+    changer = None
     if not opts.estimate_only:
         reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
+        changer = VolumeChanger(opts, settings, reporter)
+        output = changer.open(1)            # the output is checked before the tree is walked
+        changer.first = output
+    try:
+        outcome = _run(opts, settings, reporter, ident_path, date, base_date, changer)
+    finally:
+        if changer is not None and changer.first is not None:
+            changer.first.close()           # never handed to the volume writer
+    if opts.update:
+        if outcome.problems:
+            reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
+                             " could not be dumped")
+        else:
+            dumpdates.record(ident_path, opts.level, date)
+            reporter.info(f"level {opts.level} dump of {ident_path} recorded in {dumpdates.path}")
+    return outcome
 
+
+def _check_options(opts: DumpOptions) -> None:
+    if not 0 <= opts.level <= 31:
+        raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
+    if not 4 <= opts.ntrec <= MAX_NTREC:
+        raise UsageError(f"blocking factor must be 4 to {MAX_NTREC}, not {opts.ntrec}")
+    if opts.update and opts.base_date is not None:
+        raise UsageError("-T and -u cannot be used together")
+
+
+def _warn_options(opts: DumpOptions, ident_path: str, reporter: Reporter) -> None:
+    if opts.compress and opts.ntrec > 32:
+        reporter.warning(f"stock restore reads a compressed dump with -b {opts.ntrec} only when"
+                         f" given -b {opts.ntrec} itself (its default buffer is 32 KiB)")
+    if len(os.fsencode(ident_path)) > 63:
+        reporter.warning(f"the dump header records only the first 63 bytes of"
+                         f" {ident_path}; restore --original cannot use it")
+    if opts.label and len(opts.label.encode("utf-8", "surrogateescape")) > LABEL_MAX:
+        short = opts.label.encode("utf-8", "surrogateescape")[:LABEL_MAX].decode("utf-8", "ignore")
+        reporter.warning(f"label `{opts.label}' is larger than limit of {LABEL_MAX} characters;"
+                         f" using truncated label `{short}'")
+
+
+def _run(opts, settings, reporter, ident_path: str, date: int, base_date: int,
+         changer) -> Outcome:
     # SPEC §3.6 session slot, then §3.4: read snap.root, record ident_path (the PATH given)
     with open_session(settings, "dump", ident_path, opts.max_sessions, reporter), \
             open_snapshot(ident_path, "none" if opts.estimate_only else opts.snapshot, settings,
                           reporter, size=opts.snapshot_size) as snap:
         root = os.fsencode(snap.root)
-        inomap = _open_inomap(settings, ident_path, reporter, opts.level)
+        # -S only estimates: it leaves the state directory as it found it
+        inomap = (InodeMap(None, ident_path) if opts.estimate_only
+                  else _open_inomap(settings, ident_path, reporter, opts.level))
         try:
             reporter.phase("I", "mapping")
             walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
@@ -111,16 +152,16 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
         reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
         if opts.estimate_only:
             return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
-        outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date,
-                              ident_path=ident_path)
-    if opts.update:
-        if outcome.problems:
-            reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
-                             " could not be dumped")
-        else:
-            dumpdates.record(ident_path, opts.level, date)
-            reporter.info(f"level {opts.level} dump of {ident_path} recorded in {dumpdates.path}")
-    return outcome
+        return _write_dump(opts, reporter, root, sel, inomap, changer,
+                           _ident(opts, settings, ident_path, date, base_date))
+
+
+def _ident(opts: DumpOptions, settings: Settings, ident_path: str, date: int,
+           base_date: int) -> DumpIdent:
+    return DumpIdent(date=date, ddate=base_date, level=opts.level,
+                     label=opts.label or "none", filesys=ident_path,
+                     dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
+                     compressed=opts.compress is not None)
 
 
 def _base_date(opts: DumpOptions, dumpdates: DumpDates, ident: str, reporter: Reporter) -> int:
@@ -154,8 +195,8 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
     return inomap
 
 
-def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date, *,
-                ident_path: str) -> Outcome:
+def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeChanger,
+                ident: DumpIdent) -> Outcome:
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)
@@ -165,22 +206,24 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
                              (m[d.key] for d in sel.dirs if d.dumped))
     bits = _bitmap(dumped, maxino)
     algorithm = ALGORITHMS[opts.compress] if opts.compress else None
-    ident = DumpIdent(date=date, ddate=base_date, level=opts.level,
-                      label=opts.label or "none", filesys=ident_path,
-                      dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
-                      compressed=algorithm is not None)
-    changer = VolumeChanger(opts, settings, reporter)
+
+    def volume_header(volume: int, count: int, ino: int, tapea: int) -> bytes:
+        """TS_TAPE of a volume after the first (FORMAT §7.2)."""
+        fmt.start_volume(volume, tapea)
+        return fmt.volume_header(count=count, ino=ino, tapea=tapea, consume=False)
+
     sink = VolumeWriter(changer.open, opts.ntrec, algorithm=algorithm, level=opts.compress_level,
                         capacities=list(opts.volume_sizes), change_volume=changer.change,
-                        on_volume=changer.started)
+                        on_volume=changer.started, volume_header=volume_header)
     fmt = FormatWriter(sink, ident)
-    sink.fmt = fmt
+    sink.start(changer.first)
+    changer.first = None
     started = time.monotonic()
+    tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
+                      progress=lambda n: reporter.progress(n, sink.volume))
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
         fmt.write_maps(clri, bits, maxino)
-        tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
-                          progress=lambda n: reporter.progress(n, sink.volume))
         reporter.phase("III", "dumping directories")
         tree.dump_dirs()
         reporter.phase("IV", "dumping regular files")
@@ -191,11 +234,10 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         sink.close()
     except BaseException:
         reporter.progress_end()
-        try:
-            sink.output.close()
-        except Exception:
-            pass
+        sink.abort()
         raise
+    finally:
+        tree.close()
     elapsed = max(time.monotonic() - started, 1e-6)
     kib = sink.blocks
     reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))

@@ -95,6 +95,20 @@ class DumpDates:
         finally:
             os.close(fd)
 
+    def check_writable(self) -> None:
+        """Raise StartupError now if ``record`` could not update the file later:
+        it replaces the file (write a new one, rename) under FILE.lock."""
+        directory = self.path.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent    # record() creates the missing directories
+        lock = Path(str(self.path) + ".lock")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StartupError(f"-u cannot update {self.path}: {directory} is not writable")
+        if lock.exists() and not os.access(lock, os.R_OK | os.W_OK):
+            raise StartupError(f"-u cannot update {self.path}: {lock} is not writable")
+        if self.path.exists() and not os.access(self.path, os.R_OK):
+            raise StartupError(f"-u cannot update {self.path}: it is not readable")
+
     def _read_unlocked(self) -> list[DumpDate]:
         try:
             text = self.path.read_text(encoding="utf-8", errors="surrogateescape")

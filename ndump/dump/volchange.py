@@ -23,6 +23,7 @@ class VolumeChanger:
         self.settings = settings
         self.reporter = reporter
         self.operator = Operator(settings, script=opts.script, quiet=opts.quiet, prefix="DUMP")
+        self.first = None                    # volume 1, opened before the tree walk
 
     def name(self, volume: int) -> str:
         return volume_name(self.opts.file, volume, self.opts.multi_volume)

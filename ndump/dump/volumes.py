@@ -33,7 +33,11 @@ class VolumeWriter:
                  algorithm: int | None = None, level: int = 2,
                  capacities: list[int] | None = None,
                  change_volume: Callable[[int, str], None] | None = None,
-                 on_volume: Callable[[int, int], None] | None = None):
+                 on_volume: Callable[[int, int], None] | None = None,
+                 volume_header: Callable[[int, int, int, int], bytes] | None = None):
+        """``open_volume(n)`` opens volume n (n > 1; volume 1 is given to
+        ``start``); ``volume_header(volume, count, ino, tapea)`` packs the TS_TAPE
+        of a later volume; without it an end of medium ends the dump."""
         self.open_volume = open_volume
         self.ntrec = ntrec
         self.record = ntrec * TP_BSIZE
@@ -42,9 +46,9 @@ class VolumeWriter:
         self.capacities = capacities or []
         self.change_volume = change_volume or (lambda v, why: None)
         self.on_volume = on_volume or (lambda v, ino: None)
-        self.fmt = None                       # the FormatWriter, for volume headers
+        self.volume_header = volume_header
         self.volume = 1
-        self.output = open_volume(1)
+        self.output = None
         self._buf = bytearray()               # bytes not yet on the medium
         self._front = 0                       # leading bytes of _buf that are a new TS_TAPE
         self._base = 0                        # stream offset of _buf[_front]
@@ -58,6 +62,23 @@ class VolumeWriter:
         self.bytes_out = 0
         self.volumes = 1
         self._pool = ThreadPoolExecutor(2) if algorithm is not None else None
+
+    def start(self, output) -> None:
+        """Begin volume 1 on an output already opened (and so checked)."""
+        self.output = output
+
+    def abort(self) -> None:
+        """Stop after a failure: drop what is pending, close the medium."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._inflight.clear()
+        self._buf.clear()
+        if self.output is not None:
+            output, self.output = self.output, None
+            try:
+                output.close()
+            except Exception:
+                pass                          # the failure being reported matters more
 
     # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
@@ -90,7 +111,8 @@ class VolumeWriter:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
-        self.output.close()
+        output, self.output = self.output, None
+        output.close()
 
     def _pad_tail(self) -> None:
         """A volume change after the TS_END padding leaves the last volume one
@@ -250,7 +272,7 @@ class VolumeWriter:
         return 0, ino
 
     def _next_volume(self, why: str) -> None:
-        if self.fmt is None:
+        if self.volume_header is None:
             raise EndOfMedia(why)
         owed, ino = self._owed()
         self.output.close()
@@ -258,8 +280,7 @@ class VolumeWriter:
         self.volumes = self.volume
         self.change_volume(self.volume, why)
         self.output = self.open_volume(self.volume)
-        self.fmt.start_volume(self.volume, self.total_blocks)
-        tape = self.fmt.volume_header(count=owed, ino=ino, tapea=self.total_blocks, consume=False)
+        tape = self.volume_header(self.volume, owed, ino, self.total_blocks)
         if self._front:                       # a TS_TAPE that never reached the medium
             del self._buf[:self._front]
         self._buf[:0] = tape
