@@ -70,8 +70,9 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
          volume_size, script, snapshot, snapshot_size, max_sessions, quiet, verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
+    reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     if show_all or show_needed:
-        for line in show_history(dumpdates, s, only_needed=show_needed and not show_all):
+        for line in show_history(dumpdates, s, reporter, only_needed=show_needed and not show_all):
             click.echo(line)
         return 0
     if path is None:
@@ -87,7 +88,6 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
                        multi_volume=multi_volume, volume_sizes=_sizes(volume_size),
                        script=script, snapshot=snapshot, snapshot_size=snapshot_size,
                        max_sessions=max_sessions)
-    reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     outcome = run_dump(opts, s, reporter)
     if outcome.estimate is not None:
         click.echo(outcome.estimate)

@@ -5,7 +5,7 @@ import itertools
 import os
 import time
 
-from ndump.errors import Outcome, StartupError, UsageError
+from ndump.errors import Outcome, SnapshotError, StartupError, UsageError
 from ndump.format import DumpIdent, FormatWriter, Totals
 from ndump.format.constants import ROOTINO, TP_BSIZE
 from ndump.format.records import ALGORITHMS
@@ -13,6 +13,7 @@ from ndump.report import Reporter
 from ndump.sessions import open_session
 from ndump.settings import Settings
 from ndump.snapshot import open_snapshot
+from ndump.snapshot.detect import find_mount
 from ndump.dump.dumpdates import DumpDates, history_lines
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
@@ -27,10 +28,13 @@ __all__ = ["DumpOptions", "run_dump", "show_history"]
 LABEL_MAX = 15            # c_label holds 16 bytes, the last a NUL (stock: LBLSIZE - 1)
 
 
-def show_history(dumpdates_path, settings: Settings, *, only_needed: bool) -> list[str]:
+def show_history(dumpdates_path, settings: Settings, reporter: Reporter, *,
+                 only_needed: bool) -> list[str]:
     """Lines for -W (every tree) and -w (trees not dumped in the last day)."""
-    entries = DumpDates(dumpdates_path or settings.dumpdates).read()
-    return history_lines(entries, int(settings.clock()), only_needed=only_needed)
+    dumpdates = DumpDates(dumpdates_path or settings.dumpdates)
+    if not dumpdates.path.exists():
+        reporter.warning(f"no file {dumpdates.path}")      # stock: "WARNING: no file `...'"
+    return history_lines(dumpdates.read(), int(settings.clock()), only_needed=only_needed)
 
 
 def _check_path(path: str) -> bytes:
@@ -50,19 +54,11 @@ def _check_path(path: str) -> bytes:
 
 
 def _mount_source(path: str) -> str:
-    """The device or source of the filesystem that holds path (/proc/self/mountinfo)."""
-    best, source = "", ""
+    """The device or source of the filesystem that holds path (c_dev)."""
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                mnt = fields[4].replace("\\040", " ")
-                sep = fields.index("-")
-                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, source = mnt, fields[sep + 2]
-    except OSError:
-        pass
-    return source
+        return find_mount(path).source
+    except SnapshotError:
+        return ""
 
 
 def _bitmap(dinos, maxino: int) -> bytes:
@@ -82,7 +78,8 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     ident_path = os.fsdecode(root)
     if opts.estimate_only:
         reporter.quiet = True               # -S prints the number alone, as stock dump does
-    _warn_options(opts, ident_path, reporter)
+    else:
+        _warn_options(opts, ident_path, reporter)
     date = int(settings.clock())
     base_date = _base_date(opts, dumpdates, ident_path, reporter)
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")

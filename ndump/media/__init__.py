@@ -33,10 +33,20 @@ def open_output(spec: str, settings: Settings | None = None) -> Output:
         return TapeOutput(RemoteDrive(spec, settings, write=True))
     if is_tape_device(spec):
         return TapeOutput(LocalDrive(spec, write=True))
-    if spec.startswith("/dev/") and not os.path.exists(spec):
+    if spec.startswith("/dev/") and not os.path.exists(spec) and _in_device_directory(spec):
         # never leave a dump as a plain file in /dev when the drive is missing
         raise StartupError(f"cannot open {spec}: no such device")
     return FileOutput(spec)
+
+
+def _in_device_directory(path: str) -> bool:
+    """Whether ``path`` would be created on /dev's own filesystem (devtmpfs),
+    not on one mounted under it such as /dev/shm (a tmpfs)."""
+    try:
+        parent = os.stat(os.path.dirname(os.path.abspath(path)))
+        return parent.st_dev == os.stat("/dev").st_dev
+    except OSError:
+        return True                           # no such directory: FileOutput would fail too
 
 
 def open_input(spec: str, settings: Settings | None = None, *, blocksize: int | None = None,
