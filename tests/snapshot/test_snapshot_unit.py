@@ -197,7 +197,7 @@ def test_auto_on_tmpfs_dumps_live_with_one_warning(tmp_path):
         r = reporter()
         with open_snapshot(str(mnt), "auto", s, r) as snap:
             assert snap.live and snap.root == snap.origin == str(mnt) and not snap.created
-        assert r.stream.getvalue() == (f"DUMP: warning: {mnt} is on tmpfs (ndumptest), which cannot"
+        assert r.stream.getvalue() == (f"DUMP: {mnt} is on tmpfs (ndumptest), which cannot"
                                        " be snapshotted (not btrfs, not LVM): dumping the live tree\n")
         with pytest.raises(UsageError):
             open_snapshot(str(mnt), "auto", s, r, size="huge")
