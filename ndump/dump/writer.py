@@ -287,7 +287,7 @@ class TreeWriter:
             short |= got_short
             self.fmt.write_chunk(dino, inode, first, addr, data, crc=self.checksums)
             first = False
-            self.bytes_done += len(data)
+            self.bytes_done += min(len(data), size - start)     # not the padding
             self.progress(self.bytes_done)
         if short:
             self.rep.warning(f"{show}: file shrank during the dump; the missing end was written as zeros")

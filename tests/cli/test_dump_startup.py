@@ -178,3 +178,22 @@ def test_show_history_empty_and_old(tmp_path, run_ndump):
     big_w = run_ndump("dump", "-D", dd, "-W", status=0).stdout.splitlines()
     assert w[1].startswith("  /srv/old\t(      ) Last dump: Level 0, Date ")
     assert big_w[1].startswith("> /srv/old\t(      ) Last dump: Level 0, Date ")
+
+
+@pytest.mark.root
+def test_unreadable_directory_is_reported_once(tmp_path):
+    top = Path(tempfile.mkdtemp(prefix="ndr-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o777)
+        src = build_tree(top / "src", {"ok": b"a", "closed/f": b"f"})
+        os.chmod(src / "closed", 0)
+        env = {"NDUMP_STATE_DIR": str(top / "state"), "NDUMP_RUN_DIR": str(top / "run")}
+        status, _out, err = _as_nobody(["dump", "-0", "--snapshot", "none", "-f",
+                                        str(top / "x.dump"), str(src)], env)
+        assert status == 2, err
+        assert [l for l in err.splitlines() if "closed" in l] == [
+            "DUMP: closed: cannot read directory: Permission denied"]
+        assert "DUMP IS DONE, 1 file(s) could not be dumped" in err
+    finally:
+        os.chmod(src / "closed", 0o755)
+        shutil.rmtree(top)
