@@ -9,7 +9,7 @@ from ndump.format.header import (
     BadChecksumError, BadMagicError, BadTypeError, Header, HeaderError, Totals, checksum_ok,
     detect_order, is_header, pack_header, unpack_header,
 )
-from ndump.format.inode import Inode, NODUMP_FL, EXT4_INTERNAL_FLAGS, symlink_payload
+from ndump.format.inode import Inode, NODUMP_FL, symlink_payload
 from ndump.format.records import (
     ALGORITHMS, BlockSource, RecordError, RecordPacker, compress_record, zstd_available,
 )
@@ -23,7 +23,7 @@ __all__ = [
     "acl_from_disk", "acl_to_disk", "pack_ea_records", "unpack_ea_record", "BadChecksumError",
     "BadMagicError", "BadTypeError", "Header", "HeaderError", "Totals", "checksum_ok",
     "detect_order", "is_header", "pack_header", "unpack_header", "Inode", "NODUMP_FL",
-    "EXT4_INTERNAL_FLAGS", "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
+    "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
     "RecordPacker", "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",
     "FormatReader", "FormatWriter", "Hole", "InodeRecord", "NotADumpError", "TruncatedError",
 ]

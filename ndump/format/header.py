@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from ndump.errors import NdumpError
 from ndump.format.constants import (
@@ -124,9 +124,6 @@ class Header:
             n = max(0, min(self.count, 512))
             return n - self.addr[:n].count(0)
         return max(0, self.count)
-
-    def with_(self, **changes) -> "Header":
-        return replace(self, **changes)
 
     def pack(self) -> bytes:
         return pack_header(self)

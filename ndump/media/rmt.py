@@ -76,8 +76,6 @@ class RemoteDrive:
         except BrokenPipeError:
             raise MediaError(f"lost connection to rmt for {self.name}") from None
         except OSError as e:
-            if isinstance(e, (MediaError,)):
-                raise
             raise MediaError((e.strerror or str(e)).lower()) from None
 
     def write_record(self, data) -> int:
