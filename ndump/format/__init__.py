@@ -11,7 +11,7 @@ from ndump.format.header import (
 )
 from ndump.format.inode import Inode, NODUMP_FL, symlink_payload
 from ndump.format.records import (
-    ALGORITHMS, BlockSource, RecordError, RecordPacker, compress_record, zstd_available,
+    ALGORITHMS, BlockSource, RecordError, compress_record, zstd_available,
 )
 from ndump.format.stream import (
     DumpFormatError, DumpIdent, FormatReader, FormatWriter, Hole, InodeRecord, NotADumpError,
@@ -24,6 +24,6 @@ __all__ = [
     "BadMagicError", "BadTypeError", "Header", "HeaderError", "Totals", "checksum_ok",
     "detect_order", "is_header", "pack_header", "unpack_header", "Inode", "NODUMP_FL",
     "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
-    "RecordPacker", "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",
+    "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",
     "FormatReader", "FormatWriter", "Hole", "InodeRecord", "NotADumpError", "TruncatedError",
 ]
