@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ndump.format.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, ROOTINO
 from ndump.format.inode import NODUMP_FL
-from ndump.fsmeta import get_flags, nodump_attribute
+from ndump.fsmeta import Statx, get_flags
 from ndump.dump.inomap import InodeMap, foreign_key
 from ndump.dump.treefd import FILE_FLAGS, TreeFds
 from ndump.report import Reporter
@@ -81,6 +81,7 @@ class Walk:
 
     def run(self) -> Selection:
         self.dev = os.lstat(self.root).st_dev
+        self._statx = Statx()
         sel = Selection([DirNode(b"", 0)])
         self._dir_index = {ROOT_KEY: 0}
         self._linked: set[int] = set()
@@ -129,7 +130,7 @@ class Walk:
             self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
         if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
-                and st.st_dev == self.dev and _nodump(dfd, name):
+                and st.st_dev == self.dev and _nodump(self._statx, dfd, name):
             self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
             return True
         return False
@@ -225,8 +226,8 @@ def _matches(patterns: tuple[str, ...], name: bytes, relpath: bytes) -> bool:
                or fnmatch.fnmatchcase("/" + srel, p) for p in patterns)
 
 
-def _nodump(dfd: int, name: bytes) -> bool:
-    known = nodump_attribute(name, dir_fd=dfd)
+def _nodump(statx: Statx, dfd: int, name: bytes) -> bool:
+    known = statx.nodump_attribute(name, dir_fd=dfd)
     if known is not None:
         return known
     try:
