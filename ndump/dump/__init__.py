@@ -23,7 +23,7 @@ from ndump.format.constants import MAXNTREC as MAX_NTREC
 from ndump.dump.volchange import VolumeChanger
 from ndump.dump.writer import TreeWriter
 
-__all__ = ["DumpOptions", "run_dump", "show_history"]
+__all__ = ["DumpOptions", "open_writers", "run_dump", "show_history", "write_passes"]
 
 LABEL_MAX = 15            # c_label holds 16 bytes, the last a NUL (stock: LBLSIZE - 1)
 
@@ -194,6 +194,42 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
 
 def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeChanger,
                 ident: DumpIdent) -> Outcome:
+    algorithm = ALGORITHMS[opts.compress] if opts.compress else None
+    fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
+                             capacities=list(opts.volume_sizes), change_volume=changer.change,
+                             on_volume=changer.started)
+    sink.start(changer.first)
+    changer.first = None
+    started = time.monotonic()
+    write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums)
+    elapsed = max(time.monotonic() - started, 1e-6)
+    kib = sink.blocks
+    reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
+    reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
+    reporter.info("DUMP IS DONE" if not reporter.problems else
+                  f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
+    return Outcome(reporter.problems)
+
+
+def open_writers(ident: DumpIdent, open_volume, **volume_args) -> tuple[FormatWriter, VolumeWriter]:
+    """The format writer and the volume writer under it (``volume_args``: those
+    of VolumeWriter).  Start the volume writer on volume 1 before writing."""
+
+    def volume_header(volume: int, count: int, ino: int, tapea: int) -> bytes:
+        """TS_TAPE of a volume after the first (FORMAT §7.2)."""
+        fmt.start_volume(volume, tapea)
+        return fmt.volume_header(count=count, ino=ino, tapea=tapea, consume=False)
+
+    sink = VolumeWriter(open_volume, ident.ntrec, volume_header=volume_header, **volume_args)
+    fmt = FormatWriter(sink, ident)
+    return fmt, sink
+
+
+def write_passes(root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
+                 sink: VolumeWriter, reporter: Reporter, *, checksums: bool = True) -> None:
+    """The volume header, the maps, Pass III, IV and V, the end: the whole dump of
+    what Pass I and II selected, through ``fmt`` onto ``sink`` (started).  On any
+    failure the sink is aborted and the failure raised."""
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)
@@ -202,21 +238,7 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
     dumped = itertools.chain((n for n in range(len(files)) if files[n]),
                              (m[d.key] for d in sel.dirs if d.dumped))
     bits = _bitmap(dumped, maxino)
-    algorithm = ALGORITHMS[opts.compress] if opts.compress else None
-
-    def volume_header(volume: int, count: int, ino: int, tapea: int) -> bytes:
-        """TS_TAPE of a volume after the first (FORMAT §7.2)."""
-        fmt.start_volume(volume, tapea)
-        return fmt.volume_header(count=count, ino=ino, tapea=tapea, consume=False)
-
-    sink = VolumeWriter(changer.open, opts.ntrec, algorithm=algorithm, level=opts.compress_level,
-                        capacities=list(opts.volume_sizes), change_volume=changer.change,
-                        on_volume=changer.started, volume_header=volume_header)
-    fmt = FormatWriter(sink, ident)
-    sink.start(changer.first)
-    changer.first = None
-    started = time.monotonic()
-    tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
+    tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=checksums,
                       progress=lambda n: reporter.progress(n, sink.volume))
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
@@ -235,10 +257,3 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
         raise
     finally:
         tree.close()
-    elapsed = max(time.monotonic() - started, 1e-6)
-    kib = sink.blocks
-    reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
-    reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
-    reporter.info("DUMP IS DONE" if not reporter.problems else
-                  f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
-    return Outcome(reporter.problems)
