@@ -11,12 +11,13 @@ import errno
 import os
 import stat
 
-from ndump.format import FormatWriter, Inode, pack_dir, pack_ea_records, symlink_payload
+from ndump.format import (
+    FormatWriter, Inode, make_inode, pack_dir, pack_ea_records, symlink_payload,
+)
 from ndump.format.extattr import pack_big_ea_record
 from ndump.format.constants import (
     DT_DIR, DT_REG, EXT_NDUMP_XATTR, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
-from ndump.format.header import make_inode
 from ndump.fsmeta import Statx, get_flags, get_xattrs
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
@@ -80,7 +81,8 @@ class TreeWriter:
 
     def _inode(self, st: os.stat_result, fd: int | None, name: bytes | None = None,
                dir_fd: int = -100, size: int | None = None, flags: int = 0) -> Inode:
-        birth = self._birth_time(fd=fd) if fd is not None else self._birth_time(path=name, dir_fd=dir_fd)
+        birth = (self._birth_time(fd=fd) if fd is not None
+                 else self._birth_time(path=name, dir_fd=dir_fd))
         a, m, c = divmod(st.st_atime_ns, _NS), divmod(st.st_mtime_ns, _NS), divmod(st.st_ctime_ns, _NS)
         # make_inode skips the frozen dataclass __init__, a third of the per-file cost
         return make_inode(mode=st.st_mode, nlink=st.st_nlink,
