@@ -5,7 +5,7 @@ import itertools
 import os
 import time
 
-from ndump.errors import Outcome, SnapshotError, StartupError, UsageError
+from ndump.errors import Outcome, StartupError, UsageError
 from ndump.format import DumpIdent, FormatWriter, Totals
 from ndump.format.constants import ROOTINO, TP_BSIZE
 from ndump.format.records import ALGORITHMS
@@ -13,7 +13,7 @@ from ndump.report import Reporter
 from ndump.sessions import open_session
 from ndump.settings import Settings
 from ndump.snapshot import open_snapshot
-from ndump.snapshot.detect import find_mount
+from ndump.snapshot.detect import parse_mountinfo
 from ndump.dump.dumpdates import DumpDates, history_lines
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
@@ -54,11 +54,19 @@ def _check_path(path: str) -> bytes:
 
 
 def _mount_source(path: str) -> str:
-    """The device or source of the filesystem that holds path (c_dev)."""
+    """The device or source of the filesystem that holds path (c_dev), from
+    /proc/self/mountinfo (read by snapshot.detect's parser; no findmnt run)."""
     try:
-        return find_mount(path).source
-    except SnapshotError:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            mounts = parse_mountinfo(f.read())
+    except OSError:
         return ""
+    best = None
+    for m in mounts:                     # later mounts hide earlier ones at the same place
+        if (path == m.target or path.startswith(m.target.rstrip("/") + "/")) \
+                and (best is None or len(m.target) >= len(best.target)):
+            best = m
+    return best.source if best is not None else ""
 
 
 def _bitmap(dinos, maxino: int) -> bytes:
@@ -87,13 +95,8 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
     if not opts.estimate_only:
         reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
         changer = VolumeChanger(opts, settings, reporter)
-        output = changer.open(1)            # the output is checked before the tree is walked
-        changer.first = output
-    try:
-        outcome = _run(opts, settings, reporter, ident_path, date, base_date, changer)
-    finally:
-        if changer is not None and changer.first is not None:
-            changer.first.close()           # never handed to the volume writer
+        changer.check()                     # before the tree is walked, not after
+    outcome = _run(opts, settings, reporter, ident_path, date, base_date, changer)
     if opts.update:
         if outcome.problems:
             reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
@@ -198,8 +201,7 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
     fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
                              capacities=list(opts.volume_sizes), change_volume=changer.change,
                              on_volume=changer.started)
-    sink.start(changer.first)
-    changer.first = None
+    sink.start(changer.open(1))
     started = time.monotonic()
     write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums)
     elapsed = max(time.monotonic() - started, 1e-6)

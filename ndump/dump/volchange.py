@@ -9,7 +9,7 @@ the operator on /dev/tty, else — cron — the dump aborts naming the volume.
 from __future__ import annotations
 
 from ndump.errors import OperatorAbort
-from ndump.media import open_output, volume_name
+from ndump.media import check_output, open_output, volume_name
 from ndump.operator import Operator
 from ndump.report import Reporter
 from ndump.settings import Settings
@@ -23,10 +23,13 @@ class VolumeChanger:
         self.settings = settings
         self.reporter = reporter
         self.operator = Operator(settings, script=opts.script, quiet=opts.quiet, prefix="DUMP")
-        self.first = None                    # volume 1, opened before the tree walk
 
     def name(self, volume: int) -> str:
         return volume_name(self.opts.file, volume, self.opts.multi_volume)
+
+    def check(self) -> None:
+        """Refuse now an output that could not be opened once the tree is walked."""
+        check_output(self.name(1))
 
     def open(self, volume: int):
         return open_output(self.name(volume), self.settings)
