@@ -182,13 +182,16 @@ class VolumeWriter:
         for _ in range(n):
             try:
                 self._write_span(self.record)
-            except EndOfMedia:
+            except EndOfMedia as e:
                 self.output.truncate_to(self._vol_bytes)
                 if self._vol_records == 0:
-                    raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"
-                                     " a single record") from None
+                    raise self._no_room(e) from None
                 raise
             self._consumed(self.record)
+
+    def _no_room(self, e: EndOfMedia) -> MediaError:
+        return MediaError(f"{e} (the medium or filesystem is full): volume {self.volume}"
+                          f" ({self.output.name}) cannot hold a single record")
 
     def _submit(self) -> None:
         """Queue whole records for compression; write what is ready."""
@@ -225,11 +228,10 @@ class VolumeWriter:
         for rec in packed:
             try:
                 self.output.write(rec)
-            except EndOfMedia:
+            except EndOfMedia as e:
                 self.output.truncate_to(self._vol_bytes)
                 if self._vol_records == 0:
-                    raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"
-                                     " a single record") from None
+                    raise self._no_room(e) from None
                 for f, _ in self._inflight:
                     f.cancel()
                 self._inflight.clear()

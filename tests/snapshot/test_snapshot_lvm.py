@@ -190,7 +190,7 @@ def test_dump_error_after_the_snapshot_cleans_up(scene, run_ndump, ndump_env):
     expected = scene.happy()
     scene.out = "/dev/full"          # opens, then refuses every write: after the snapshot
     res = scene.dump(run_ndump)
-    assert res.returncode == 3 and "(/dev/full) cannot hold a single record" in res.stderr
+    assert res.returncode == 3 and "/dev/full: no space left on device (the medium or filesystem is full)" in res.stderr
     assert scene.fakes.calls() == expected                           # umount + lvremove ran
     assert records(ndump_env) == [] and not scene.mnt.exists()
 
