@@ -8,6 +8,9 @@ the operator on /dev/tty, else — cron — the dump aborts naming the volume.
 """
 from __future__ import annotations
 
+import os
+import stat
+
 from ndump.errors import OperatorAbort
 from ndump.media import check_output, open_output, volume_name
 from ndump.operator import Operator
@@ -49,8 +52,9 @@ class VolumeChanger:
         if self.opts.multi_volume and status is None:
             return
         if why and why != VOLUME_SIZE_REACHED:
-            need = (f"{why} (the medium or filesystem is full); volume #{volume} must be"
-                    f" mounted on {name}")
+            fs = _filesystem_of(self.name(volume - 1))
+            full = f"the filesystem at {fs} is full" if fs else "the medium is full"
+            need = f"{why} ({full}); volume #{volume} must be mounted on {name}"
         else:
             need = f"volume #{volume} must be mounted on {name}"
         # stock dump: "Change Volumes: Mount volume #2", then a yes/no question
@@ -60,3 +64,18 @@ class VolumeChanger:
     def started(self, volume: int, ino: int) -> None:
         more = f", continuing with inode {ino}" if ino else ""
         self.reporter.info(f"Volume {volume} begins on {self.name(volume)}{more}")
+
+
+def _filesystem_of(name: str) -> str | None:
+    """The mount point of the filesystem holding the regular file ``name``
+    (the highest directory above it on the same device); None for a device."""
+    try:
+        st = os.stat(name)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        path = os.path.dirname(os.path.abspath(name))
+        while path != "/" and os.stat(os.path.dirname(path)).st_dev == st.st_dev:
+            path = os.path.dirname(path)
+        return path
+    except OSError:
+        return None

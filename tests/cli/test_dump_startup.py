@@ -121,7 +121,7 @@ def test_full_output_filesystem_without_an_operator_names_file_and_enospc(tmp_pa
         subprocess.run(["umount", str(small)], check=True)
     last = proc.stderr.strip().splitlines()[-1]
     assert f"{small}/x.dump: no space left on device" in last
-    assert "full" in last and "no operator to ask" in last
+    assert f"(the filesystem at {small} is full)" in last and "no operator to ask" in last
 
 
 def test_quiet_run_on_a_plain_filesystem_prints_nothing(tmp_path, run_ndump):
