@@ -5,6 +5,7 @@ are never raised out of an engine: they are ``FileProblem`` records.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -91,3 +92,8 @@ class Outcome:
         if self.aborted:
             return ExitStatus.ABORTED
         return ExitStatus.PARTIAL if self.problems else ExitStatus.OK
+
+
+def reason(e: OSError) -> str:
+    """An OSError as a message's reason: the system's words, lower case."""
+    return os.strerror(e.errno).lower() if e.errno else str(e)

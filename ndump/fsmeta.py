@@ -22,7 +22,9 @@ SETTABLE_FLAGS = (0x00000001 | 0x00000002 | 0x00000004 | 0x00000008 | 0x00000010
 LOCKING_FLAGS = 0x00000010 | 0x00000020
 
 _NOT_SUPPORTED = (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EPERM)
-_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.E2BIG)
+# E2BIG is not among them: a name list over the kernel's 64 KiB (XATTR_LIST_MAX)
+# cannot be read whole, and the caller must say so rather than see no attributes
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
 def get_flags(fd: int) -> int:
@@ -112,36 +114,42 @@ def _load_statx():
 
 
 _statx = _load_statx()
-_statx_buf = _Statx()
-
-
-def birth_time(fd: int | None = None, path: bytes | None = None, dir_fd: int = -100
-               ) -> tuple[int, int] | None:
-    """(seconds, nanoseconds) of the file's birth, where the filesystem knows it."""
-    if _statx is None:
-        return None
-    if fd is not None:
-        rc = _statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, ctypes.byref(_statx_buf))
-    else:
-        rc = _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, ctypes.byref(_statx_buf))
-    if rc != 0 or not _statx_buf.stx_mask & _STATX_BTIME:
-        return None
-    return _statx_buf.stx_btime.tv_sec, _statx_buf.stx_btime.tv_nsec
-
-
 _STATX_ATTR_NODUMP = 0x40
 
 
-def nodump_attribute(path: bytes) -> bool | None:
-    """The nodump flag as statx reports it, without opening the file; None where
-    the filesystem does not report it (then ask get_flags)."""
-    if _statx is None:
-        return None
-    if _statx(-100, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(_statx_buf)) != 0:
-        return None
-    if not _statx_buf.stx_attributes_mask & _STATX_ATTR_NODUMP:
-        return None
-    return bool(_statx_buf.stx_attributes & _STATX_ATTR_NODUMP)
+class Statx:
+    """statx(2) for what os.stat does not give: the birth time and the nodump
+    attribute.  Each instance has its own result buffer (one per walker or
+    writer; an instance is not for several threads at once)."""
+
+    def __init__(self):
+        self._buf = _Statx()
+
+    def birth_time(self, fd: int | None = None, path: bytes | None = None, dir_fd: int = -100
+                   ) -> tuple[int, int] | None:
+        """(seconds, nanoseconds) of the file's birth, where the filesystem knows it."""
+        if _statx is None:
+            return None
+        buf = self._buf
+        if fd is not None:
+            rc = _statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, ctypes.byref(buf))
+        else:
+            rc = _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, _STATX_BTIME, ctypes.byref(buf))
+        if rc != 0 or not buf.stx_mask & _STATX_BTIME:
+            return None
+        return buf.stx_btime.tv_sec, buf.stx_btime.tv_nsec
+
+    def nodump_attribute(self, path: bytes, dir_fd: int = -100) -> bool | None:
+        """The nodump flag as statx reports it, without opening the file; None where
+        the filesystem does not report it (then ask get_flags)."""
+        if _statx is None:
+            return None
+        buf = self._buf
+        if _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(buf)) != 0:
+            return None
+        if not buf.stx_attributes_mask & _STATX_ATTR_NODUMP:
+            return None
+        return bool(buf.stx_attributes & _STATX_ATTR_NODUMP)
 
 
 def make_node(name, mode: int, rdev: int, dir_fd: int | None = None) -> None:

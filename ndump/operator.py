@@ -31,27 +31,50 @@ class Operator:
             raise OperatorAbort(f"cannot run {self.script}: {e.strerror.lower()}") from None
         return proc.returncode
 
-    def confirm(self, question: str, need: str) -> None:
-        """Ask a yes/no question on the terminal; 'no', no terminal or -q abort."""
+    def confirm(self, question: str, need: str, notice: str = "") -> None:
+        """Ask a yes/no question on the terminal (after ``notice``, a line of its
+        own); 'no', no terminal or -q abort."""
         if self.quiet or not self.settings.has_tty:
             raise OperatorAbort(f"{need}, but there is no operator to ask (no terminal"
                                 " or -q); use -F SCRIPT to automate it")
-        answer = self.ask(f"{question} (\"yes\" or \"no\") ")
+        first = f"{self.prefix}: {notice}\n" if notice else ""
+        answer = self.ask(f"{question} (\"yes\" or \"no\") ", before=first)
         while answer not in ("yes", "no"):
             answer = self.ask("\"yes\" or \"no\"? ")
         if answer == "no":
             raise OperatorAbort(f"{need}: the operator said no")
 
-    def ask(self, question: str) -> str:
-        """One line from /dev/tty, after writing ``question`` there."""
+    def ask(self, question: str, before: str = "") -> str:
+        """One line from /dev/tty, after writing ``question`` there.  Plain reads
+        and writes on the descriptor: a terminal cannot seek, so no buffered file."""
         try:
-            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+            fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError:
             raise OperatorAbort(f"cannot ask the operator: no terminal ({question.strip()})") from None
-        with os.fdopen(fd, "r+", encoding="utf-8", errors="replace") as tty:
-            tty.write(f"{self.prefix}: {question}")
-            tty.flush()
-            line = tty.readline()
-        if not line:
+        try:
+            _write_all(fd, f"{before}{self.prefix}: {question}".encode("utf-8", "replace"))
+            line = _read_line(fd)
+        except OSError as e:
+            raise OperatorAbort(f"cannot ask the operator: {e.strerror.lower()}") from None
+        finally:
+            os.close(fd)
+        if line is None:
             raise OperatorAbort("the operator closed the terminal")
-        return line.strip()
+        return line.decode("utf-8", "replace").strip()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_line(fd: int) -> bytes | None:
+    """Bytes up to a newline (a terminal in canonical mode hands over one line
+    per read); None at end of file before any byte."""
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            return got or None
+        got += chunk
+    return got

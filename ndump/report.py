@@ -81,7 +81,8 @@ class Reporter:
         self._last = now
         pct = min(100.0, 100.0 * done / self._total)
         elapsed = now - self._started
-        left = elapsed * (self._total - done) / done if done else 0
+        # the total is an estimate: past it, the end is near, never in the past
+        left = max(0.0, elapsed * (self._total - done) / done) if done else 0.0
         self._line(f"{pct:.2f}% done, finished in {int(left // 3600)}:{int(left % 3600 // 60):02d}")
 
     def progress_end(self) -> None:

@@ -392,3 +392,95 @@ def test_readme_setup_commands_exist():
         branches.update(pattern.split("|"))
     for sub in ("demo", "test"):
         assert sub in branches, f"setup.sh has no `{sub})` branch for ./setup.sh {sub}"
+
+
+# --- (f) what the pages say about an option's values is what the code does -----------------
+
+_RANGE_RE = re.compile(r"\b(\d+) (?:to|-) (\d+)\b")
+
+
+def _entries(text: str) -> dict[str, str]:
+    """{option spelling: its .TP entry's text} under DESCRIPTION and OPTIONS."""
+    out: dict[str, str] = {}
+    for title in OPTION_SECTIONS:
+        lines = _section(text, title)
+        starts = [i for i, line in enumerate(lines) if re.match(r"\.(TP|SH|SS|PP)\b", line)]
+        for k, i in enumerate(starts):
+            if not lines[i].startswith(".TP") or i + 1 >= len(lines):
+                continue
+            end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+            body = _prose(lines[i + 2:end])
+            for spelling in OPTION_RE.findall(_plain(lines[i + 1])):
+                out.setdefault(spelling, body)
+    return out
+
+
+def _int_ranges(cmd: click.Command, ctx: click.Context):
+    for param in cmd.get_params(ctx):
+        t = param.type
+        if isinstance(param, click.Option) and isinstance(t, click.IntRange) \
+                and t.min is not None and t.max is not None:
+            yield param, (t.min, t.max)
+
+
+@pytest.mark.parametrize("name", [n for n in COMMANDS if n is not None], ids=lambda n: _label(n))
+def test_documented_option_ranges_are_the_code_s(name):
+    """An option whose page entry or help text states a range (``4 to 1024``,
+    ``4-1024``) takes exactly that range."""
+    cmd, ctx = COMMANDS[name]
+    entries = _entries(_read(_page(name)))
+    wrong = []
+    for param, bounds in _int_ranges(cmd, ctx):
+        for where, text in [("man page", entries.get(param.opts[-1], "")),
+                            ("--help", param.help or "")]:
+            stated = [(int(a), int(b)) for a, b in _RANGE_RE.findall(text)]
+            if stated and stated[0] != bounds:
+                wrong.append(f"{'/'.join(param.opts)}: {where} says {stated[0][0]} to"
+                             f" {stated[0][1]}, the code takes {bounds[0]} to {bounds[1]}")
+    assert not wrong, "; ".join(wrong)
+
+
+def _example_commands() -> list[tuple[str, list[str]]]:
+    """(page, argv) of every ``ndump ...`` command line in the pages' examples."""
+    found = []
+    for page in PAGES:
+        inside = False
+        for line in _read(page).splitlines():
+            if line.startswith((".nf", ".fi")):
+                inside = line.startswith(".nf")
+                continue
+            text = _plain(line).rstrip(" \\|")
+            if inside and "ndump " in text:
+                text = text.split("| ")[-1]
+                words = text[text.index("ndump "):].split()[1:]
+                found.append((page.name, words))
+    return found
+
+
+def _parse(words: list[str]) -> dict:
+    """The parameters click gives the command for ``ndump WORDS`` (nothing runs)."""
+    argv = classic_argv(words)
+    cmd = _loaded_commands()[argv[0]]
+    ctx = cmd.make_context(argv[0], argv[1:], parent=_root_ctx())
+    return ctx.params
+
+
+@pytest.mark.parametrize("page,words", _example_commands(),
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_examples_parse(page, words):
+    try:
+        _parse(words)
+    except click.UsageError as e:
+        pytest.fail(f"{page}: `ndump {' '.join(words)}` does not parse: {e.format_message()}")
+
+
+def test_compression_level_syntax_is_the_page_s():
+    """ndump-dump(8): the level follows -z/-j without a space, --zstd after '=' or as
+    the next word; PATH is still PATH."""
+    text = _prose(_section(_read(_page("dump")), "OPTIONS"))
+    assert "a number that follows a bare --zstd is taken for its level" in text
+    for words, want in [(["-z6"], ("zlib", 6)), (["-j9"], ("bzip2", 9)),
+                        (["--zstd=7"], ("zstd", 7)), (["--zstd", "7"], ("zstd", 7)),
+                        (["--zstd"], ("zstd", 3)), (["-z"], ("zlib", 2))]:
+        params = _parse(["dump", *words, "-f", "/tmp/x", "/srv"])
+        assert (params["compress"], params["path"]) == (want, "/srv"), words

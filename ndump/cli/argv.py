@@ -3,7 +3,7 @@
 ``ndump dump -0uf FILE PATH`` becomes ``dump --level 0 -u -f FILE PATH``;
 ``ndump dump 0uf FILE PATH`` (no dash, BSD style) takes the arguments of the
 letters from the following words in order; ``-z``/``-z6``/``-j``/``-j9`` become
-``--compress``, as do ``--zstd`` and ``--zstd=N``; ``restore -rf FILE`` and ``restore -xvf FILE path`` are split.
+``--compress``, as do ``--zstd``, ``--zstd=N`` and ``--zstd N``; ``restore -rf FILE`` and ``restore -xvf FILE path`` are split.
 """
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ def _translate(args: list[str], arg_letters: set[str], *, levels: bool) -> list[
             break
         if arg == "--zstd" or arg.startswith("--zstd="):
             level = arg.partition("=")[2]
+            if arg == "--zstd" and i < len(args) and args[i].isdigit():
+                level = args[i]               # `--zstd 7 PATH`: a number after it is its level
+                i += 1
             out.append("--compress=zstd" + (f":{level}" if level else ""))
             continue
         if arg.startswith("--") or not arg.startswith("-") or arg == "-":

@@ -11,6 +11,7 @@ from ndump.cli.common import (
 )
 from ndump.dump import DumpOptions, run_dump, show_history
 from ndump.dump.dumpdates import parse_date
+from ndump.format.constants import MAXNTREC
 from ndump.report import make_reporter
 
 
@@ -18,10 +19,11 @@ from ndump.report import make_reporter
 @click.option("--level", "level", type=click.IntRange(0, 31), default=0, metavar="N",
               help="Dump level 0-31 (classic: -0 ... -9, -15).")
 @file_option("Write the dump to FILE.")
-@click.option("-b", "--blocksize", "blocksize", type=click.IntRange(4, 256), default=10,
-              metavar="KIB", help="Blocking factor: KiB per tape record, 4-256 (default 10;"
+@click.option("-b", "--blocksize", "blocksize", type=click.IntRange(4, MAXNTREC), default=10,
+              metavar="KIB", help=f"Blocking factor: KiB per tape record, 4-{MAXNTREC} (default 10;"
               " 64 suits modern tapes).")
-@click.option("-L", "--label", metavar="LABEL", help="Label written in the dump header (15 characters).")
+@click.option("-L", "--label", metavar="LABEL", help="Label written in the dump header (at most 15 characters; longer ones are cut,"
+              " with a warning).")
 @click.option("--compress", "compress", type=CompressType(), default=None,
               help="Compress records: zlib (-z[LEVEL]), bzip2 (-j[LEVEL]) or zstd"
               " (--zstd[=LEVEL], an ndump extension that stock restore refuses).")
@@ -70,8 +72,9 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
          volume_size, script, snapshot, snapshot_size, max_sessions, quiet, verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
+    reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     if show_all or show_needed:
-        for line in show_history(dumpdates, s, only_needed=show_needed and not show_all):
+        for line in show_history(dumpdates, s, reporter, only_needed=show_needed and not show_all):
             click.echo(line)
         return 0
     if path is None:
@@ -87,7 +90,6 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
                        multi_volume=multi_volume, volume_sizes=_sizes(volume_size),
                        script=script, snapshot=snapshot, snapshot_size=snapshot_size,
                        max_sessions=max_sessions)
-    reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
     result.watch(reporter, stdout_busy=opts.file == "-")
     outcome = run_dump(opts, s, reporter)
     if outcome.estimate is not None:

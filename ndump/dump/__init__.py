@@ -5,7 +5,7 @@ import itertools
 import os
 import time
 
-from ndump.errors import Outcome, StartupError, UsageError
+from ndump.errors import Outcome, StartupError, UsageError, reason
 from ndump.format import DumpIdent, FormatWriter, Totals
 from ndump.format.constants import ROOTINO, TP_BSIZE
 from ndump.format.records import ALGORITHMS
@@ -13,21 +13,28 @@ from ndump.report import Reporter
 from ndump.sessions import open_session
 from ndump.settings import Settings
 from ndump.snapshot import open_snapshot
+from ndump.snapshot.detect import parse_mountinfo
 from ndump.dump.dumpdates import DumpDates, history_lines
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
 from ndump.dump.select import Selection, Walk
 from ndump.dump.volumes import VolumeWriter
+from ndump.format.constants import MAXNTREC as MAX_NTREC
 from ndump.dump.volchange import VolumeChanger
 from ndump.dump.writer import TreeWriter
 
-__all__ = ["DumpOptions", "run_dump", "show_history"]
+__all__ = ["DumpOptions", "open_writers", "run_dump", "show_history", "write_passes"]
+
+LABEL_MAX = 15            # c_label holds 16 bytes, the last a NUL (stock: LBLSIZE - 1)
 
 
-def show_history(dumpdates_path, settings: Settings, *, only_needed: bool) -> list[str]:
+def show_history(dumpdates_path, settings: Settings, reporter: Reporter, *,
+                 only_needed: bool) -> list[str]:
     """Lines for -W (every tree) and -w (trees not dumped in the last day)."""
-    entries = DumpDates(dumpdates_path or settings.dumpdates).read()
-    return history_lines(entries, int(settings.clock()), only_needed=only_needed)
+    dumpdates = DumpDates(dumpdates_path or settings.dumpdates)
+    if not dumpdates.path.exists():
+        reporter.warning(f"no file {dumpdates.path}")      # stock: "WARNING: no file `...'"
+    return history_lines(dumpdates.read(), int(settings.clock()), only_needed=only_needed)
 
 
 def _check_path(path: str) -> bytes:
@@ -47,19 +54,19 @@ def _check_path(path: str) -> bytes:
 
 
 def _mount_source(path: str) -> str:
-    """The device or source of the filesystem that holds path (/proc/self/mountinfo)."""
-    best, source = "", ""
+    """The device or source of the filesystem that holds path (c_dev), from
+    /proc/self/mountinfo (read by snapshot.detect's parser; no findmnt run)."""
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                mnt = fields[4].replace("\\040", " ")
-                sep = fields.index("-")
-                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                    best, source = mnt, fields[sep + 2]
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            mounts = parse_mountinfo(f.read())
     except OSError:
-        pass
-    return source
+        return ""
+    best = None
+    for m in mounts:                     # later mounts hide earlier ones at the same place
+        if (path == m.target or path.startswith(m.target.rstrip("/") + "/")) \
+                and (best is None or len(m.target) >= len(best.target)):
+            best = m
+    return best.source if best is not None else ""
 
 
 def _bitmap(dinos, maxino: int) -> bytes:
@@ -71,35 +78,69 @@ def _bitmap(dinos, maxino: int) -> bytes:
 
 
 def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outcome:
-    if not 0 <= opts.level <= 31:
-        raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
-    if not 4 <= opts.ntrec <= 1024:
-        raise UsageError(f"blocking factor must be 4 to 1024, not {opts.ntrec}")
-    if opts.compress and opts.ntrec > 32:
-        reporter.warning(f"stock restore reads a compressed dump with -b {opts.ntrec} only when"
-                         f" given -b {opts.ntrec} itself (its default buffer is 32 KiB)")
-    if len(os.fsencode(os.path.abspath(opts.path))) > 63:
-        reporter.warning(f"the dump header records only the first 63 bytes of"
-                         f" {os.path.abspath(opts.path)}; restore --original cannot use it")
-    if opts.update and opts.base_date is not None:
-        raise UsageError("-T and -u cannot be used together")
+    _check_options(opts)
+    dumpdates = DumpDates(opts.dumpdates or settings.dumpdates)
+    if opts.update:
+        dumpdates.check_writable()          # -u must be able to record: say so before writing
     root = _check_path(opts.path)
     ident_path = os.fsdecode(root)
-    dumpdates = DumpDates(opts.dumpdates or settings.dumpdates)
+    if opts.estimate_only:
+        reporter.quiet = True               # -S prints the number alone, as stock dump does
+    else:
+        _warn_options(opts, ident_path, reporter)
     date = int(settings.clock())
     base_date = _base_date(opts, dumpdates, ident_path, reporter)
     reporter.fact("level", opts.level); reporter.fact("path", ident_path)
     reporter.fact("date", date); reporter.fact("base_date", base_date)
     reporter.info(f"Date of this level {opts.level} dump: {time.ctime(date)}")
+    changer = None
     if not opts.estimate_only:
         reporter.info(f"Dumping {ident_path} to {opts.file if opts.file != '-' else 'standard output'}")
+        changer = VolumeChanger(opts, settings, reporter)
+        changer.check()                     # before the tree is walked, not after
+    outcome = _run(opts, settings, reporter, ident_path, date, base_date, changer)
+    if opts.update:
+        if outcome.problems:
+            reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
+                             " could not be dumped")
+        else:
+            dumpdates.record(ident_path, opts.level, date)
+            reporter.info(f"level {opts.level} dump of {ident_path} recorded in {dumpdates.path}")
+    return outcome
 
+
+def _check_options(opts: DumpOptions) -> None:
+    if not 0 <= opts.level <= 31:
+        raise UsageError(f"dump level must be 0 to 31, not {opts.level}")
+    if not 4 <= opts.ntrec <= MAX_NTREC:
+        raise UsageError(f"blocking factor must be 4 to {MAX_NTREC}, not {opts.ntrec}")
+    if opts.update and opts.base_date is not None:
+        raise UsageError("-T and -u cannot be used together")
+
+
+def _warn_options(opts: DumpOptions, ident_path: str, reporter: Reporter) -> None:
+    if opts.compress and opts.ntrec > 32:
+        reporter.warning(f"stock restore reads a compressed dump with -b {opts.ntrec} only when"
+                         f" given -b {opts.ntrec} itself (its default buffer is 32 KiB)")
+    if len(os.fsencode(ident_path)) > 63:
+        reporter.warning(f"the dump header records only the first 63 bytes of"
+                         f" {ident_path}; restore --original cannot use it")
+    if opts.label and len(opts.label.encode("utf-8", "surrogateescape")) > LABEL_MAX:
+        short = opts.label.encode("utf-8", "surrogateescape")[:LABEL_MAX].decode("utf-8", "ignore")
+        reporter.warning(f"label `{opts.label}' is larger than limit of {LABEL_MAX} characters;"
+                         f" using truncated label `{short}'")
+
+
+def _run(opts, settings, reporter, ident_path: str, date: int, base_date: int,
+         changer) -> Outcome:
     # SPEC §3.6 session slot, then §3.4: read snap.root, record ident_path (the PATH given)
     with open_session(settings, "dump", ident_path, opts.max_sessions, reporter), \
             open_snapshot(ident_path, "none" if opts.estimate_only else opts.snapshot, settings,
                           reporter, size=opts.snapshot_size) as snap:
         root = os.fsencode(snap.root)
-        inomap = _open_inomap(settings, ident_path, reporter, opts.level)
+        # -S only estimates: it leaves the state directory as it found it
+        inomap = (InodeMap(None, ident_path) if opts.estimate_only
+                  else _open_inomap(settings, ident_path, reporter, opts.level))
         try:
             reporter.phase("I", "mapping")
             walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
@@ -114,16 +155,16 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
         reporter.fact("estimated_bytes", est_blocks * TP_BSIZE); reporter.fact("files", sel.inodes)
         if opts.estimate_only:
             return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
-        outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date,
-                              ident_path=ident_path)
-    if opts.update:
-        if outcome.problems:
-            reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
-                             " could not be dumped")
-        else:
-            dumpdates.record(ident_path, opts.level, date)
-            reporter.info(f"level {opts.level} dump of {ident_path} recorded in {dumpdates.path}")
-    return outcome
+        return _write_dump(opts, reporter, root, sel, inomap, changer,
+                           _ident(opts, settings, ident_path, date, base_date))
+
+
+def _ident(opts: DumpOptions, settings: Settings, ident_path: str, date: int,
+           base_date: int) -> DumpIdent:
+    return DumpIdent(date=date, ddate=base_date, level=opts.level,
+                     label=opts.label or "none", filesys=ident_path,
+                     dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
+                     compressed=opts.compress is not None)
 
 
 def _base_date(opts: DumpOptions, dumpdates: DumpDates, ident: str, reporter: Reporter) -> int:
@@ -151,14 +192,55 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
             reporter.warning(f"no inode map for {ident} under {settings.state_dir}: this"
                              " incremental cannot be applied on top of earlier dumps by restore -r")
     except OSError as e:
-        reporter.warning(f"cannot keep the inode map under {settings.state_dir} ({e.strerror});"
+        reporter.warning(f"cannot keep the inode map under {settings.state_dir} ({reason(e)});"
                          " inode numbers of this dump will not match later incrementals")
         inomap = InodeMap(None, ident)
     return inomap
 
 
-def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date, *,
-                ident_path: str) -> Outcome:
+def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeChanger,
+                ident: DumpIdent) -> Outcome:
+    algorithm = ALGORITHMS[opts.compress] if opts.compress else None
+    fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
+                             capacities=list(opts.volume_sizes), change_volume=changer.change,
+                             on_volume=changer.started)
+    sink.start(changer.open(1))
+    started = time.monotonic()
+    try:
+        write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums)
+    except BaseException as e:
+        e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"
+                   " incomplete: do not restore from it")
+        raise
+    elapsed = max(time.monotonic() - started, 1e-6)
+    kib = sink.blocks
+    reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
+    reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
+    reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
+    reporter.info("DUMP IS DONE" if not reporter.problems else
+                  f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
+    return Outcome(reporter.problems)
+
+
+def open_writers(ident: DumpIdent, open_volume, **volume_args) -> tuple[FormatWriter, VolumeWriter]:
+    """The format writer and the volume writer under it (``volume_args``: those
+    of VolumeWriter).  Start the volume writer on volume 1 before writing."""
+
+    def volume_header(volume: int, count: int, ino: int, tapea: int) -> bytes:
+        """TS_TAPE of a volume after the first (FORMAT §7.2)."""
+        fmt.start_volume(volume, tapea)
+        return fmt.volume_header(count=count, ino=ino, tapea=tapea, consume=False)
+
+    sink = VolumeWriter(open_volume, ident.ntrec, volume_header=volume_header, **volume_args)
+    fmt = FormatWriter(sink, ident)
+    return fmt, sink
+
+
+def write_passes(root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
+                 sink: VolumeWriter, reporter: Reporter, *, checksums: bool = True) -> None:
+    """The volume header, the maps, Pass III, IV and V, the end: the whole dump of
+    what Pass I and II selected, through ``fmt`` onto ``sink`` (started).  On any
+    failure the sink is aborted and the failure raised."""
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)
@@ -167,23 +249,11 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
     dumped = itertools.chain((n for n in range(len(files)) if files[n]),
                              (m[d.key] for d in sel.dirs if d.dumped))
     bits = _bitmap(dumped, maxino)
-    algorithm = ALGORITHMS[opts.compress] if opts.compress else None
-    ident = DumpIdent(date=date, ddate=base_date, level=opts.level,
-                      label=opts.label or "none", filesys=ident_path,
-                      dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
-                      compressed=algorithm is not None)
-    changer = VolumeChanger(opts, settings, reporter)
-    sink = VolumeWriter(changer.open, opts.ntrec, algorithm=algorithm, level=opts.compress_level,
-                        capacities=list(opts.volume_sizes), change_volume=changer.change,
-                        on_volume=changer.started)
-    fmt = FormatWriter(sink, ident)
-    sink.fmt = fmt
-    started = time.monotonic()
+    tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=checksums,
+                      progress=lambda n: reporter.progress(n, sink.volume))
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
         fmt.write_maps(clri, bits, maxino)
-        tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
-                          progress=lambda n: reporter.progress(n, sink.volume))
         reporter.phase("III", "dumping directories")
         tree.dump_dirs()
         reporter.phase("IV", "dumping regular files")
@@ -194,18 +264,7 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         sink.close()
     except BaseException as e:
         reporter.progress_end()
-        e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"
-                   " incomplete: do not restore from it")
-        try:
-            sink.output.close()
-        except Exception:
-            pass
+        sink.abort()
         raise
-    elapsed = max(time.monotonic() - started, 1e-6)
-    kib = sink.blocks
-    reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
-    reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
-    reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
-    reporter.info("DUMP IS DONE" if not reporter.problems else
-                  f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
-    return Outcome(reporter.problems)
+    finally:
+        tree.close()

@@ -95,6 +95,20 @@ class DumpDates:
         finally:
             os.close(fd)
 
+    def check_writable(self) -> None:
+        """Raise StartupError now if ``record`` could not update the file later:
+        it replaces the file (write a new one, rename) under FILE.lock."""
+        directory = self.path.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent    # record() creates the missing directories
+        lock = Path(str(self.path) + ".lock")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StartupError(f"-u cannot update {self.path}: {directory} is not writable")
+        if lock.exists() and not os.access(lock, os.R_OK | os.W_OK):
+            raise StartupError(f"-u cannot update {self.path}: {lock} is not writable")
+        if self.path.exists() and not os.access(self.path, os.R_OK):
+            raise StartupError(f"-u cannot update {self.path}: it is not readable")
+
     def _read_unlocked(self) -> list[DumpDate]:
         try:
             text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
@@ -157,18 +171,22 @@ class DumpDates:
 
 
 def history_lines(entries: list[DumpDate], now: int, *, only_needed: bool) -> list[str]:
-    """-W / -w: the last dump of each tree; '>' marks those not dumped for a day."""
+    """-W / -w in stock dump's layout: a header, then the last dump of each tree;
+    '>' (-W only) marks those not dumped for a day, the only ones -w lists."""
     latest: dict[str, DumpDate] = {}
     for d in entries:
         cur = latest.get(d.name)
         if cur is None or d.date > cur.date or (d.date == cur.date and d.level < cur.level):
             latest[d.name] = d
-    lines = []
+    lines = ["Dump these file systems:" if only_needed
+             else "Last dump(s) done (Dump '>' file systems):"]
     for name in sorted(latest):
         d = latest[name]
         due = now - d.date > 24 * 3600
         if only_needed and not due:
             continue
-        mark = ">" if due else " "
-        lines.append(f"{mark} {name}\tLast dump: Level {d.level}, Date {time.ctime(d.date)}")
+        mark = ">" if due and not only_needed else " "
+        # stock: "%c %8s\t(%6s) Last dump: Level %c, Date %s" (the mount point is fstab's)
+        lines.append(f"{mark} {name:>8}\t({'':>6}) Last dump: Level {d.level},"
+                     f" Date {time.ctime(d.date)}")
     return lines

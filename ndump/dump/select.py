@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 
 from ndump.format.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, ROOTINO
 from ndump.format.inode import NODUMP_FL
-from ndump.fsmeta import get_flags, nodump_attribute
+from ndump.fsmeta import Statx, get_flags
 from ndump.dump.inomap import InodeMap, foreign_key
+from ndump.dump.treefd import FILE_FLAGS, TreeFds
+from ndump.errors import reason
 from ndump.report import Reporter
 
 _DTYPES = {stat.S_IFDIR: DT_DIR, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
            stat.S_IFCHR: DT_CHR, stat.S_IFBLK: DT_BLK, stat.S_IFIFO: DT_FIFO}
 ROOT_KEY = 0           # the dumped directory, whatever its inode number (no inode is 0)
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @dataclass(slots=True)
@@ -42,6 +43,9 @@ class DirNode:
     changed: bool = True
     foreign: bool = False         # a mount point: dumped empty
     dumped: bool = False
+    links: bool = False           # holds another name of a selected hard-linked file
+    unreadable: bool = False      # Pass I could not list it (reported there)
+    lost: bool = False            # gone when Pass III or IV came to it (reported once)
 
 
 @dataclass
@@ -78,51 +82,56 @@ class Walk:
 
     def run(self) -> Selection:
         self.dev = os.lstat(self.root).st_dev
+        self._statx = Statx()
         sel = Selection([DirNode(b"", 0)])
         self._dir_index = {ROOT_KEY: 0}
         self._linked: set[int] = set()
         honor = self.level >= self.honor_level
         stack = [0]
-        while stack:
-            di = stack.pop()
-            node = sel.dirs[di]
-            if not node.foreign:
-                self._scan(di, node, sel, stack, honor)
+        with TreeFds(self.root) as fds:
+            while stack:
+                di = stack.pop()
+                node = sel.dirs[di]
+                if not node.foreign:
+                    self._scan(fds, di, node, sel, stack, honor)
         self._number(sel)
         self._mark_dirs(sel)
         return sel
 
     # -- Pass I --------------------------------------------------------------
-    def _scan(self, di: int, node: DirNode, sel: Selection, stack: list[int], honor: bool) -> None:
-        path = self.root + b"/" + node.relpath if node.relpath else self.root
+    def _scan(self, fds: TreeFds, di: int, node: DirNode, sel: Selection, stack: list[int],
+              honor: bool) -> None:
         try:
-            with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            dfd = fds.open(node.relpath)
+            # names of a directory descriptor come as str (surrogateescape): back to bytes
+            names = sorted(map(os.fsencode, os.listdir(dfd)))
         except OSError as e:
-            self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {(e.strerror or str(e)).lower()}")
+            node.unreadable = True
+            self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {reason(e)}")
             return
         prefix = node.relpath + b"/" if node.relpath else b""
-        for entry in entries:
+        lstat = os.lstat
+        for name in names:
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = lstat(name, dir_fd=dfd)
             except FileNotFoundError:
                 continue
             except OSError as e:
-                self.reporter.file_problem(show_path(prefix + entry.name), (e.strerror or str(e)).lower())
+                self.reporter.file_problem(show_path(prefix + name), reason(e))
                 continue
-            if self._excluded(prefix + entry.name, entry, st, honor):
+            if self._excluded(prefix + name, dfd, name, st, honor):
                 continue
-            self._visit(di, node, entry.name, prefix + entry.name, st, sel, stack)
+            self._visit(di, node, name, prefix + name, st, sel, stack)
 
-    def _excluded(self, relpath: bytes, entry, st: os.stat_result, honor: bool) -> bool:
+    def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool) -> bool:
         if stat.S_ISSOCK(st.st_mode):
             self.reporter.verbose(f"{show_path(relpath)}: socket not dumped")
             return True
-        if self.excludes and _matches(self.excludes, entry.name, relpath):
+        if self.excludes and _matches(self.excludes, name, relpath):
             self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
         if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
-                and st.st_dev == self.dev and _nodump(entry.path):
+                and st.st_dev == self.dev and _nodump(self._statx, dfd, name):
             self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
             return True
         return False
@@ -158,6 +167,9 @@ class Walk:
         if st.st_nlink > 1:
             if key in self._linked:                  # another name of a hard link
                 node.chosen.append(0)
+                # classic dump marks the parents of every name of a dumped inode:
+                # restore -r must see this name too, or it keeps the old file here
+                node.links |= changed
                 return
             self._linked.add(key)
         node.chosen.append(1 if changed else 0)
@@ -190,7 +202,7 @@ class Walk:
         """Pass II: a directory goes in when it changed or leads to something that did."""
         dirs = sel.dirs
         for di, d in enumerate(dirs):
-            if d.changed or any(d.chosen):
+            if d.changed or d.links or any(d.chosen):
                 _mark_up(dirs, di)
         for d in dirs:
             if d.dumped:
@@ -215,12 +227,12 @@ def _matches(patterns: tuple[str, ...], name: bytes, relpath: bytes) -> bool:
                or fnmatch.fnmatchcase("/" + srel, p) for p in patterns)
 
 
-def _nodump(path: bytes) -> bool:
-    known = nodump_attribute(path)
+def _nodump(statx: Statx, dfd: int, name: bytes) -> bool:
+    known = statx.nodump_attribute(name, dir_fd=dfd)
     if known is not None:
         return known
     try:
-        fd = os.open(path, _OPEN)
+        fd = os.open(name, FILE_FLAGS, dir_fd=dfd)
     except OSError:
         return False
     try:

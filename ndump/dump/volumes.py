@@ -25,25 +25,30 @@ from ndump.media import EndOfMedia
 
 _BATCH = 1 << 20           # bytes gathered before records are written
 _INFLIGHT = 4              # compressed batches queued ahead of the writer
+VOLUME_SIZE_REACHED = "volume size reached"
 
 
 class VolumeWriter:
     def __init__(self, open_volume: Callable[[int], object], ntrec: int, *,
                  algorithm: int | None = None, level: int = 2,
                  capacities: list[int] | None = None,
-                 change_volume: Callable[[int], None] | None = None,
-                 on_volume: Callable[[int, int], None] | None = None):
+                 change_volume: Callable[[int, str], None] | None = None,
+                 on_volume: Callable[[int, int], None] | None = None,
+                 volume_header: Callable[[int, int, int, int], bytes] | None = None):
+        """``open_volume(n)`` opens volume n (n > 1; volume 1 is given to
+        ``start``); ``volume_header(volume, count, ino, tapea)`` packs the TS_TAPE
+        of a later volume; without it an end of medium ends the dump."""
         self.open_volume = open_volume
         self.ntrec = ntrec
         self.record = ntrec * TP_BSIZE
         self.algorithm = algorithm
         self.level = level
         self.capacities = capacities or []
-        self.change_volume = change_volume or (lambda v: None)
+        self.change_volume = change_volume or (lambda v, why: None)
         self.on_volume = on_volume or (lambda v, ino: None)
-        self.fmt = None                       # the FormatWriter, for volume headers
+        self.volume_header = volume_header
         self.volume = 1
-        self.output = open_volume(1)
+        self.output = None
         self._buf = bytearray()               # bytes not yet on the medium
         self._front = 0                       # leading bytes of _buf that are a new TS_TAPE
         self._base = 0                        # stream offset of _buf[_front]
@@ -57,6 +62,23 @@ class VolumeWriter:
         self.bytes_out = 0
         self.volumes = 1
         self._pool = ThreadPoolExecutor(2) if algorithm is not None else None
+
+    def start(self, output) -> None:
+        """Begin volume 1 on an output already opened (and so checked)."""
+        self.output = output
+
+    def abort(self) -> None:
+        """Stop after a failure: drop what is pending, close the medium."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._inflight.clear()
+        self._buf.clear()
+        if self.output is not None:
+            output, self.output = self.output, None
+            try:
+                output.close()
+            except Exception:
+                pass                          # the failure being reported matters more
 
     # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
@@ -89,7 +111,8 @@ class VolumeWriter:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
-        self.output.close()
+        output, self.output = self.output, None
+        output.close()
 
     def _pad_tail(self) -> None:
         """A volume change after the TS_END padding leaves the last volume one
@@ -122,7 +145,7 @@ class VolumeWriter:
             room = self._room()
             if room is not None:
                 if room <= 0 and self._buf:
-                    self._next_volume("volume size reached")
+                    self._next_volume(VOLUME_SIZE_REACHED)
                     continue
                 n = min(n, room)
             if not n:
@@ -159,13 +182,16 @@ class VolumeWriter:
         for _ in range(n):
             try:
                 self._write_span(self.record)
-            except EndOfMedia:
+            except EndOfMedia as e:
                 self.output.truncate_to(self._vol_bytes)
                 if self._vol_records == 0:
-                    raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"
-                                     " a single record") from None
+                    raise self._no_room(e) from None
                 raise
             self._consumed(self.record)
+
+    def _no_room(self, e: EndOfMedia) -> MediaError:
+        return MediaError(f"{e} (the medium or filesystem is full): volume {self.volume}"
+                          f" ({self.output.name}) cannot hold a single record")
 
     def _submit(self) -> None:
         """Queue whole records for compression; write what is ready."""
@@ -176,7 +202,7 @@ class VolumeWriter:
                 room -= (self._submitted // self.record)
                 if room <= 0 and len(self._buf) > self._submitted:
                     self._drain()
-                    self._next_volume("volume size reached")
+                    self._next_volume(VOLUME_SIZE_REACHED)
                     continue
                 avail = min(avail, room)
             if not avail:
@@ -202,11 +228,10 @@ class VolumeWriter:
         for rec in packed:
             try:
                 self.output.write(rec)
-            except EndOfMedia:
+            except EndOfMedia as e:
                 self.output.truncate_to(self._vol_bytes)
                 if self._vol_records == 0:
-                    raise MediaError(f"volume {self.volume} ({self.output.name}) cannot hold"
-                                     " a single record") from None
+                    raise self._no_room(e) from None
                 for f, _ in self._inflight:
                     f.cancel()
                 self._inflight.clear()
@@ -249,16 +274,15 @@ class VolumeWriter:
         return 0, ino
 
     def _next_volume(self, why: str) -> None:
-        if self.fmt is None:
+        if self.volume_header is None:
             raise EndOfMedia(why)
         owed, ino = self._owed()
         self.output.close()
         self.volume += 1
         self.volumes = self.volume
-        self.change_volume(self.volume)
+        self.change_volume(self.volume, why)
         self.output = self.open_volume(self.volume)
-        self.fmt.start_volume(self.volume, self.total_blocks)
-        tape = self.fmt.volume_header(count=owed, ino=ino, tapea=self.total_blocks, consume=False)
+        tape = self.volume_header(self.volume, owed, ino, self.total_blocks)
         if self._front:                       # a TS_TAPE that never reached the medium
             del self._buf[:self._front]
         self._buf[:0] = tape

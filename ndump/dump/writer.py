@@ -11,34 +11,36 @@ import errno
 import os
 import stat
 
-from ndump.format import FormatWriter, Inode, pack_dir, pack_ea_records, symlink_payload
+from ndump.format import (
+    FormatWriter, Inode, make_inode, pack_dir, pack_ea_records, symlink_payload,
+)
 from ndump.format.extattr import pack_big_ea_record
 from ndump.format.constants import (
     DT_DIR, DT_REG, EXT_NDUMP_XATTR, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
-from ndump.format.header import _new_inode as new_inode
-from ndump.fsmeta import birth_time, get_flags, get_xattrs
+from ndump.fsmeta import Statx, get_flags, get_xattrs
+from ndump.errors import reason
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
 from ndump.dump.select import ROOT_KEY, DirNode, Selection, show_path
+from ndump.dump.treefd import FILE_FLAGS, TreeFds, proc_path
 
 CHUNK = TP_NINDIR * TP_BSIZE          # bytes described by one header
 _NS = 1_000_000_000
 ALL = b"\x01" * TP_NINDIR
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _why_not(e: OSError) -> str:
-    if e.errno == errno.ENOENT:
-        return "vanished during the dump, not dumped"
-    return f"not dumped: {(e.strerror or str(e)).lower()}"
+class _ReadFailed(Exception):
+    """A file's data could not be read after its header went out."""
+
+    def __init__(self, err: OSError):
+        super().__init__(err.strerror)
+        self.err = err
 
 
 class TreeWriter:
     def __init__(self, root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
                  reporter: Reporter, *, checksums: bool = True, progress=None):
-        self.root = root
         self.sel = sel
         self.map = inomap.map
         self.fmt = fmt
@@ -47,38 +49,58 @@ class TreeWriter:
         self.progress = progress or (lambda n: None)
         self.bytes_done = 0
         self._noatime = os.O_NOATIME
+        self._birth_time = Statx().birth_time
+        self.fds = TreeFds(root)
+
+    def close(self) -> None:
+        self.fds.close()
 
     # -- helpers -----------------------------------------------------------
-    def _path(self, relpath: bytes) -> bytes:
-        return self.root + b"/" + relpath if relpath else self.root
-
-    def _open(self, path: bytes, dir_fd: int | None = None) -> int:
-        if dir_fd is not None and dir_fd < 0:
-            dir_fd = None
+    def _open(self, name: bytes, dir_fd: int) -> int:
         try:
-            return os.open(path, _OPEN_FLAGS | self._noatime, dir_fd=dir_fd)
+            return os.open(name, FILE_FLAGS | self._noatime, dir_fd=dir_fd)
         except PermissionError:
             if not self._noatime:
                 raise
             self._noatime = 0                 # O_NOATIME needs ownership; do without
-            return os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+            return os.open(name, FILE_FLAGS, dir_fd=dir_fd)
 
-    def _inode(self, st: os.stat_result, fd: int | None, path: bytes | None, size: int | None = None,
-               flags: int = 0) -> Inode:
-        birth = birth_time(fd=fd) if fd is not None else birth_time(path=path)
+    def _open_dir(self, node: DirNode) -> int:
+        """The directory of a node, checked to be the one Pass I listed; raises
+        OSError (ENOENT when it was renamed, removed or replaced since)."""
+        fd = self.fds.open(node.relpath)
+        if not node.foreign and node.key != ROOT_KEY and os.fstat(fd).st_ino != node.key:
+            raise FileNotFoundError(errno.ENOENT, "replaced during the dump")
+        return fd
+
+    def _not_dumped(self, show: str, e: OSError) -> None:
+        if e.errno == errno.ENOENT:
+            # a temporary file on a live tree: nothing is lost
+            self.rep.info(f"{show}: vanished during the dump")
+        else:
+            self.rep.file_problem(show, f"not dumped: {reason(e)}")
+
+    def _inode(self, st: os.stat_result, fd: int | None, name: bytes | None = None,
+               dir_fd: int = -100, size: int | None = None, flags: int = 0) -> Inode:
+        birth = (self._birth_time(fd=fd) if fd is not None
+                 else self._birth_time(path=name, dir_fd=dir_fd))
         a, m, c = divmod(st.st_atime_ns, _NS), divmod(st.st_mtime_ns, _NS), divmod(st.st_ctime_ns, _NS)
-        # new_inode skips the frozen dataclass __init__, a third of the per-file cost
-        return new_inode(mode=st.st_mode, nlink=st.st_nlink,
-                         size=st.st_size if size is None else size, uid=st.st_uid, gid=st.st_gid,
-                         atime=a[0], atime_ns=a[1], mtime=m[0], mtime_ns=m[1], ctime=c[0],
-                         ctime_ns=c[1], rdev=st.st_rdev, flags=flags, blocks=st.st_blocks, gen=0,
-                         birth=birth)
+        # make_inode skips the frozen dataclass __init__, a third of the per-file cost
+        return make_inode(mode=st.st_mode, nlink=st.st_nlink,
+                          size=st.st_size if size is None else size, uid=st.st_uid, gid=st.st_gid,
+                          atime=a[0], atime_ns=a[1], mtime=m[0], mtime_ns=m[1], ctime=c[0],
+                          ctime_ns=c[1], rdev=st.st_rdev, flags=flags, blocks=st.st_blocks, gen=0,
+                          birth=birth)
 
     def _xattrs(self, ino: int, inode: Inode, target, show: str, single: bool) -> None:
         try:
             attrs = get_xattrs(target)
         except OSError as e:
-            self.rep.file_problem(show, f"cannot read extended attributes: {(e.strerror or str(e)).lower()}")
+            why = reason(e)
+            if e.errno == errno.E2BIG:
+                why = ("their names are over the 64 KiB the kernel lists (E2BIG);"
+                       " none of them dumped")
+            self.rep.file_problem(show, f"cannot read extended attributes: {why}")
             return
         if not attrs:
             return
@@ -109,59 +131,67 @@ class TreeWriter:
 
     def _dump_dir(self, dino: int, node: DirNode) -> None:
         m = self.map
+        show = show_path(node.relpath)
         parent = ROOTINO if node.key == ROOT_KEY else m[self.sel.dirs[node.parent].key]
         entries = [(dino, DT_DIR, b"."), (parent, DT_DIR, b"..")]
         entries += [(m[k], dt, name) for name, k, dt in zip(node.names, node.keys, node.dtypes)]
         data = pack_dir(entries)
         if len(data) > MAX_DIR_SIZE:
-            self.rep.file_problem(show_path(node.relpath), "directory too large for the dump format")
+            self.rep.file_problem(show, "directory too large for the dump format")
             data = pack_dir(entries[:2])
-        path = self._path(node.relpath)
         fd = None
         try:
-            fd = self._open(path)
+            fd = self._open_dir(node)
             st = os.fstat(fd)
             flags = get_flags(fd)
         except OSError as e:
-            if not node.foreign:
-                self.rep.file_problem(show_path(node.relpath), f"cannot read directory: {(e.strerror or str(e)).lower()}")
-            try:
-                st = os.lstat(path)
-            except OSError:
-                st = os.lstat(self.root)
+            fd = None
+            st = self._lost_dir(node, e)
             flags = 0
-        try:
-            inode = self._inode(st, fd, None, size=len(data), flags=flags)
-            for i in range(0, len(data), TP_BSIZE):
-                self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE],
-                                     crc=self.checksums)
-            if fd is not None and not node.foreign:
-                self._xattrs(dino, inode, fd, show_path(node.relpath), single=True)
-        finally:
-            if fd is not None:
-                os.close(fd)
+        inode = self._inode(st, fd, size=len(data), flags=flags)
+        for i in range(0, len(data), TP_BSIZE):
+            self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE],
+                                 crc=self.checksums)
+        if fd is not None and not node.foreign:
+            self._xattrs(dino, inode, fd, show, single=True)
+
+    def _lost_dir(self, node: DirNode, e: OSError) -> os.stat_result:
+        """Report a directory that cannot be opened (once), and the attributes to
+        write for it: its own where they can still be had, else the root's."""
+        if not (node.foreign or node.unreadable or node.lost):
+            node.lost = True
+            show = show_path(node.relpath)
+            if e.errno == errno.ENOENT:
+                self.rep.file_problem(show, "directory renamed or removed during the dump;"
+                                            " the files under it are not dumped")
+            else:
+                self.rep.file_problem(show, f"cannot read directory: {reason(e)}")
+        if node.key != ROOT_KEY:
+            parent = self.sel.dirs[node.parent]
+            try:
+                return os.lstat(node.relpath.rpartition(b"/")[2], dir_fd=self.fds.open(parent.relpath))
+            except OSError:
+                pass
+        return os.fstat(self.fds.root_fd)
 
     # -- Pass IV/V ---------------------------------------------------------
     def dump_files(self) -> None:
         cur_dir = None
         dfd = -1
-        try:
-            for dino, node, i in self.sel.file_entries():
-                if node is not cur_dir:
-                    if dfd >= 0:
-                        os.close(dfd)
-                        dfd = -1
-                    cur_dir = node
-                    try:
-                        dfd = os.open(self._path(node.relpath), _DIR_FLAGS)
-                    except OSError:
-                        dfd = -1              # each file then reports its own problem
-                name = node.names[i]
-                rel = node.relpath + b"/" + name if node.relpath else name
-                self._dump_file(dino, dfd, name, rel, node.dtypes[i])
-        finally:
-            if dfd >= 0:
-                os.close(dfd)
+        for dino, node, i in self.sel.file_entries():
+            if node is not cur_dir:
+                cur_dir = node
+                try:
+                    dfd = self._open_dir(node)
+                except OSError as e:
+                    dfd = -1
+                    self._lost_dir(node, e)
+            name = node.names[i]
+            rel = node.relpath + b"/" + name if node.relpath else name
+            if dfd < 0:
+                self.rep.info(f"{show_path(rel)}: vanished during the dump")
+                continue
+            self._dump_file(dino, dfd, name, rel, node.dtypes[i])
 
     def _dump_file(self, dino: int, dfd: int, name: bytes, relpath: bytes, dtype: int) -> None:
         show = show_path(relpath)
@@ -169,59 +199,75 @@ class TreeWriter:
             try:
                 fd = self._open(name, dfd)
             except OSError as e:
-                if e.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-                    self.rep.file_problem(show, _why_not(e))
+                if e.errno not in (errno.ELOOP, errno.ENXIO):   # no longer a file: look again
+                    self._not_dumped(show, e)
                     return
             else:
-                self._dump_regular(dino, fd, show)
+                self._dump_open(dino, fd, show)
                 return
-        path = self._path(relpath)
         try:
-            st = os.lstat(path)
+            st = os.lstat(name, dir_fd=dfd)
         except OSError as e:
-            self.rep.file_problem(show, _why_not(e))
+            self._not_dumped(show, e)
             return
         fmt = stat.S_IFMT(st.st_mode)
         if fmt == stat.S_IFREG:
             try:
-                fd = self._open(path)
+                fd = self._open(name, dfd)
             except OSError as e:
-                self.rep.file_problem(show, _why_not(e))
+                self._not_dumped(show, e)
                 return
-            self._dump_regular(dino, fd, show)
+            self._dump_open(dino, fd, show)
         elif fmt == stat.S_IFLNK:
-            self._dump_symlink(dino, path, st, show)
+            self._dump_symlink(dino, dfd, name, st, show)
         elif fmt in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
-            inode = self._inode(st, None, path, size=0)
+            inode = self._inode(st, None, name, dfd, size=0)
             self.fmt.write_chunk(dino, inode, True, b"", b"")
-            self._xattrs(dino, inode, path, show, single=False)
+            self._xattrs(dino, inode, proc_path(dfd, name), show, single=False)
         else:
-            self.rep.file_problem(show, "changed type during the dump, not dumped")
+            self._replaced(show, fmt)
 
-    def _dump_symlink(self, dino: int, path: bytes, st: os.stat_result, show: str) -> None:
+    def _replaced(self, show: str, fmt: int) -> None:
+        # the file this name held is gone (nothing lost); what replaced it was made
+        # after this dump's date, so the next dump holds it
+        what = "a directory" if fmt == stat.S_IFDIR else "a socket" if fmt == stat.S_IFSOCK \
+            else "another kind of file"
+        self.rep.info(f"{show}: replaced by {what} during the dump; not dumped")
+
+    def _dump_symlink(self, dino: int, dfd: int, name: bytes, st: os.stat_result, show: str) -> None:
         try:
-            target = os.readlink(path)
+            target = os.readlink(name, dir_fd=dfd)
         except OSError as e:
-            self.rep.file_problem(show, f"not dumped: {(e.strerror or str(e)).lower()}")
+            self._not_dumped(show, e)
             return
         if len(target) > MAX_SYMLINK:
             self.rep.file_problem(show, "symbolic link target too long for the dump format")
             return
-        inode = self._inode(st, None, path, size=len(target))
+        inode = self._inode(st, None, name, dfd, size=len(target))
         payload = symlink_payload(target)
         self.fmt.write_chunk(dino, inode, True, b"\x01" * (len(payload) // TP_BSIZE), payload,
                              crc=self.checksums)
-        self._xattrs(dino, inode, path, show, single=False)
+        self._xattrs(dino, inode, proc_path(dfd, name), show, single=False)
 
-    def _dump_regular(self, dino: int, fd: int, show: str) -> None:
+    def _dump_open(self, dino: int, fd: int, show: str) -> None:
+        """An open name of a regular file: dump it if it still is one."""
         try:
-            st = os.fstat(fd)
-            inode = self._inode(st, fd, None, flags=get_flags(fd))
-            self._write_data(dino, inode, fd, st, show)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    self._replaced(show, stat.S_IFMT(st.st_mode))
+                    return
+                inode = self._inode(st, fd, flags=get_flags(fd))
+            except OSError as e:
+                self.rep.file_problem(show, f"not dumped: {reason(e)}")
+                return
+            try:
+                self._write_data(dino, inode, fd, st, show)
+            except _ReadFailed as e:
+                # the header is out already: the file is on the medium, but damaged
+                self.rep.file_problem(show, f"read error, data incomplete: {reason(e.err)}")
+                return
             self._xattrs(dino, inode, fd, show, single=False)
-        except OSError as e:
-            # the header is out already: the file is on the medium, but damaged
-            self.rep.file_problem(show, f"read error, data incomplete: {(e.strerror or str(e)).lower()}")
         finally:
             os.close(fd)
 
@@ -230,19 +276,37 @@ class TreeWriter:
         if size == 0:
             self.fmt.write_chunk(dino, inode, True, b"", b"")
             return
-        extents = _data_extents(fd, size) if st.st_blocks * 512 < size else None
+        try:
+            extents = _data_extents(fd, size) if st.st_blocks * 512 < size else None
+        except OSError as e:
+            raise _ReadFailed(e) from None
         first = True
         short = False
         for start in range(0, size, CHUNK):
             pieces = min(TP_NINDIR, (size - start + TP_BSIZE - 1) // TP_BSIZE)
-            addr, data, got_short = _read_chunk(fd, start, pieces, size, extents)
+            try:
+                addr, data, got_short = _read_chunk(fd, start, pieces, size, extents)
+            except OSError as e:
+                raise _ReadFailed(e) from None
             short |= got_short
             self.fmt.write_chunk(dino, inode, first, addr, data, crc=self.checksums)
             first = False
-            self.bytes_done += len(data)
+            self.bytes_done += min(len(data), size - start)     # not the padding
             self.progress(self.bytes_done)
         if short:
             self.rep.warning(f"{show}: file shrank during the dump; the missing end was written as zeros")
+        else:
+            _changed_while_read(self.rep, fd, st, show)
+
+
+def _changed_while_read(rep: Reporter, fd: int, before: os.stat_result, show: str) -> None:
+    try:
+        after = os.fstat(fd)
+    except OSError:
+        return
+    if after.st_mtime_ns != before.st_mtime_ns or after.st_size != before.st_size:
+        rep.warning(f"{show}: changed while it was being dumped; its copy in the dump may"
+                    " mix old and new contents")
 
 
 def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:

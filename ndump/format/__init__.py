@@ -7,11 +7,11 @@ from ndump.format.extattr import (
 )
 from ndump.format.header import (
     BadChecksumError, BadMagicError, BadTypeError, Header, HeaderError, Totals, checksum_ok,
-    detect_order, is_header, pack_header, unpack_header,
+    detect_order, is_header, make_inode, pack_header, unpack_header,
 )
-from ndump.format.inode import Inode, NODUMP_FL, EXT4_INTERNAL_FLAGS, symlink_payload
+from ndump.format.inode import Inode, NODUMP_FL, symlink_payload
 from ndump.format.records import (
-    ALGORITHMS, BlockSource, RecordError, RecordPacker, compress_record, zstd_available,
+    ALGORITHMS, BlockSource, RecordError, compress_record, zstd_available,
 )
 from ndump.format.stream import (
     DumpFormatError, DumpIdent, FormatReader, FormatWriter, Hole, InodeRecord, NotADumpError,
@@ -22,8 +22,8 @@ __all__ = [
     "DirEntry", "dirsiz", "pack_dir", "unpack_dir", "ACL_ACCESS", "ACL_DEFAULT", "ExtAttrError",
     "acl_from_disk", "acl_to_disk", "pack_ea_records", "unpack_ea_record", "BadChecksumError",
     "BadMagicError", "BadTypeError", "Header", "HeaderError", "Totals", "checksum_ok",
-    "detect_order", "is_header", "pack_header", "unpack_header", "Inode", "NODUMP_FL",
-    "EXT4_INTERNAL_FLAGS", "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
-    "RecordPacker", "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",
+    "detect_order", "is_header", "make_inode", "pack_header", "unpack_header", "Inode", "NODUMP_FL",
+    "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
+    "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",
     "FormatReader", "FormatWriter", "Hole", "InodeRecord", "NotADumpError", "TruncatedError",
 ]

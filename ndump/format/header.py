@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from ndump.errors import NdumpError
 from ndump.format.constants import (
@@ -126,9 +126,6 @@ class Header:
             n = max(0, min(self.count, 512))
             return n - self.addr[:n].count(0)
         return max(0, self.count)
-
-    def with_(self, **changes) -> "Header":
-        return replace(self, **changes)
 
     def pack(self) -> bytes:
         return pack_header(self)
@@ -325,6 +322,11 @@ def _fast_constructor(cls):
 
 _new_inode = _fast_constructor(Inode)
 _new_header = _fast_constructor(Header)
+# make_inode(mode=, nlink=, size=, uid=, gid=, atime=, atime_ns=, mtime=, mtime_ns=,
+# ctime=, ctime_ns=, rdev=, flags=, blocks=, gen=, birth=) -> Inode: every field by
+# keyword, none checked, without the frozen dataclass __init__ (the dump writer
+# builds one per file; Inode(...) costs a third more of the per-file time)
+make_inode = _new_inode
 
 
 # --------------------------------------------------------------------------

@@ -6,15 +6,10 @@ time travel in the ndump extension of c_spare (see header.py).
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from ndump.format.constants import S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 
-# ext4-internal i_flags bits that must never be set again (FORMAT §3, "Flags")
-EXT4_INTERNAL_FLAGS = (0x00001000 | 0x00040000 | 0x00080000 | 0x00200000 | 0x10000000
-                       | 0x00000400 | 0x00002000 | 0x00004000 | 0x00400000 | 0x01000000
-                       | 0x02000000 | 0x40000000 | 0x80000000)
 NODUMP_FL = 0x00000040
 
 
@@ -93,8 +88,8 @@ def _makedev(major: int, minor: int) -> int:
 def split_seconds(sec: int) -> tuple[int, int]:
     """64-bit seconds -> (signed low 32 bits for the classic field, high part).
 
-    join_seconds(low, 0) is what a reader without the extension sees, so the
-    high part is zero for every date between 1901 and 2038.
+    A reader without the extension sees the low part alone, so the high part
+    is zero for every date between 1901 and 2038.
     """
     low = sec & 0xFFFFFFFF
     if low >= 0x80000000:
@@ -102,14 +97,8 @@ def split_seconds(sec: int) -> tuple[int, int]:
     return low, (sec - low) >> 32
 
 
-def join_seconds(low: int, high: int) -> int:
-    return (high << 32) + low
-
-
 def symlink_payload(target: bytes) -> bytes:
     """Symlink data as stock restore wants it: target, NUL, zero padding."""
     data = target + b"\0"
     return data + bytes(-len(data) % 1024)
 
-
-DB_STRUCT = struct.Struct("<12i")

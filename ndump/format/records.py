@@ -1,10 +1,10 @@
 """Tape blocks <-> records, and Linux dump's compressed record framing (FORMAT.md §1.2, §8).
 
-``RecordPacker`` turns the logical block stream into the physical records of one
-volume: the first record raw, every later one as a 4-byte prefix plus payload
-when compressing.  ``BlockSource`` does the reverse for a reader and serves
-1024-byte blocks from a byte source.  Both are pure: they see only bytes and a
-``read(n)`` callable.
+``compress_record`` frames one record as a 4-byte prefix plus payload; a
+compressed volume has its first record raw and every later one framed (the dump
+writer, ndump/dump/volumes.py, does that).  ``BlockSource`` does the reverse for a
+reader and serves 1024-byte blocks from a byte source.  Both are pure: they see
+only bytes and a ``read(n)`` callable.
 """
 from __future__ import annotations
 
@@ -267,23 +267,3 @@ class BlockSource:
         self._pos += len(out)
         self.blocks_served += len(out) // TP_BSIZE
         return out
-
-
-class RecordPacker:
-    """Logical blocks of one volume -> physical records (FORMAT §1.2, §8.1)."""
-
-    def __init__(self, ntrec: int, algorithm: int | None = None, level: int = 2):
-        self.record_size = ntrec * TP_BSIZE
-        self.algorithm = algorithm
-        self.level = level
-        self.first = True
-
-    def new_volume(self) -> None:
-        self.first = True
-
-    def pack(self, record: bytes) -> bytes:
-        """One full record -> the bytes to write (raw or prefixed)."""
-        if self.algorithm is None or self.first:
-            self.first = False
-            return record
-        return compress_record(record, self.algorithm, self.level)

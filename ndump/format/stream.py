@@ -47,6 +47,10 @@ class BlockSink(Protocol):
     def put(self, header: bytes, data: bytes | memoryview | None, ino: int, nblocks: int) -> None:
         """One header and the ``nblocks`` data blocks that follow it."""
 
+    def pad_blocks(self) -> int:
+        """TS_END blocks that fill the current record (at least one): only the
+        sink knows where its volume's records begin."""
+
 
 class FormatWriter:
     """Writes one dump's blocks, in the order FORMAT §4.1 requires."""
@@ -148,10 +152,7 @@ class FormatWriter:
 
     def write_end(self, maxino: int) -> None:
         """TS_END headers up to the end of the current record (FORMAT §4.8)."""
-        ntrec = self.ident.ntrec
-        pad = getattr(self.sink, "pad_blocks", None)
-        count = pad() if pad else ntrec - (self.tapea - self.firstrec) % ntrec
-        for _ in range(count):
+        for _ in range(self.sink.pad_blocks()):
             self._put(self._header(TS_END, maxino, Inode(), 0, bytes(512)), None, maxino, 0)
 
 

@@ -96,8 +96,6 @@ class RemoteDrive:
         except BrokenPipeError:
             raise self._lost() from None
         except OSError as e:
-            if isinstance(e, (MediaError,)):
-                raise
             raise MediaError((e.strerror or str(e)).lower()) from None
 
     def write_record(self, data) -> int:

@@ -105,6 +105,7 @@ class _Run:
         self.out = out
         self.aborted: str | None = None
         self._total: int | None = None
+        self._scale = 1.0
 
     def dispatch(self) -> Outcome:
         self._start()
@@ -321,7 +322,7 @@ class _Run:
 
         self.r.verbose(f"extracting with {len(cuts) + 1} processes")
         aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor,
-                               started=lambda: self._progress_start(cuts[0] * 1024))
+                               started=lambda: self._progress_start(part=cuts[0] * 1024))
         if aborted:
             self.aborted = f"{aborted}; aborting"
 
@@ -343,15 +344,19 @@ class _Run:
                     self.r.file_problem(e.spath(), f"(inode {ino}) {why}")
 
     # -- progress ----------------------------------------------------------------
-    def _progress_start(self, total: int | None = None) -> None:
+    def _progress_start(self, part: int | None = None) -> None:
+        """``part``: with workers, the bytes this process reads; its progress,
+        scaled, stands for the whole image's."""
         totals = self.dump.tape.totals
-        self._total = total or self.dump.input_size() or (totals.blocks * 1024 if totals else None)
+        self._total = self.dump.input_size() or (totals.blocks * 1024 if totals else None)
+        self._scale = self._total / part if part and self._total else 1.0
         if self._total:
             self.r.progress_start(self._total)
 
     def _progress(self) -> None:
         if self._total:
-            self.r.progress(self.dump.bytes_read(), self.dump.reader.volume)
+            done = min(self._total, int(self.dump.bytes_read() * self._scale))
+            self.r.progress(done, self.dump.reader.volume)
 
 
 def _dumped_fs(filesys: str) -> Path | None:

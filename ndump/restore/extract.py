@@ -164,7 +164,7 @@ class Extractor:
                 self.modes[rec.ino] = rec.inode.mode
                 self._extract(rec, names)
                 done += 1
-                if not done & 15:
+                if not done & 15 or rec.inode.size >= 1 << 20:   # a big file moves the bar
                     self._progress()
             rec = reader.next_record()
 

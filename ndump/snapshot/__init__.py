@@ -177,7 +177,8 @@ def _auto(origin: str, size: str | None, settings: Settings, reporter: Reporter)
         held, root = lvm.create(origin, mount, lv, size, settings, reporter)
         return _made(origin, root, "lvm", held, settings, reporter)
     where = f"{mount.fstype} ({mount.source})" if mount.source not in ("", "none") else mount.fstype
-    reporter.warning(f"{origin} is on {where}, which cannot be snapshotted (not btrfs, not LVM):"
+    # expected on most filesystems, every night: verbose output, so cron mails stay empty
+    reporter.verbose(f"{origin} is on {where}, which cannot be snapshotted (not btrfs, not LVM):"
                      " dumping the live tree")
     if size is not None:
         reporter.warning("--snapshot-size ignored: no LVM snapshot is taken")

@@ -137,3 +137,32 @@ def test_32_level_chain_restores_exactly(tmp_path, run_ndump):
     for image in images:
         run_ndump("restore", "-r", "-f", image, "--target", out, status=0)
     assert_trees_equal(final, out)
+
+
+@pytest.mark.compat
+def test_hard_link_in_two_directories_through_a_0_1_chain(tmp_path, run_ndump, ndump_env):
+    """A changed file with names in two directories: the level 1 holds both
+    directories (classic dump marks the parents of every name), so stock and
+    ndump restore -r give one inode with the new contents under both names,
+    and both directories keep their own mtimes."""
+    src = build_tree(tmp_path / "src", {"d1/f": b"old contents\n", "d2/other": b"o"})
+    os.link(src / "d1" / "f", src / "d2" / "g")
+    for d in ("d1", "d2"):
+        os.utime(src / d, (1_600_000_000, 1_600_000_000))
+    _tick()                                   # the directories' ctime is before the level 0
+    run_ndump("dump", "-0", "-u", "-f", tmp_path / "l0", src, status=0)
+    (src / "d1" / "f").write_bytes(b"new contents, longer\n")
+    run_ndump("dump", "-1", "-u", "-f", tmp_path / "l1", src, status=0)
+    assert {"d1/f", "d2/g"} & _inodes_on(tmp_path / "l1")
+    stock = tmp_path / "stock"
+    _stock_restore_chain([tmp_path / "l0", tmp_path / "l1"], stock)
+    nd = tmp_path / "nd"
+    nd.mkdir()
+    for image in ("l0", "l1"):
+        run_ndump("restore", "-r", "-f", tmp_path / image, "--target", nd, status=0)
+    for out in (stock, nd):
+        f, g = os.stat(out / "d1" / "f"), os.stat(out / "d2" / "g")
+        assert (out / "d2" / "g").read_bytes() == b"new contents, longer\n", out
+        assert (f.st_ino, f.st_nlink) == (g.st_ino, 2), out
+        for d in ("d1", "d2"):
+            assert os.stat(out / d).st_mtime == os.stat(src / d).st_mtime, (out, d)

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from ndump.format import BlockSource, Header, RecordPacker, pack_header
+from ndump.format import BlockSource, Header, pack_header
 from ndump.format.constants import COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, DR_COMPRESSED, TS_TAPE
 from ndump.format.records import RecordError, UnsupportedCompressionError, compress_record
 
@@ -13,10 +13,9 @@ from ndump.format.records import RecordError, UnsupportedCompressionError, compr
 def _volume(ntrec, algorithm, records):
     first = pack_header(Header(type=TS_TAPE, flags=0x3 | DR_COMPRESSED, ntrec=ntrec))
     first += bytes((ntrec - 1) * 1024)
-    packer = RecordPacker(ntrec, algorithm, 6)
-    out = packer.pack(first)
+    out = first                               # the first record of a volume stays raw
     for rec in records:
-        out += packer.pack(rec)
+        out += compress_record(rec, algorithm, 6)
     return first, out
 
 

@@ -11,8 +11,12 @@ from ndump.format import (
 
 
 class Sink:
-    def __init__(self):
+    def __init__(self, ntrec=10):
         self.buf = io.BytesIO()
+        self.ntrec = ntrec
+
+    def pad_blocks(self):
+        return self.ntrec - self.buf.tell() // 1024 % self.ntrec
 
     def put(self, header, data, ino, nblocks):
         self.buf.write(header)

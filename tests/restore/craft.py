@@ -27,9 +27,13 @@ CHUNK = 512
 
 
 class _Sink:
-    def __init__(self):
+    def __init__(self, ntrec: int):
         self.buf = io.BytesIO()
         self.offsets: dict[int, list[int]] = {}
+        self.ntrec = ntrec
+
+    def pad_blocks(self) -> int:
+        return self.ntrec - self.buf.tell() // TP_BSIZE % self.ntrec
 
     def put(self, header, data, ino, nblocks):
         self.offsets.setdefault(ino, []).append(self.buf.tell())
@@ -118,7 +122,7 @@ class Craft:
 
     # -- the image ---------------------------------------------------------------------
     def build(self, *, end: bool = True) -> bytes:
-        sink = _Sink()
+        sink = _Sink(self.ident.ntrec)
         w = FormatWriter(sink, self.ident)
         inos = sorted(self.dirs) + sorted(self.files)
         maxino = max(inos) + 1

@@ -193,6 +193,7 @@ def fuzz_base(tmp_path, monkeypatch):
     assert left == [], "a restore wrote beside its places"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(int(LONG_SECONDS * 1.2) + 300)
 @pytest.mark.parametrize("strategy, body", [(mutated(), _engine), (random_stream(), _engine),
                                             (mutated(), _cli), (random_stream(), _cli)],

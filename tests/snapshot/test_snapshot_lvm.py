@@ -188,9 +188,9 @@ def test_mount_fails_and_the_snapshot_is_removed(scene, run_ndump, ndump_env):
 
 def test_dump_error_after_the_snapshot_cleans_up(scene, run_ndump, ndump_env):
     expected = scene.happy()
-    scene.out = scene.tmp / "no-such-dir" / "out.img"
+    scene.out = "/dev/full"          # opens, then refuses every write: after the snapshot
     res = scene.dump(run_ndump)
-    assert res.returncode != 0 and "cannot open" in res.stderr
+    assert res.returncode == 3 and "/dev/full: no space left on device (the medium or filesystem is full)" in res.stderr
     assert scene.fakes.calls() == expected                           # umount + lvremove ran
     assert records(ndump_env) == [] and not scene.mnt.exists()
 
