@@ -444,6 +444,8 @@ def _example_commands() -> list[tuple[str, list[str]]]:
     """(page, argv) of every ``ndump ...`` command line in the pages' examples."""
     found = []
     for page in PAGES:
+        if page.name == "amndump.8":      # its examples are Amanda configuration, not ndump commands
+            continue
         inside = False
         for line in _read(page).splitlines():
             if line.startswith((".nf", ".fi")):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ndump.errors import NdumpError
 from ndump.format.constants import (

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from ndump.format import NODUMP_FL, FormatReader, Hole, Inode, InodeRecord
-from ndump.fsmeta import get_flags, nodump_attribute
+from ndump.fsmeta import Statx, get_flags
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
 from ndump.restore.extract import Selection
@@ -232,7 +232,7 @@ def _is_socket(dfd: int, name: bytes) -> bool:
 
 def _has_nodump(dfd: int, name: bytes) -> bool:
     """Whether the name on disk carries the nodump flag (dump leaves such files out)."""
-    flag = nodump_attribute(b"/proc/self/fd/%d/%s" % (dfd, name))
+    flag = Statx().nodump_attribute(name, dir_fd=dfd)
     if flag is not None:
         return flag
     try:

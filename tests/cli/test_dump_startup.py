@@ -119,9 +119,10 @@ def test_full_output_filesystem_without_an_operator_names_file_and_enospc(tmp_pa
         proc = run_ndump("dump", "-0", "-f", small / "x.dump", src, status=3)
     finally:
         subprocess.run(["umount", str(small)], check=True)
-    last = proc.stderr.strip().splitlines()[-1]
+    *_, last, note = proc.stderr.strip().splitlines()
     assert f"{small}/x.dump: no space left on device" in last
     assert f"(the filesystem at {small} is full)" in last and "no operator to ask" in last
+    assert note == f"DUMP: the dump on {small}/x.dump is incomplete: do not restore from it"
 
 
 def test_quiet_run_on_a_plain_filesystem_prints_nothing(tmp_path, run_ndump):
@@ -192,7 +193,7 @@ def test_unreadable_directory_is_reported_once(tmp_path):
                                         str(top / "x.dump"), str(src)], env)
         assert status == 2, err
         assert [l for l in err.splitlines() if "closed" in l] == [
-            "DUMP: closed: cannot read directory: Permission denied"]
+            "DUMP: ./closed: cannot read directory: permission denied"]
         assert "DUMP IS DONE, 1 file(s) could not be dumped" in err
     finally:
         os.chmod(src / "closed", 0o755)

@@ -67,7 +67,7 @@ def test_directory_renamed_during_the_dump_run_from_another_directory(tmp_path, 
     rep = ChangingReporter({when: lambda: os.rename(src / "sub", src / "moved")})
     outcome = run_dump(DumpOptions(path=str(src), file=str(image)), _settings(tmp_path), rep)
     assert "sub/passwd: vanished during the dump" in rep.text
-    assert [p.path for p in outcome.problems] == ["sub"], rep.text
+    assert [p.path for p in outcome.problems] == ["./sub"], rep.text
     out = _restore(tmp_path, run_ndump, image, ["sub/passwd"])
     assert (out / "keep").read_bytes() == b"k"
     assert not (out / "sub" / "passwd").exists()
@@ -98,7 +98,7 @@ def test_temp_files_vanishing_are_notes_and_dumpdates_advances(tmp_path, run_ndu
     notes = [l for l in rep.text.splitlines() if l.endswith(": vanished during the dump")]
     assert len(notes) == 100, rep.text
     assert "became-a-dir: replaced by a directory during the dump; not dumped" in rep.text
-    assert "warning: big: changed while it was being dumped" in rep.text
+    assert "warning: ./big: changed while it was being dumped" in rep.text
     assert [(d.name, d.level) for d in DumpDates(settings.dumpdates).read()] == [(str(src), 0)]
     out = _restore(tmp_path, run_ndump, image,
                    [f"tmp/t{i:03d}" for i in range(100)] + ["became-a-dir"])

@@ -195,6 +195,7 @@ def test_auto_on_tmpfs_dumps_live_with_one_warning(tmp_path):
     try:
         s = Settings(run_dir=tmp_path / "run", state_dir=tmp_path / "state")
         r = reporter()
+        r.verbosity = 1                  # the line is verbose output only (cron stays silent)
         with open_snapshot(str(mnt), "auto", s, r) as snap:
             assert snap.live and snap.root == snap.origin == str(mnt) and not snap.created
         assert r.stream.getvalue() == (f"DUMP: {mnt} is on tmpfs (ndumptest), which cannot"
