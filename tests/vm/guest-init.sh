@@ -14,13 +14,14 @@ mount -t tmpfs -o size=900m tmpfs /tmp
 say() { echo "ndump-vm: [$(cut -d' ' -f1 /proc/uptime) s] $*"; }
 finish() {
     say "powering off"
+    cd /
     sync
     umount /job
     echo o > /proc/sysrq-trigger
     sleep 30
 }
 trap finish EXIT
-say "kernel $(uname -r), $(nproc) CPUs"
+say "guest-init: kernel $(uname -r), $(nproc) CPUs"
 
 /lib/systemd/systemd-udevd --daemon
 udevadm trigger --action=add
@@ -28,22 +29,34 @@ udevadm settle -t 60
 ip link set lo up
 modprobe dm-snapshot
 modprobe st
+modprobe loop
 say "udev settled"
 
-if ! pip install -q --no-index --disable-pip-version-check --find-links /opt/ndump-wheels \
+# ndump's dependencies are in the venv already (build-guest.sh): install the wheel alone
+if ! pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
         /job/wheels/ndump-*.whl >/job/out/pip.log 2>&1; then
     cat /job/out/pip.log
     say "pip install of the ndump wheel failed"
-    echo 2 >/job/out/status
     exit 0
 fi
 say "ndump installed: $(ndump --version 2>&1)"
 
+# Each line of /job/parts is NAME<TAB>PYTEST-ARGS: the parts run at the same time (the
+# guest has two CPUs), each leaving junit-NAME.xml, pytest-NAME.log and status-NAME.
+# Temporary trees go to the root filesystem (ext4: user xattrs; tmpfs has none on 6.1).
+run_part() {
+    name=$1
+    shift
+    {
+        python3 -m pytest -p no:cacheprovider -o python_files='guest_*.py' \
+            -o console_output_style=classic -v -rA --durations=0 --basetemp="/var/tmp/pytest-$name" \
+            --junitxml="/job/out/junit-$name.xml" "$@"
+        echo $? >"/job/out/status-$name"
+    } 2>&1 | tee "/job/out/pytest-$name.log" | sed -u "s/^/[$name] /"
+}
 cd /job
-eval "set -- $(cat /job/pytest-args)"
-{
-    python3 -m pytest -p no:cacheprovider -o python_files='guest_*.py' \
-        -o console_output_style=classic -v -rA --junitxml=/job/out/junit.xml tests/vm/guest "$@"
-    echo $? >/job/out/status
-} 2>&1 | tee /job/out/pytest.log
+while IFS="$(printf '\t')" read -r name args; do
+    eval "run_part $name $args" &
+done </job/parts
+wait
 say "pytest done"

@@ -149,7 +149,7 @@ class Result:
 class Run:
     workdir: Path
     results: dict[str, list[Result]] = field(default_factory=dict)   # "file.py::test" -> cases
-    junit: Path | None = None
+    junit: Path | None = None     # the directory of the guest's junit-*.xml
     seconds: float = 0.0
 
     @property
@@ -186,10 +186,11 @@ def make_job(workdir: Path, pytest_args: list[str], inject_failure: bool) -> Pat
         shutil.copy2(REPO / rel, job / rel)
     shutil.copytree(GUEST_DIR, job / "tests" / "vm" / "guest",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    args = list(pytest_args)
-    if not inject_failure:
-        args += ["--ignore", f"tests/vm/guest/{INJECTED}"]
-    (job / "pytest-args").write_text(shlex.join(args) + "\n")
+    tests = "tests/vm/guest"
+    parts = {"lvm": [f"{tests}/guest_lvm.py"],
+             "tape": [f"{tests}/guest_tape.py"] + ([f"{tests}/{INJECTED}"] if inject_failure else [])}
+    (job / "parts").write_text("".join(f"{name}\t{shlex.join(files + list(pytest_args))}\n"
+                                       for name, files in parts.items()))
     img = workdir / "job.img"
     img.unlink(missing_ok=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "ndump-job", "-d", str(job), str(img),
@@ -234,10 +235,12 @@ def read_back(job_img: Path, dest: Path) -> None:
                    check=True, capture_output=True)
 
 
-def parse_junit(path: Path) -> dict[str, list[Result]]:
-    """junit xml → {"guest_x.py::test_y": [Result per case (parametrized cases share it)]}."""
+def parse_junit(out: Path) -> dict[str, list[Result]]:
+    """The junit-*.xml files in ``out`` → {"guest_x.py::test_y": [Result per case
+    (parametrized cases share the name)]}."""
     results: dict[str, list[Result]] = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
+    cases = [c for path in sorted(out.glob("junit-*.xml")) for c in ET.parse(path).getroot().iter("testcase")]
+    for case in cases:
         module = case.get("classname", "").rsplit(".", 1)[-1]
         name = case.get("name", "").split("[", 1)[0]
         outcome, message = "passed", ""
@@ -260,8 +263,8 @@ def run(workdir: Path, *, pytest_args: list[str] = (), inject_failure: bool = Fa
     boot(guest, job_img, workdir, log)
     out = workdir / "out"
     read_back(job_img, out)
-    junit = out / "out" / "junit.xml"
-    if not junit.exists():
+    junit = out / "out"
+    if not list(junit.glob("junit-*.xml")):
         raise VMError(f"the guest wrote no test results; console: {workdir / 'console.log'}\n"
                       f"{_tail(workdir / 'console.log', 40)}")
     result = Run(workdir, parse_junit(junit), junit, time.monotonic() - t0)

@@ -9,7 +9,6 @@ root, with /dev/vdb free for LVM and the Debian packages of tests/vm/build-guest
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -70,17 +69,6 @@ def lvm(volume_group):
     lvm = Lvm()
     yield lvm
     lvm.cleanup()
-
-
-def snapshot_mounts() -> list[tuple[str, str, str]]:
-    """(device, mount point, options) of the mounts of ndump's LVM snapshots."""
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            dev, mnt, _fs, opts, *_ = line.split()
-            if "ndump_snapshot_for_backup" in dev:
-                out.append((dev, mnt, opts))
-    return out
 
 
 # --- tape -----------------------------------------------------------------------------------

@@ -13,8 +13,7 @@ import signal
 import threading
 from pathlib import Path
 
-from conftest import snapshot_mounts
-from guestlib import kill_group, sh, start_ndump, wait_for
+from guestlib import kill_group, sh, snapshot_mounts, start_ndump, wait_for
 from trees import assert_trees_equal, tree_state
 
 SNAP_LV = "ndump_snapshot_for_backup"

@@ -51,3 +51,14 @@ def wait_for(probe, what: str, timeout: float = 120, proc: subprocess.Popen | No
 def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
     os.killpg(proc.pid, sig)
     proc.wait(timeout=60)
+
+
+def snapshot_mounts() -> list[tuple[str, str, str]]:
+    """(device, mount point, options) of the mounts of ndump's LVM snapshots."""
+    out = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, mnt, _fs, opts, *_ = line.split()
+            if "ndump_snapshot_for_backup" in dev:
+                out.append((dev, mnt, opts))
+    return out
