@@ -13,7 +13,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=${PYTHON:-$(command -v python3 || command -v python || true)}
 LOG=${TMPDIR:-/tmp}/ndump-setup.log
-APT_PACKAGES=(dump acl attr btrfs-progs e2fsprogs xfsprogs lvm2 mt-st libacl1-dev gcc groff-base)
+APT_PACKAGES=(dump acl attr btrfs-progs e2fsprogs xfsprogs lvm2 mt-st libacl1-dev gcc groff-base qemu-system-x86 mmdebstrap)
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
 say() { echo "setup.sh: $*"; }

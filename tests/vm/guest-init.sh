@@ -25,16 +25,18 @@ say "guest-init: kernel $(uname -r), $(nproc) CPUs"
 
 /lib/systemd/systemd-udevd --daemon
 udevadm trigger --action=add
-udevadm settle -t 60
+# ndump's dependencies are in the venv already (build-guest.sh): install the wheel alone,
+# while udev settles
+pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
+    /job/wheels/ndump-*.whl >/job/out/pip.log 2>&1 &
+pip=$!
 ip link set lo up
 modprobe dm-snapshot
 modprobe st
 modprobe loop
+udevadm settle -t 60
 say "udev settled"
-
-# ndump's dependencies are in the venv already (build-guest.sh): install the wheel alone
-if ! pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
-        /job/wheels/ndump-*.whl >/job/out/pip.log 2>&1; then
+if ! wait $pip; then
     cat /job/out/pip.log
     say "pip install of the ndump wheel failed"
     exit 0

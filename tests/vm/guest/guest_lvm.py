@@ -53,7 +53,9 @@ class Writer(threading.Thread):
 
 
 def dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, fstype: str, size: str,
-                       wanted_opts: set[str]) -> None:
+                       mount_opts: set[str]) -> None:
+    """``mount_opts``: options the snapshot's read-only mount must show (any one of them
+    when the set has a tuple of spellings)."""
     mnt = lvm.volume(fstype, size)
     populate(mnt)
     out = tmp_path / "out.dump"
@@ -79,7 +81,8 @@ def dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, fstype: str, size: s
     assert proc.returncode == 0, f"ndump dump exited {proc.returncode}:\n{stderr}"
     assert f"{SNAP_LV}.0" in dev, dev
     options = set(opts.split(","))
-    assert "ro" in options and options & wanted_opts, f"snapshot mounted with {opts}"
+    assert all(o in options if isinstance(o, str) else options & set(o) for o in mount_opts), \
+        f"snapshot mounted with {opts}"
     assert f"{SNAP_LV}.0" in lvs, f"no snapshot LV during the dump: {lvs}"
     assert f"LVM snapshot {lvm.vg}/{SNAP_LV}.0" in stderr
     # afterwards: no snapshot, no mount, the dump recorded (-u)
@@ -99,12 +102,14 @@ def dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, fstype: str, size: s
 
 
 def test_ext4_lv_dumped_from_a_snapshot_while_written(lvm, tmp_path, ndump_env, run_ndump):
-    dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, "ext4", "128m", {"noload", "norecovery"})
+    dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, "ext4", "128m",
+                       {"ro", ("noload", "norecovery")})     # the kernel shows noload as norecovery
 
 
 def test_xfs_lv_dumped_from_a_snapshot_while_written(lvm, tmp_path, ndump_env, run_ndump):
     # mkfs.xfs wants at least 300 MB; the snapshot (10 %, at least 64 MiB) holds the writes
-    dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, "xfs", "320m", {"norecovery"})
+    dump_while_writing(lvm, tmp_path, ndump_env, run_ndump, "xfs", "320m",
+                       {"ro", "nouuid", "norecovery"})
 
 
 def test_snapshot_of_a_killed_dump_is_removed_by_the_next_run(lvm, tmp_path, run_ndump):
@@ -119,8 +124,6 @@ def test_snapshot_of_a_killed_dump_is_removed_by_the_next_run(lvm, tmp_path, run
     assert f"removed LVM snapshot {lvm.vg}/{SNAP_LV}.0 left by an interrupted dump" in res.stderr
     assert not [n for n in lvm.names() if n.startswith(SNAP_LV)], lvm.names()
     assert snapshot_mounts() == []
-    listing = run_ndump("restore", "-t", "-f", tmp_path / "next.dump", status=0).stdout
-    assert "docs/deep/notes.txt" in listing
 
 
 def test_volume_group_without_free_extents(lvm, tmp_path, run_ndump):

@@ -5,6 +5,7 @@ filemarks, fixed and variable block modes and end of medium.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,14 +148,16 @@ def change_tape_script(tmp_path: Path, tapes, cartridges: list[Path]) -> Path:
 
 
 def test_small_tape_fills_and_the_F_script_loads_the_next(tapes, tmp_path, run_ndump):
-    cartridges = [tapes.blank(2, f"set-{i}.img") for i in range(1, 6)]
+    cartridges = [tapes.blank(3, f"set-{i}.img") for i in range(1, 5)]
     script = change_tape_script(tmp_path, tapes, cartridges)
     tapes.insert(cartridges[0])
     tape = tapes.device
-    src = build_tree(tmp_path / "src", {f"f{i}.bin": os.urandom(MiB) for i in range(5)}
+    src = build_tree(tmp_path / "src", {f"f{i}.bin": os.urandom(MiB) for i in range(4)}
                      | {"small.txt": "small\n"})
     res = run_ndump("dump", "-0", "-b", "64", "-F", script, "-f", tape, src, status=0)
-    assert "load-volume: 2" in res.stderr and "Volume 2 begins on" in res.stderr, res.stderr
+    volumes = int(re.search(r"on (\d+) volume\(s\)", res.stderr).group(1))
+    assert volumes >= 2 and f"Volume {volumes} begins on {tape}" in res.stderr, res.stderr
+    assert all(f"load-volume: {v} " in res.stderr for v in range(2, volumes + 1)), res.stderr
     # read the set back from volume 1, the -F script loading each next cartridge
     tapes.insert(cartridges[0])
     out = tmp_path / "out"
@@ -165,7 +168,7 @@ def test_small_tape_fills_and_the_F_script_loads_the_next(tapes, tmp_path, run_n
     stock = tmp_path / "stock"
     stock.mkdir()
     proc = subprocess.run([RESTORE, "-r", "-b", "64", "-F", str(script), "-f", tape], cwd=stock,
-                          input="2\n3\n4\n5\n", capture_output=True, text=True, timeout=300)
+                          input="2\n3\n4\n", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"stock restore exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     assert_trees_equal(src, stock)
 
