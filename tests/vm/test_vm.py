@@ -3,7 +3,8 @@
 One guest run per session (tests/vm/vmharness.py: build or reuse the cached Debian 12
 guest, install this checkout's wheel in it, run tests/vm/guest/guest_*.py there); each
 guest test is a test here, passing only when it passed in the guest. The guest's console
-is kept in console.log in the run directory that failures name.
+is kept in console.log in the run directory (under /var/cache/ndump-vm/runs/) that
+failures name.
 
 NDUMP_VM_RESULTS=DIR reads the results (DIR/junit-*.xml) of an earlier guest run instead of
 booting.
@@ -45,7 +46,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(vmharness.BOOT_TIMEOUT + 900)]
 
 
 @pytest.fixture(scope="session")
-def guest_run(tmp_path_factory) -> vmharness.Run:
+def guest_run() -> vmharness.Run:
     reuse = os.environ.get("NDUMP_VM_RESULTS")
     if reuse:
         junit = Path(reuse)
@@ -53,7 +54,7 @@ def guest_run(tmp_path_factory) -> vmharness.Run:
     why = vmharness.missing()
     if why:
         pytest.skip(f"[vm] qemu cannot run here: {why}")
-    workdir = tmp_path_factory.mktemp("vm")
+    workdir = vmharness.new_workdir()
     try:
         # the guest also runs the check that must fail, for the test at the end
         return vmharness.run(workdir, inject_failure=True, log=lambda msg: None)

@@ -93,8 +93,10 @@ def ensure_guest(log) -> Path:
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (out / "root.img").exists():
+            os.utime(out)                   # most recently used: kept by _prune
             log(f"guest: cached in {out}")
             return out
+        _prune()
         tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.build.", dir=CACHE))
         build_log = CACHE / f"{out.name}.build.log"
         try:
@@ -113,6 +115,18 @@ def ensure_guest(log) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _prune(keep: int = 2) -> None:
+    """Before a build (the lock held): remove what crashed builds left and all but the
+    ``keep`` most recently used guests."""
+    for stale in CACHE.glob("*.build.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    guests = sorted((d for d in CACHE.iterdir() if (d / "root.img").exists()),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in guests[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _dependency_wheels(dest: Path, build_log: Path) -> None:
@@ -253,6 +267,17 @@ def parse_junit(out: Path) -> dict[str, list[Result]]:
     return results
 
 
+def new_workdir(keep: int = 5) -> Path:
+    """A run directory under CACHE/runs (console.log, out/), kept after the test session
+    (pytest's own temporary directories are rotated away by the next sessions); only the
+    ``keep`` newest are kept."""
+    runs = CACHE / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for old in sorted(runs.iterdir(), key=lambda d: d.stat().st_mtime)[:-(keep - 1) or None]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=runs))
+
+
 def run(workdir: Path, *, pytest_args: list[str] = (), inject_failure: bool = False,
         log=print) -> Run:
     """Build (or reuse) the guest, boot it with a job, return the guest's results."""
@@ -260,9 +285,11 @@ def run(workdir: Path, *, pytest_args: list[str] = (), inject_failure: bool = Fa
     workdir.mkdir(parents=True, exist_ok=True)
     guest = ensure_guest(log)
     job_img = make_job(workdir, list(pytest_args), inject_failure)
-    boot(guest, job_img, workdir, log)
     out = workdir / "out"
+    boot(guest, job_img, workdir, log)
     read_back(job_img, out)
+    job_img.unlink()
+    shutil.rmtree(workdir / "job", ignore_errors=True)
     junit = out / "out"
     if not list(junit.glob("junit-*.xml")):
         raise VMError(f"the guest wrote no test results; console: {workdir / 'console.log'}\n"
@@ -275,7 +302,8 @@ def run(workdir: Path, *, pytest_args: list[str] = (), inject_failure: bool = Fa
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--keep", type=Path, help="run directory to keep (console.log, out/)")
+    ap.add_argument("--keep", type=Path, help="run directory (console.log, out/); default a new"
+                    " one under $NDUMP_VM_CACHE/runs")
     ap.add_argument("--inject-failure", action="store_true",
                     help=f"also run tests/vm/guest/{INJECTED}, which must fail")
     ap.add_argument("pytest_args", nargs="*", help="more arguments for pytest in the guest")
@@ -284,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         print(f"vmharness: cannot run the VM tests: {why}", file=sys.stderr)
         return 2
-    workdir = opts.keep or Path(tempfile.mkdtemp(prefix="ndump-vm."))
+    workdir = opts.keep or new_workdir()
     try:
         res = run(workdir, pytest_args=opts.pytest_args, inject_failure=opts.inject_failure)
     except VMError as e:
