@@ -132,6 +132,10 @@ def _prune(keep: int = 2) -> None:
 def _dependency_wheels(dest: Path, build_log: Path) -> None:
     """Wheels of ndump's dependencies and of pytest, for the host's Python (the guest's is
     3.11 too), with a requirements.txt naming them."""
+    if sys.version_info[:2] != (3, 11):
+        raise VMError(f"the guest's Python is 3.11 and the wheels of ndump's dependencies are"
+                      f" built with this one, {sys.version.split()[0]}: run the VM tests with"
+                      " a Python 3.11")
     dest.mkdir(parents=True)
     reqs = requirements()
     (dest / "requirements.txt").write_text("\n".join(reqs) + "\n")
