@@ -29,7 +29,7 @@ for d in drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet dri
 done >"$KERNEL_EXCLUDES"
 
 mkdir -p "$OUT"
-rm -rf "$ROOT"
+rm -rf --one-file-system "$ROOT"
 # The initramfs only has to find a virtio disk holding ext4: MODULES=list keeps it small,
 # which matters when the guest decompresses it under software emulation.
 mmdebstrap --variant=minbase --mode=root --include="$PACKAGES" \
@@ -70,4 +70,4 @@ cp "$ROOT"/boot/initrd.img-* "$OUT/initrd.img"
 rm -f "$OUT/root.img"
 truncate -s 3G "$OUT/root.img"
 mkfs.ext4 -q -F -L ndump-vm-root -d "$ROOT" "$OUT/root.img"
-rm -rf "$ROOT"
+rm -rf --one-file-system "$ROOT"

@@ -113,8 +113,18 @@ def ensure_guest(log) -> Path:
             os.rename(tmp / "guest", out)
             log(f"guest: built in {time.monotonic() - t0:.0f} s")
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_build(tmp)
     return out
+
+
+def _remove_build(path: Path) -> None:
+    """Remove a build directory, unless something is still mounted inside it (a failed
+    chroot step): rmtree would then delete through the mount."""
+    inside = str(path) + "/"
+    with open("/proc/self/mounts") as f:
+        if any(line.split()[1].startswith(inside) for line in f):
+            return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _prune(keep: int = 2) -> None:
@@ -122,7 +132,7 @@ def _prune(keep: int = 2) -> None:
     ``keep`` most recently used guests."""
     for stale in CACHE.glob("*.build.*"):
         if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+            _remove_build(stale)
     guests = sorted((d for d in CACHE.iterdir() if (d / "root.img").exists()),
                     key=lambda d: d.stat().st_mtime, reverse=True)
     for old in guests[keep:]:

@@ -116,6 +116,10 @@ def test_fixed_block_mode_setblk_65536(tapes, tmp_path, run_ndump):
     stock.mkdir()
     stock_restore_r(["-b", "64", "-f", tape], stock)
     assert_trees_equal(src, stock)
+    # 32 KiB records do not fit 64 KiB blocks: st refuses the write, the dump stops
+    sh("mt", "-f", tape, "rewind")
+    res = run_ndump("dump", "-0", "-b", "32", "-f", tape, src, status=3)
+    assert tape in res.stderr.strip().splitlines()[-1], res.stderr
 
 
 def test_record_size_mismatch_names_the_b_to_use(tapes, tmp_path, run_ndump):
