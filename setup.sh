@@ -46,6 +46,9 @@ APT_PACKAGES=(
     amanda-server
     amanda-client
     sudo
+    # tests/vm: the qemu guest with real LVM and a real tape drive (README)
+    qemu-system-x86
+    mmdebstrap
 )
 
 die() { echo "setup.sh: $*" >&2; exit 1; }

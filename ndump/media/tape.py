@@ -21,7 +21,8 @@ from ndump.media.base import EndOfMedia
 
 MTIOCTOP = 0x40086D01
 MTFSF, MTBSF, MTFSR, MTBSR, MTWEOF, MTREW, MTOFFL = 1, 2, 3, 4, 5, 6, 7
-MAX_RECORD = (1 << 20) + 16           # 1 MiB records, plus a compression prefix
+LARGEST_RECORD = 1 << 20               # a dump's largest record without compression
+MAX_RECORD = LARGEST_RECORD + 16       # 1 MiB records, plus a compression prefix
 SCSI_TAPE_MAJOR = 9
 
 
@@ -137,14 +138,40 @@ class TapeInput:
         try:
             data = self.drive.read_record(self.read_size)
         except OSError as e:
+            if e.errno == errno.EINVAL and self.read_size == MAX_RECORD:
+                # st refuses (without moving) a read longer than the drive's largest block,
+                # often exactly 1 MiB, the largest record a dump has without compression
+                self.read_size = LARGEST_RECORD
+                return self._next_record()
             if e.errno in (errno.ENOMEM, errno.EINVAL, errno.EOVERFLOW) and self.read_size < MAX_RECORD:
-                raise BadBlockingFactorError(
-                    f"the records on {self.name} are larger than -b {self.read_size // 1024};"
-                    " leave -b out, or give the blocking factor the dump was written with") from None
+                raise BadBlockingFactorError(self._too_small_b(e.errno == errno.ENOMEM)) from None
             raise MediaError(f"read error on {self.name}: {(e.strerror or str(e)).lower()}") from None
         if self.record_size is None and data:
             self.record_size = len(data)
         return data
+
+    def _too_small_b(self, passed_record: bool) -> str:
+        """``passed_record``: the drive refused a whole record for a short buffer (ENOMEM, st
+        in variable block mode), so its length can be found."""
+        given = self.read_size // 1024
+        size = self._refused_record_size() if passed_record else 0
+        if size > self.read_size and size % 1024 == 0:
+            return (f"the records on {self.name} are {size // 1024} KiB, larger than -b {given}:"
+                    f" use -b {size // 1024}, or leave -b out")
+        return (f"the records on {self.name} are larger than -b {given}; leave -b out, or give"
+                " the blocking factor the dump was written with")
+
+    def _refused_record_size(self) -> int:
+        """The length of the record a short read refused: st has moved past it (step back
+        one record), a drive that has not refuses the step; then read it whole."""
+        try:
+            self.drive.op(MTBSR, 1)
+        except OSError:
+            pass
+        try:
+            return len(self.drive.read_record(LARGEST_RECORD))
+        except OSError:
+            return 0
 
     def read(self, n: int) -> bytes:
         if self._pos >= len(self._buf):

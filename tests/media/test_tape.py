@@ -61,7 +61,7 @@ def test_blocking_factor_is_found_and_a_too_small_b_is_named(tmp_path, run_ndump
     run_ndump("restore", "-t", "-f", TAPE, env=env, status=0)
     _rewind(tape_dir)
     proc = run_ndump("restore", "-t", "-b", "10", "-f", TAPE, env=env)
-    assert proc.returncode == 1 and "-b" in proc.stderr
+    assert proc.returncode == 1 and "use -b 64" in proc.stderr
 
 
 def test_end_of_medium_mid_file_continues_on_the_next_tape(tmp_path, run_ndump, tape_env):
