@@ -240,7 +240,8 @@ class _Run:
         path = self._target_path()
         try:
             return MappedTarget(path, tree.root, self.r, is_root=self.settings.is_root,
-                                keep_existing=self.o.keep_existing, no_inherit=self.o.no_inherit,
+                                keep_existing=self.o.keep_existing, resume=self.o.mode == "R",
+                                no_inherit=self.o.no_inherit,
                                 uid_map=load_id_map(self.o.owner_map, "owner"),
                                 gid_map=load_id_map(self.o.group_map, "group"))
         except OSError as e:

@@ -199,6 +199,9 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
         wex.run(reader.next_record(), leaves, stop_block=stop, base=block - 1)
     except _ENDS_RUN as e:
         aborted = str(e)
+    finally:
+        if wex.t is not None:
+            wex.t.drop_private()
     return {"aborted": aborted, "modes": list(wex.modes.items()),
             "problems": [[p.path, p.reason] for p in reporter.problems],
             "warnings": reporter.warnings}
