@@ -65,7 +65,9 @@ def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
         elif algorithm == COMPRESS_ZSTD:
             if _zstd is None:
                 raise RecordError("zstd records need the python package zstandard")
-            out = _zstd.ZstdDecompressor().decompressobj().decompress(payload)
+            # bounded like zlib and bzip2: a record never inflates past the limit
+            with _zstd.ZstdDecompressor().stream_reader(payload) as r:
+                out = r.read(limit + 1)
         elif algorithm == COMPRESS_LZO:
             raise RecordError("LZO-compressed records (dump -y) are not supported")
         else:

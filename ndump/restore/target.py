@@ -378,6 +378,10 @@ class Target:
         os.link(node, temp, src_dir_fd=priv, dst_dir_fd=dfd, follow_symlinks=False)
         self.replace(dfd, temp, e.name)
 
+    def forked(self) -> None:
+        """In a new worker process: its private directories are its own."""
+        self._private = {}
+
     def drop_private(self) -> None:
         """Remove the private directories (before directory times are set)."""
         for fd, pfd, name in self._private.values():
