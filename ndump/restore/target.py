@@ -323,13 +323,15 @@ class Target:
     # -- nodes that are not opened for writing: symlinks, devices, fifos, sockets --
     def make_node(self, names: list[Entry], inode: Inode, xattrs, *, symlink: bytes | None,
                   problem, os_problem) -> None:
-        """Make the node privately, set its metadata, then give it ``names``.
+        """Make the node privately, set its metadata, then give it ``names``: the
+        other names are links to it, the first is the private node renamed.
 
         ``problem(entry, text)`` and ``os_problem(entry, OSError)`` report per name.
         """
         made: dict[int, tuple[int, bytes]] = {}       # st_dev -> (private fd, node name)
         try:
-            for e in names:
+            for i in range(len(names) - 1, -1, -1):
+                e = names[i]
                 try:
                     dfd = self.fds.get(e.parent)
                     dev = os.fstat(dfd).st_dev
@@ -337,7 +339,8 @@ class Target:
                         priv = self._private_dir(dev, dfd)
                         made[dev] = priv, self._private_node(priv, inode, xattrs, symlink, e)
                     priv, node = made[dev]
-                    self._place(priv, node, dfd, e, problem)
+                    if self._place(priv, node, dfd, e, problem, move=i == 0):
+                        del made[dev]
                 except OSError as err:
                     os_problem(e, err)
         finally:
@@ -351,32 +354,57 @@ class Target:
         else:
             os.mknod(name, stat.S_IFMT(inode.mode) | 0o600, inode.rdev, dir_fd=priv)
         try:
-            pfd = os.open(name, O_NODE, dir_fd=priv)
-            try:
-                self.node_attrs(pfd, inode, xattrs, e)
-            finally:
-                os.close(pfd)
+            if xattrs:
+                pfd = os.open(name, O_NODE, dir_fd=priv)
+                try:
+                    self.node_attrs(pfd, inode, xattrs, e)
+                finally:
+                    os.close(pfd)
+            else:
+                # by name, in a directory no one else can write
+                if self.is_root:
+                    uid, gid = self._ids(inode)
+                    os.chown(name, uid, gid, dir_fd=priv, follow_symlinks=False)
+                if symlink is None:
+                    os.chmod(name, self._node_mode(inode), dir_fd=priv)
+                os.utime(name, ns=(inode.atime_total_ns, inode.mtime_total_ns), dir_fd=priv,
+                         follow_symlinks=False)
         except BaseException:
             _unlink_quietly(priv, name)
             raise
         return name
 
-    def _place(self, priv: int, node: bytes, dfd: int, e: Entry, problem) -> None:
-        """Link the finished private node to ``e`` (replacing what is there)."""
+    def _node_mode(self, inode: Inode) -> int:
+        mode = inode.mode & 0o7777
+        return mode if self.is_root else mode & ~0o6000
+
+    def _place(self, priv: int, node: bytes, dfd: int, e: Entry, problem, *, move: bool) -> bool:
+        """Give the finished private node the name ``e`` (replacing what is there);
+        with ``move`` by renaming it (True: the private name is gone)."""
+        if move and not self.keep_existing:
+            try:
+                os.rename(node, e.name, src_dir_fd=priv, dst_dir_fd=dfd)
+                return True
+            except (IsADirectoryError, FileExistsError, OSError) as err:
+                if err.errno not in (errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+            problem(e, "an existing directory is in the way; not replaced")
+            return False
         try:
             os.link(node, e.name, src_dir_fd=priv, dst_dir_fd=dfd, follow_symlinks=False)
-            return
+            return False
         except FileExistsError:
             pass
         if self.keep_existing:
             self.reporter.verbose(f"{e.spath()}: exists, kept", 2)
-            return
+            return False
         if self.existing_is_dir(dfd, e.name):
             problem(e, "an existing directory is in the way; not replaced")
-            return
+            return False
         temp = self.temp_name(dfd, e.ino)
         os.link(node, temp, src_dir_fd=priv, dst_dir_fd=dfd, follow_symlinks=False)
         self.replace(dfd, temp, e.name)
+        return False
 
     def forked(self) -> None:
         """In a new worker process: its private directories are its own."""
@@ -419,10 +447,7 @@ class Target:
         if xattrs:
             self.xattrs(where, xattrs, e)
         if not stat.S_ISLNK(inode.mode):      # a symlink's mode means nothing on Linux
-            mode = inode.mode & 0o7777
-            if not self.is_root:
-                mode &= ~0o6000
-            self.node_mode(where, mode)
+            self.node_mode(where, self._node_mode(inode))
         os.utime(where, ns=(inode.atime_total_ns, inode.mtime_total_ns))
 
     def node_mode(self, where: str, mode: int) -> None:
