@@ -19,9 +19,9 @@ from ndump.format import ROOTINO, DumpFormatError
 from ndump.report import Reporter
 from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
-from ndump.restore.dirs import Tree, canon, read_dirs
+from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
 from ndump.restore.extract import Extractor, Selection
-from ndump.restore.listing import Listing, list_names
+from ndump.restore.listing import DumpNames, Listing, list_dump
 from ndump.restore.options import MODES, RestoreOptions
 from ndump.restore import rename, space
 from ndump.restore.perms import MappedTarget, load_id_map
@@ -130,12 +130,15 @@ class _Run:
     def _read_tree(self):
         """Directories -> Tree; returns (tree, first file record)."""
         dirs, first = self._read_dirs()
+        self._check_root(dirs)
+        self.r.verbose("Initialize symbol table.")
+        return Tree(dirs, self.dump.reader.maxino, self.r.file_problem), first
+
+    def _check_root(self, dirs: dict) -> None:
         if ROOTINO not in dirs:
             if self.aborted:
                 raise StartupError(f"{self.dump.name}: {self.aborted}") from None
             raise StartupError(f"{self.dump.name}: the root directory is not on the tape")
-        self.r.verbose("Initialize symbol table.")
-        return Tree(dirs, self.dump.reader.maxino, self.r.file_problem), first
 
     def _abort(self, e: Exception) -> None:
         self.aborted = f"{e}; aborting"
@@ -154,9 +157,27 @@ class _Run:
 
     # -- modes -------------------------------------------------------------------
     def _list(self) -> None:
-        tree, _ = self._read_tree()
+        """-t: the names from the raw directories, without a name tree (listing.py)."""
+        self.r.verbose("Extract directories from tape")
+        dirs: dict[int, bytes] = {}
+        damaged: dict[int, list[str]] = {}
+        try:
+            read_dir_bytes(self.dump.reader, self.r.file_problem, dirs, damaged)
+        except _ENDS_RUN as e:
+            self._abort(e)
+        self._check_root(dirs)
+        self.r.verbose("Initialize symbol table.")
+        reader = self.dump.reader
+        names = DumpNames(dirs, damaged, reader.order, reader.maxino, self.r.file_problem)
+        starts = []
+        for p in self.o.paths or ["."]:
+            found = names.lookup(p)
+            if found is None:
+                self.r.file_problem(canon(p), "not on the tape")
+            else:
+                starts.append(found)
         listing = Listing(self.out)
-        list_names(tree, self._starts(tree), self.dump.in_bits, listing, verbose=self.o.verbose > 0)
+        list_dump(names, starts, self.dump.in_bits, listing, verbose=self.o.verbose > 0)
         listing.close()
 
     def _extract(self) -> None:
