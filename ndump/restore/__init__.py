@@ -12,10 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from ndump.errors import (
-    MediaError, Outcome, OutOfSpaceError, StartupError, UsageError,
-)
-from ndump.format import ROOTINO, DumpFormatError
+from ndump.errors import Outcome, RunEndingError, StartupError, UsageError
+from ndump.format import ROOTINO
 from ndump.report import Reporter
 from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
@@ -32,8 +30,6 @@ from ndump.sessions import open_session
 from ndump.settings import Settings
 
 __all__ = ["RestoreOptions", "run_restore", "MODES"]
-
-_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
 
 def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter, *,
@@ -98,7 +94,7 @@ class _Run:
         elif mode == "i":
             from ndump.restore.shell import interact   # cmd/readline only when asked for
             interact(self)
-        return Outcome(self.r.problems, self.aborted)
+        return Outcome(self.r.problems, f"{self.aborted}; aborting" if self.aborted else None)
 
     # -- steps -----------------------------------------------------------------
     def _start(self) -> None:
@@ -123,7 +119,7 @@ class _Run:
         first = None
         try:
             first = read_dirs(self.dump.reader, self.r.file_problem, dirs)
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             self._abort(e)
         return dirs, first
 
@@ -141,7 +137,7 @@ class _Run:
             raise StartupError(f"{self.dump.name}: the root directory is not on the tape")
 
     def _abort(self, e: Exception) -> None:
-        self.aborted = f"{e}; aborting"
+        self.aborted = str(e)
 
     def _starts(self, tree: Tree) -> list:
         if not self.o.paths:
@@ -163,7 +159,7 @@ class _Run:
         damaged: dict[int, list[str]] = {}
         try:
             read_dir_bytes(self.dump.reader, self.r.file_problem, dirs, damaged)
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             self._abort(e)
         self._check_root(dirs)
         self.r.verbose("Initialize symbol table.")
@@ -222,7 +218,7 @@ class _Run:
         self.r.verbose(f"comparing with {path}")
         try:
             compare(self.dump.reader, tree, sel, first, path, self.r)
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             self._abort(e)
         except OSError as e:
             raise StartupError(f"cannot compare with {path}: {reason(e)}") from None
@@ -289,7 +285,7 @@ class _Run:
             if not self.aborted:
                 self.r.verbose("Extract new leaves.")
                 self._extract_files(ex, first, sel.leaves, target)
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             self._abort(e)
         finally:
             self.r.progress_end()
@@ -314,7 +310,7 @@ class _Run:
         aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor,
                                started=lambda: self._progress_start(cuts[0] * 1024))
         if aborted:
-            self.aborted = f"{aborted}; aborting"
+            self.aborted = aborted
 
     def _save_symtab(self, tree, ex: Extractor, target: Target, state: str) -> None:
         """The name tree only when complete: -R re-reads it from the tape anyway."""

@@ -33,17 +33,16 @@ import os
 import re
 import time
 
-from ndump.errors import MediaError, OutOfSpaceError
-from ndump.format import ROOTINO, DirEntry, DumpFormatError
+from ndump.errors import RunEndingError
+from ndump.format import ROOTINO, DirEntry
 from ndump.restore.dirs import DirRecord, Entry, Tree
 from ndump.restore import space
 from ndump.restore.extract import Extractor, Selection
-from ndump.restore.symtab import COMPLETE, EXTRACTING, SymbolTable, SymtabError
+from ndump.restore.symtab import COMPLETE, EXTRACTING, NoSymtabError, SymbolTable, SymtabError
 from ndump.restore.target import check_space, reason
 
 TMP_PREFIX = b"RSTTMP"
 _REPLACE_TEMP = re.compile(rb"\.ndump-[0-9]+-[0-9a-f]{8}\Z")
-_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
 
 def _when(date: int) -> str:
@@ -187,7 +186,7 @@ class IncrementalRestore:
                 self._save(new, tape_dirs, ex, target, EXTRACTING)
             self.r.verbose("Extract new leaves.")
             run._extract_files(ex, first, leaves, target)
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             run._abort(e)
         finally:
             self.r.progress_end()
@@ -439,9 +438,7 @@ def rebuild(run, *, resume: bool) -> None:
     tape = run.dump.tape
     try:
         table = load_table(path)
-    except SymtabError as e:
-        if "cannot find" not in str(e):
-            raise
+    except NoSymtabError:
         raise SymtabError(f"{run.dump.name} is a level {tape.level} (incremental) dump and {path}"
                           " has no restoresymtable: restore the level 0 dump there first"
                           " (restore -r), then each incremental in turn") from None

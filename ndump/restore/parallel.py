@@ -26,14 +26,13 @@ import stat
 import sys
 import traceback
 
-from ndump.errors import FileProblem, MediaError, OutOfSpaceError
-from ndump.format import TP_BSIZE, TS_END, DumpFormatError, FormatReader, HeaderError, unpack_header
+from ndump.errors import FileProblem, RunEndingError
+from ndump.format import TP_BSIZE, TS_END, FormatReader, HeaderError, unpack_header
 from ndump.report import Reporter
 
 MIN_RANGE = 24 << 20          # bytes of file data that make another process worth it
 MAX_WORKERS = 4
 PARENT_SHARE = 0.85           # of a worker's share of the file part, for this process
-_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
 
 def plan(dump, reader: FormatReader) -> list[int]:
@@ -157,7 +156,7 @@ def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor,
         aborted = None
         try:
             ex.run(first, leaves, stop_block=cuts[0])
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             aborted = str(e)
         for pid, rfd in children:
             aborted = _collect(pid, rfd, ex, leaves) or aborted
@@ -225,7 +224,7 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
     aborted = None
     try:
         wex.run(reader.next_record(), leaves, stop_block=stop, base=block - 1)
-    except _ENDS_RUN as e:
+    except RunEndingError as e:
         aborted = str(e)
     finally:
         if wex.t is not None:

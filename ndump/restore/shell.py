@@ -109,8 +109,7 @@ class Session:
         self._reopened: DumpInput | None = None
         self.aborted: str | None = run.aborted          # the directories may be incomplete
         if run.aborted:
-            run.r.warning("reading the directories stopped early: "
-                          + run.aborted.removesuffix("; aborting"))
+            run.r.warning(f"reading the directories stopped early: {run.aborted}")
 
     def listable(self, e: Entry) -> bool:
         return e.is_dir or self.in_bits(e.ino)

@@ -29,6 +29,10 @@ class SymtabError(StartupError):
     """restoresymtable is missing, foreign or damaged."""
 
 
+class NoSymtabError(SymtabError):
+    """There is no restoresymtable in the target."""
+
+
 @dataclass
 class SymbolTable:
     dumpdate: int                # c_date of the dump last restored
@@ -108,7 +112,7 @@ class SymbolTable:
         try:
             fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
-            raise SymtabError("cannot find restoresymtable: run restore -r with a level 0 dump first") from None
+            raise NoSymtabError("cannot find restoresymtable: run restore -r with a level 0 dump first") from None
         except OSError as e:
             raise SymtabError(f"cannot open restoresymtable: {os.strerror(e.errno).lower()}") from None
         try:
