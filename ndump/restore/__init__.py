@@ -18,7 +18,7 @@ from ndump.report import Reporter
 from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
 from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
-from ndump.restore.extract import Extractor, Selection
+from ndump.restore.extract import Extractor, ExtractList
 from ndump.restore.listing import DumpNames, Listing, list_dump
 from ndump.restore.options import MODES, RestoreOptions
 from ndump.restore import rename, space
@@ -178,7 +178,7 @@ class _Run:
 
     def _extract(self) -> None:
         tree, first = self._read_tree()
-        sel = Selection.of(tree, rename.starts(self, tree), self.dump.in_bits)
+        sel = ExtractList.of(tree, rename.starts(self, tree), self.dump.in_bits)
         # '.' is the user's directory: classic restore asks before changing it
         self._write(tree, sel, first, set_root=self.o.yes, symtab=False)
 
@@ -191,7 +191,7 @@ class _Run:
             self._check_resume()
         tree, first = self._read_tree()
         self.r.verbose("Begin level 0 restore")
-        sel = Selection.of(tree, [tree.root], self.dump.in_bits)
+        sel = ExtractList.of(tree, [tree.root], self.dump.in_bits)
         self._write(tree, sel, first, set_root=True, symtab=True)
 
     def _check_resume(self) -> None:
@@ -212,7 +212,7 @@ class _Run:
 
     def _compare(self) -> None:
         tree, first = self._read_tree()
-        sel = Selection.of(tree, self._starts(tree), self.dump.in_bits)
+        sel = ExtractList.of(tree, self._starts(tree), self.dump.in_bits)
         # classic -C compares with the dumped filesystem; --target names another place
         path = self.o.target or _dumped_fs(self.dump.tape.filesys) or Path.cwd()
         self.r.verbose(f"comparing with {path}")
@@ -264,7 +264,7 @@ class _Run:
         except OSError as e:
             raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
 
-    def _write(self, tree: Tree, sel: Selection, first, *, set_root: bool, symtab: bool) -> None:
+    def _write(self, tree: Tree, sel: ExtractList, first, *, set_root: bool, symtab: bool) -> None:
         space.before_write(self, tree, sel)      # SPEC §5.2, unless -N or --force
         target = self._open_target(tree)
         try:

@@ -27,7 +27,7 @@ _SEEK_CUR = os.SEEK_CUR
 _NODE_TYPES = (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK)
 
 
-class Selection:
+class ExtractList:
     """What to restore: directories to create (parents first) and, per inode,
     the names to give it (classic: the NEW/EXTRACT marks of restore.c)."""
 
@@ -36,7 +36,7 @@ class Selection:
         self.leaves: dict[int, list[Entry]] = {}
 
     @classmethod
-    def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "Selection":
+    def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "ExtractList":
         sel = cls()
         seen: set[int] = set()
         for start in starts:
@@ -72,7 +72,7 @@ class Extractor:
                  reporter: Reporter, *, keep_existing: bool = False, progress=None):
         self.reader = reader
         self.tree = tree
-        self.t = target
+        self.target = target
         self.reporter = reporter
         self.keep_existing = keep_existing
         self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
@@ -100,12 +100,12 @@ class Extractor:
                 continue
             if self._per_file:
                 self.reporter.verbose(f"make node {e.spath()}", 2)
-            if self.t is None:
+            if self.target is None:
                 self.made_dirs.append(e)
                 continue
-            self.t.fds.next_op()
+            self.target.fds.next_op()
             try:
-                self.t.make_dir(e)
+                self.target.make_dir(e)
             except OSError as err:
                 e.failed = True
                 check_space(err, e.spath())
@@ -116,21 +116,21 @@ class Extractor:
     def finish_dirs(self, *, set_root: bool) -> None:
         """Directory owner, mode, attributes, times and flags, deepest first."""
         self.reporter.verbose("Set directory mode, owner, and times.")
-        if self.t is None:
+        if self.target is None:
             return
-        self.t.drop_private()
+        self.target.drop_private()
         for e in sorted(self.made_dirs, key=lambda d: d.depth, reverse=True):
             rec = self.tree.dirs.get(e.ino)
             if e.failed or rec is None or (e.parent is None and not set_root):
                 continue
-            self.t.fds.next_op()
+            self.target.fds.next_op()
             try:
                 self._dir_attrs(e, rec.inode, rec.xattrs)
             except OSError as err:
                 self._os_problem(e, err)
 
     def _dir_attrs(self, e: Entry, inode: Inode, xattrs) -> None:
-        t = self.t
+        t = self.target
         fd = t.fds.get(e)
         t.owner_fd(fd, inode)
         if xattrs:
@@ -174,13 +174,13 @@ class Extractor:
             if not names:
                 self.reader.skip(rec)
                 return
-        if self.t is not None:
-            self.t.fds.next_op()
+        if self.target is not None:
+            self.target.fds.next_op()
         mode = rec.inode.mode
         ftype = stat.S_IFMT(mode)
         if self._per_file:
             self.reporter.verbose(f"extract file {names[0].spath()}", 2)
-        if self.t is None:
+        if self.target is None:
             self.reader.skip(rec)
         elif rec.header.is_metaonly:
             self._metaonly(rec, names)
@@ -207,7 +207,7 @@ class Extractor:
             _drain(gen)
             return
         i, e, dfd, fd, temp = opened
-        t = self.t
+        t = self.target
         inode = rec.inode
         try:
             _write_data(fd, gen, inode.size)
@@ -241,7 +241,7 @@ class Extractor:
 
     def _open_first(self, names: list[Entry], ino: int, inode: Inode):
         """Create the first name that can be created -> (index, entry, dfd, fd, temp)."""
-        t = self.t
+        t = self.target
         for i, e in enumerate(names):
             try:
                 dfd = t.fds.get(e.parent)
@@ -265,15 +265,15 @@ class Extractor:
         if self.keep_existing:
             self.reporter.verbose(f"{e.spath()}: exists, kept", 2)
             return None
-        if self.t.existing_is_dir(dfd, e.name):
+        if self.target.existing_is_dir(dfd, e.name):
             self.problem(e, "an existing directory is in the way; not replaced")
             return None
-        return self.t.temp_name(dfd, ino)
+        return self.target.temp_name(dfd, ino)
 
     def _links(self, first: Entry, fd: int, others: list[Entry]) -> None:
         """The other names of a hard-linked inode (classic createlinks()), made from
         the open file: whatever its first name holds by now does not matter."""
-        t = self.t
+        t = self.target
         for e in others:
             try:
                 dfd = t.fds.get(e.parent)
@@ -302,7 +302,7 @@ class Extractor:
         self._named(rec, names, target)
 
     def _named(self, rec: InodeRecord, names: list[Entry], symlink: bytes | None) -> None:
-        self.t.make_node(names, rec.inode, rec.xattrs, symlink=symlink,
+        self.target.make_node(names, rec.inode, rec.xattrs, symlink=symlink,
                          problem=self.problem, os_problem=self._os_problem)
 
     def _contradiction(self, rec: InodeRecord) -> None:
@@ -321,7 +321,7 @@ class Extractor:
         self.reader.skip(rec)
         e = names[0]
         try:
-            why = self.t.metadata_only(e, rec.inode, rec.xattrs)
+            why = self.target.metadata_only(e, rec.inode, rec.xattrs)
         except FileNotFoundError:
             self.problem(e, "metadata-only record for a file that does not exist; skipped")
             return

@@ -37,7 +37,7 @@ from ndump.errors import RunEndingError
 from ndump.format import ROOTINO, DirEntry
 from ndump.restore.dirs import DirRecord, Entry, Tree
 from ndump.restore import space
-from ndump.restore.extract import Extractor, Selection
+from ndump.restore.extract import Extractor, ExtractList
 from ndump.restore.symtab import COMPLETE, EXTRACTING, NoSymtabError, SymbolTable, SymtabError
 from ndump.restore.target import check_space, reason
 
@@ -89,14 +89,14 @@ class IncrementalRestore:
     def __init__(self, run, table: SymbolTable, *, resume: bool):
         self.run = run
         self.dump = run.dump
-        self.r = run.r
+        self.reporter = run.r
         self.table = table
         self.resume = resume
 
     # -- the whole thing ---------------------------------------------------------
     def rebuild(self) -> None:
         tape_dirs, first = self._read_dirs()
-        self.r.verbose("Begin incremental restore")
+        self.reporter.verbose("Begin incremental restore")
         new = self._new_tree(tape_dirs)
         self._check_space(new, tape_dirs)
         target = self.run._open_target(new)
@@ -114,7 +114,7 @@ class IncrementalRestore:
 
     def _check_space(self, new: Tree, tape_dirs: dict) -> None:
         """SPEC §5.2 for what this tape brings: its files and new directories."""
-        sel = Selection()
+        sel = ExtractList()
         for e in new.walk():
             if e.is_dir:
                 if e.ino in tape_dirs:
@@ -140,18 +140,18 @@ class IncrementalRestore:
         else:
             old = _table_records(self.table, lambda ino: ino in tape_dirs or in_bits(ino))
         merged = {**old, **tape_dirs}
-        self.r.verbose("Initialize symbol table.")
-        return Tree(merged, max(self.dump.reader.maxino, self.table.maxino), self.r.file_problem)
+        self.reporter.verbose("Initialize symbol table.")
+        return Tree(merged, max(self.dump.reader.maxino, self.table.maxino), self.reporter.file_problem)
 
     # -- steps 1 to 3: names -------------------------------------------------------
     def _update_names(self, target, new: Tree) -> None:
         old = Tree(_table_records(self.table), self.table.maxino or self.dump.reader.maxino, _quiet)
-        names = _NameUpdate(target, old, new, self.dump, self.r)
-        self.r.verbose("Mark entries to be removed.")
+        names = _NameUpdate(target, old, new, self.dump, self.reporter)
+        self.reporter.verbose("Mark entries to be removed.")
         names.clear()
-        self.r.verbose("Calculate node updates.")
+        self.reporter.verbose("Calculate node updates.")
         names.place()
-        self.r.verbose("Remove old nodes (directories).")
+        self.reporter.verbose("Remove old nodes (directories).")
         names.remove()
 
     def _make_missing_dirs(self, target, new: Tree, tape_dirs: dict) -> None:
@@ -168,13 +168,13 @@ class IncrementalRestore:
             except OSError as err:
                 e.failed = True
                 check_space(err, e.spath())
-                self.r.file_problem(e.spath(), f"cannot create directory: {reason(err)}")
+                self.reporter.file_problem(e.spath(), f"cannot create directory: {reason(err)}")
 
     # -- step 4: files -------------------------------------------------------------
     def _extract(self, new: Tree, tape_dirs: dict, first, target) -> None:
         run = self.run
         tape_tree = _TapeDirs(tape_dirs)
-        ex = Extractor(self.dump.reader, tape_tree, target, self.r,
+        ex = Extractor(self.dump.reader, tape_tree, target, self.reporter,
                        keep_existing=run.o.keep_existing, progress=run._progress)
         ex.made_dirs = [e for e in new.walk() if e.is_dir and e.ino in tape_dirs and not e.failed]
         leaves: dict[int, list[Entry]] = {}
@@ -184,13 +184,13 @@ class IncrementalRestore:
         try:
             if target is not None:
                 self._save(new, tape_dirs, ex, target, EXTRACTING)
-            self.r.verbose("Extract new leaves.")
+            self.reporter.verbose("Extract new leaves.")
             run._extract_files(ex, first, leaves, target)
         except RunEndingError as e:
             run._abort(e)
         finally:
-            self.r.progress_end()
-        self.r.verbose("Add links.")
+            self.reporter.progress_end()
+        self.reporter.verbose("Add links.")
         if target is not None and not run.aborted:
             self._save(new, tape_dirs, ex, target, COMPLETE)
         ex.finish_dirs(set_root=True)
@@ -223,7 +223,7 @@ class IncrementalRestore:
         try:
             table.save(target.root_fd)
         except OSError as e:
-            self.r.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
+            self.reporter.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
 
 
 class _TapeDirs:
@@ -237,12 +237,12 @@ class _NameUpdate:
     """Steps 1-3: make the names on disk those of the new tree (FORMAT §6.2)."""
 
     def __init__(self, target, old: Tree, new: Tree, dump, reporter):
-        self.t = target
+        self.target = target
         self.fds = target.fds
         self.old = old
         self.new = new
         self.dump = dump
-        self.r = reporter
+        self.reporter = reporter
         for c in old.root.children:          # one root: DirFds knows only the new one
             c.parent = new.root
         self.new_at = {(e.parent.ino, e.name): e for e in new.walk() if e.parent is not None}
@@ -283,7 +283,7 @@ class _NameUpdate:
             except OSError as err:
                 check_space(err, e.spath())
                 e.failed = True
-                self.r.file_problem(e.spath(), f"cannot remove or move the old name: {reason(err)}")
+                self.reporter.file_problem(e.spath(), f"cannot remove or move the old name: {reason(err)}")
 
     def _clear_one(self, e: Entry) -> None:
         """An old name someone removed since is no error: there is nothing to clear."""
@@ -298,7 +298,7 @@ class _NameUpdate:
             if self._park(e):
                 self.leaf_at[e.ino] = e
             return
-        self.r.verbose(f"{e.spath()}: remove old name", 2)
+        self.reporter.verbose(f"{e.spath()}: remove old name", 2)
         try:
             os.unlink(e.name, dir_fd=self.fds.get(e.parent))
         except FileNotFoundError:
@@ -308,7 +308,7 @@ class _NameUpdate:
         """Move an old name to RSTTMP<ino> at the top of the target (classic
         mktempname()); False when it is in neither place (moved on already)."""
         temp = self._temp_name(e.ino)
-        self.r.verbose(f"{e.spath()}: rename to ./{temp.decode()}", 2)
+        self.reporter.verbose(f"{e.spath()}: rename to ./{temp.decode()}", 2)
         try:
             os.rename(e.name, temp, src_dir_fd=self.fds.get(e.parent), dst_dir_fd=self.fds.root_fd)
         except FileNotFoundError:
@@ -339,7 +339,7 @@ class _NameUpdate:
             except OSError as err:
                 check_space(err, n.spath())
                 n.failed = True
-                self.r.file_problem(n.spath(), f"cannot create: {reason(err)}")
+                self.reporter.file_problem(n.spath(), f"cannot create: {reason(err)}")
 
     def _place_one(self, n: Entry) -> None:
         dfd = self.fds.get(n.parent)
@@ -350,14 +350,14 @@ class _NameUpdate:
                 del self.parked[n.ino]
                 moved.parent, moved.name = n.parent, n.name     # old paths below it stay right
             else:
-                self.r.verbose(f"{n.spath()}: make node", 2)
-                self.t.make_dir(n)
+                self.reporter.verbose(f"{n.spath()}: make node", 2)
+                self.target.make_dir(n)
             return
         src = self.leaf_at.get(n.ino)
         if src is None and self.dump.in_bits(n.ino):
             return                      # a new file: extracted from the tape later
         if src is None:
-            self.r.file_problem(n.spath(), f"(inode {n.ino}) is neither on this tape nor in"
+            self.reporter.file_problem(n.spath(), f"(inode {n.ino}) is neither on this tape nor in"
                                 " the restored tree; not restored")
             return
         if self.parked.get(n.ino) is src:
@@ -371,9 +371,9 @@ class _NameUpdate:
         except FileExistsError:
             if _same_file(src_fd, src.name, dfd, n.name):
                 return
-            temp = self.t.temp_name(dfd, n.ino)
+            temp = self.target.temp_name(dfd, n.ino)
             os.link(src.name, temp, src_dir_fd=src_fd, dst_dir_fd=dfd, follow_symlinks=False)
-            self.t.replace(dfd, temp, n.name)
+            self.target.replace(dfd, temp, n.name)
 
     # -- step 3 ----------------------------------------------------------------------
     def remove(self) -> None:
@@ -389,7 +389,7 @@ class _NameUpdate:
             except OSError as err:
                 if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                self.r.file_problem(f"./{e.name.decode('utf-8', 'surrogateescape')}",
+                self.reporter.file_problem(f"./{e.name.decode('utf-8', 'surrogateescape')}",
                                     "a removed directory still holds files that are not from"
                                     " the dump; left in place")
 

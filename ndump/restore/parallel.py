@@ -219,16 +219,16 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
                           on_problem=lambda text: reporter.warning(text))
     wex = make_extractor(reader, reporter)
     wex.modes = {}
-    if wex.t is not None:
-        wex.t.forked()
+    if wex.target is not None:
+        wex.target.forked()
     aborted = None
     try:
         wex.run(reader.next_record(), leaves, stop_block=stop, base=block - 1)
     except RunEndingError as e:
         aborted = str(e)
     finally:
-        if wex.t is not None:
-            wex.t.drop_private()
+        if wex.target is not None:
+            wex.target.drop_private()
     return {"aborted": aborted, "modes": list(wex.modes.items()),
             "problems": [[p.path, p.reason] for p in reporter.problems],
             "warnings": reporter.warnings}
