@@ -36,7 +36,7 @@ import time
 from ndump.errors import RunEndingError
 from ndump.format import ROOTINO, DirEntry
 from ndump.restore.dirs import DirRecord, Entry, Tree
-from ndump.restore import space
+from ndump.restore import nodeupdates, space
 from ndump.restore.extract import Extractor, ExtractList
 from ndump.restore.symtab import COMPLETE, EXTRACTING, NoSymtabError, SymbolTable, SymtabError
 from ndump.restore.target import check_space, reason
@@ -234,7 +234,9 @@ class _TapeDirs:
 
 
 class _NameUpdate:
-    """Steps 1-3: make the names on disk those of the new tree (FORMAT §6.2)."""
+    """Steps 1-3: make the names on disk those of the new tree (FORMAT §6.2), as
+    nodeupdates.plan() decided.  A step that fails changes what later names of
+    the same inode can use: those fall back to what is really on disk."""
 
     def __init__(self, target, old: Tree, new: Tree, dump, reporter):
         self.target = target
@@ -243,60 +245,49 @@ class _NameUpdate:
         self.new = new
         self.dump = dump
         self.reporter = reporter
+        self.plan = nodeupdates.plan(old, new, dump.in_clri, dump.in_bits)
         for c in old.root.children:          # one root: DirFds knows only the new one
             c.parent = new.root
         self.new_at = {(e.parent.ino, e.name): e for e in new.walk() if e.parent is not None}
-        self.kept: set[int] = set()          # id() of kept entries, old and new
-        self.has_kept: set[int] = set()      # inodes with a kept name
+        self.kept = self.plan.kept           # id() of kept entries, old and new
         self.leaf_at: dict[int, Entry] = {}  # inode -> a name holding a file to link from
+        for e in old.walk():
+            if id(e) in self.kept and not e.is_dir:
+                self.leaf_at.setdefault(e.ino, e)       # old entries stay valid paths
         self.parked: dict[int, Entry] = {}   # inode -> its entry under a temporary name
+        self.park_failed: set[int] = set()   # inodes whose planned parking did not happen
         self.doomed: list[Entry] = []        # directories to remove
-        self._match()
-
-    def _new_kind(self, ino: int) -> bool | None:
-        names = self.new.by_ino.get(ino)
-        return names[0].is_dir if names else None
-
-    def _match(self) -> None:
-        for e in self.old.walk():
-            if e.parent is None:
-                continue
-            n = self.new_at.get((e.parent.ino, e.name))
-            if n is not None and n.ino == e.ino and n.is_dir == e.is_dir and self._alive(e):
-                self.kept.update((id(e), id(n)))
-                self.has_kept.add(e.ino)
-                if not e.is_dir:
-                    self.leaf_at.setdefault(e.ino, e)   # old entries stay valid paths
-
-    def _alive(self, e: Entry) -> bool:
-        """The inode still exists, with the same kind, somewhere in the new tree."""
-        return self.dump.in_clri(e.ino) and self._new_kind(e.ino) == e.is_dir
 
     # -- step 1 ----------------------------------------------------------------------
     def clear(self) -> None:
-        for e in list(self.old.walk()):
-            if e.parent is None or id(e) in self.kept or e.parent.failed:
+        for e, action in self.plan.old:
+            if e.parent.failed:
                 continue
             self.fds.next_op()
             try:
-                self._clear_one(e)
+                self._clear_one(e, action)
             except OSError as err:
                 check_space(err, e.spath())
                 e.failed = True
                 self.reporter.file_problem(e.spath(), f"cannot remove or move the old name: {reason(err)}")
 
-    def _clear_one(self, e: Entry) -> None:
+    def _clear_one(self, e: Entry, action: str) -> None:
         """An old name someone removed since is no error: there is nothing to clear."""
         if e.is_dir:
-            if self._park(e) and not self._alive(e):
+            if self._park(e) and id(e) in self.plan.doomed:
                 self.doomed.append(e)
             return
-        # a file the tape brings again keeps its data too: a metadata-only record
-        # (dump -m) changes it in place, and a damaged one leaves the old copy
-        keep_data = self._alive(e) and e.ino not in self.has_kept and e.ino not in self.parked
-        if keep_data:
-            if self._park(e):
+        if action == nodeupdates.PARK or e.ino in self.park_failed:
+            try:
+                parked = self._park(e)
+            except OSError:
+                self.park_failed.add(e.ino)      # another name of it may keep the data
+                raise
+            if parked:
                 self.leaf_at[e.ino] = e
+                self.park_failed.discard(e.ino)
+            else:
+                self.park_failed.add(e.ino)
             return
         self.reporter.verbose(f"{e.spath()}: remove old name", 2)
         try:
@@ -335,17 +326,19 @@ class _NameUpdate:
                 continue
             self.fds.next_op()
             try:
-                self._place_one(n)
+                self._place_one(n, *self.plan.new[id(n)])
             except OSError as err:
                 check_space(err, n.spath())
                 n.failed = True
                 self.reporter.file_problem(n.spath(), f"cannot create: {reason(err)}")
 
-    def _place_one(self, n: Entry) -> None:
+    def _place_one(self, n: Entry, action: str, planned: Entry | None) -> None:
+        if action == nodeupdates.TAPE:
+            return                      # a new file: extracted from the tape later
         dfd = self.fds.get(n.parent)
         if n.is_dir:
             moved = self.parked.get(n.ino)
-            if moved is not None and moved.is_dir:
+            if action == nodeupdates.UNPARK and moved is planned:
                 os.rename(moved.name, n.name, src_dir_fd=self.fds.root_fd, dst_dir_fd=dfd)
                 del self.parked[n.ino]
                 moved.parent, moved.name = n.parent, n.name     # old paths below it stay right
@@ -353,12 +346,14 @@ class _NameUpdate:
                 self.reporter.verbose(f"{n.spath()}: make node", 2)
                 self.target.make_dir(n)
             return
+        # UNPARK or LINK: from the name that really holds the data now (the planned
+        # one, unless a step before failed)
         src = self.leaf_at.get(n.ino)
         if src is None and self.dump.in_bits(n.ino):
-            return                      # a new file: extracted from the tape later
+            return
         if src is None:
             self.reporter.file_problem(n.spath(), f"(inode {n.ino}) is neither on this tape nor in"
-                                " the restored tree; not restored")
+                                       " the restored tree; not restored")
             return
         if self.parked.get(n.ino) is src:
             os.rename(src.name, n.name, src_dir_fd=self.fds.root_fd, dst_dir_fd=dfd)
