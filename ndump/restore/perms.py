@@ -29,10 +29,10 @@ from pathlib import Path
 
 from ndump.errors import StartupError
 from ndump.format import ACL_ACCESS, ACL_DEFAULT, Inode
+from ndump.format.extattr import ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ
 from ndump.restore.dirs import Entry
 from ndump.restore.target import O_DIR, Target, reason
 
-ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 16, 32
 _ACL_HEADER = struct.Struct("<I")
 _ACL_ENTRY = struct.Struct("<HHI")
 _ACL_VERSION = 2
