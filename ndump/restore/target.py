@@ -220,13 +220,19 @@ class Target:
         if not self.resume:
             return False
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+            pfd = os.open(name, O_NODE, dir_fd=dfd)
         except OSError:
             return False
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
+            st = os.fstat(pfd)
+            if not stat.S_ISREG(st.st_mode):     # never open a device or fifo found there
                 return False
+            fd = os.open(node_path(pfd), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        finally:
+            os.close(pfd)
+        try:
             same = (st.st_size == inode.size and st.st_mtime_ns == inode.mtime_total_ns
                     and st.st_mode & 0o7777 == inode.mode & 0o7777
                     and (not self.is_root or (st.st_uid, st.st_gid) == self._ids(inode)))

@@ -501,3 +501,20 @@ def test_only_target_py_calls_metadata_functions():
                                                                            "set_times"})
                 found += [f"{path.name}:{node.lineno}: from {node.module} import {n}" for n in names]
     assert found == []
+
+
+@pytest.mark.parametrize("planted", ["fifo", "symlink"])
+def test_a_planted_restoresymtable_is_refused_not_followed(image_file, tmp_path, outside, planted):
+    img = Craft().dir(2, {"a": 3}).file(3, b"a")
+    path = image_file(img)
+    out = tmp_path / "out"
+    out.mkdir()
+    if planted == "fifo":
+        os.mkfifo(out / "restoresymtable")
+    else:
+        os.symlink(outside.secret, out / "restoresymtable")
+    p = _ndump("restore", "-R", "-f", path, cwd=out)
+    _, err = p.communicate(timeout=60)         # a fifo must not make it hang
+    assert p.returncode == 1
+    assert "restoresymtable" in err.decode(), err
+    outside.check()
