@@ -99,7 +99,7 @@ class IncrementalRestore:
         self.reporter.verbose("Begin incremental restore")
         new = self._new_tree(tape_dirs)
         self._check_space(new, tape_dirs)
-        target = self.run._open_target(new)
+        target = self.run.open_target(new)
         try:
             if target is not None and not self.resume:
                 self._save_marker(target)
@@ -124,7 +124,7 @@ class IncrementalRestore:
         space.before_write(self.run, _TapeDirs(tape_dirs), sel)
 
     def _read_dirs(self):
-        dirs, first = self.run._read_dirs()
+        dirs, first = self.run.read_dirs()
         if self.run.aborted:        # names cannot be matched against half a tree
             raise SymtabError(f"{self.dump.name}: {self.run.aborted} while reading the"
                               " directories; nothing was changed")
@@ -175,7 +175,7 @@ class IncrementalRestore:
         run = self.run
         tape_tree = _TapeDirs(tape_dirs)
         ex = Extractor(self.dump.reader, tape_tree, target, self.reporter,
-                       keep_existing=run.o.keep_existing, progress=run._progress)
+                       keep_existing=run.o.keep_existing, progress=run.progress)
         ex.made_dirs = [e for e in new.walk() if e.is_dir and e.ino in tape_dirs and not e.failed]
         leaves: dict[int, list[Entry]] = {}
         for e in new.walk():
@@ -185,16 +185,16 @@ class IncrementalRestore:
             if target is not None:
                 self._save(new, tape_dirs, ex, target, EXTRACTING)
             self.reporter.verbose("Extract new leaves.")
-            run._extract_files(ex, first, leaves, target)
+            run.extract_files(ex, first, leaves, target)
         except RunEndingError as e:
-            run._abort(e)
+            run.abort(e)
         finally:
             self.reporter.progress_end()
         self.reporter.verbose("Add links.")
         if target is not None and not run.aborted:
             self._save(new, tape_dirs, ex, target, COMPLETE)
         ex.finish_dirs(set_root=True)
-        run._report_missing(leaves)
+        run.report_missing(leaves)
 
     def _save_marker(self, target) -> None:
         """Names are about to change: the table says so (an empty name tree), so that
@@ -429,7 +429,7 @@ def _unlink_quietly(dfd: int, name: bytes) -> None:
 
 def rebuild(run, *, resume: bool) -> None:
     """restore -r/-R of a dump with a base date (c_ddate > 0)."""
-    path = run._target_path()
+    path = run.target_path()
     tape = run.dump.tape
     try:
         table = load_table(path)

@@ -70,10 +70,10 @@ class ShellError(Exception):
 
 
 def interact(run) -> None:
-    """Run the shell for one restore run (``ndump.restore._Run``)."""
+    """Run the shell for one restore run (``ndump.restore.RestoreRun``)."""
     if run.o.paths:
         raise UsageError("-i takes no file names: name them with 'add' in the shell")
-    tree, first = run._read_tree()
+    tree, first = run.read_tree()
     stdin, own = _command_input(run.o.file)
     try:
         Shell(run, tree, first, stdin).loop()
@@ -166,7 +166,7 @@ class ShellState:
         run.aborted = None
         run.whole_tree = False           # the space check measures just the selection
         try:
-            run._write(self.tree, sel, first, set_root=set_root, symtab=False)
+            run.write(self.tree, sel, first, set_root=set_root, symtab=False)
         finally:
             if run.aborted:
                 self.aborted = self.aborted or run.aborted
@@ -178,7 +178,7 @@ class ShellState:
     def setmodes(self, dirs: list[Entry], set_root: bool) -> int:
         """Owner, mode and times of the directories that exist; returns how many."""
         run = self.run
-        target = run._open_target(self.tree)
+        target = run.open_target(self.tree)
         if target is None:
             return 0
         try:
