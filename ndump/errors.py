@@ -60,11 +60,17 @@ class AbortError(NdumpError):
     exit_status = ExitStatus.ABORTED
 
 
-class MediaError(AbortError):
+class RunEndingError(AbortError):
+    """Ends a run part-way, the way a tape that ends early does: the engine stops
+    reading, reports what it did not do and finishes what it can (a restore sets
+    its directories' modes).  Operator aborts and signals are not among them."""
+
+
+class MediaError(RunEndingError):
     """The medium failed (I/O error, unexpected end)."""
 
 
-class OutOfSpaceError(AbortError):
+class OutOfSpaceError(RunEndingError):
     """The restore target ran out of space or inodes (with --force)."""
 
 

@@ -1,7 +1,8 @@
-"""The OS side of file metadata, both directions: birth time (statx), extended
-attributes and ACL xattrs, inode flags (FS_IOC_GETFLAGS/SETFLAGS), device nodes,
-times with nanoseconds.  Classic counterparts: dump's use of libext2fs inode
-reads, restore's utilities.c (lsetflags, linkit, ...).
+"""The OS side of file metadata: birth time (statx), extended attributes and
+ACL xattrs (read), inode flags (FS_IOC_GETFLAGS/SETFLAGS).  Classic
+counterparts: dump's use of libext2fs inode reads, restore's lsetflags().
+Restore sets everything else through restore/target.py, which alone may
+change the target (ARCHITECTURE.md, "Restore: containment by construction").
 """
 from __future__ import annotations
 
@@ -74,12 +75,6 @@ def get_xattrs(target, *, follow: bool = False) -> list[tuple[str, bytes]]:
     return out
 
 
-def set_xattr(target, name: str, value: bytes, *, follow: bool = False) -> None:
-    if isinstance(target, int):
-        follow = True
-    os.setxattr(target, name, value, 0, follow_symlinks=follow)
-
-
 # -- statx for the birth time ------------------------------------------------
 _STATX_BTIME = 0x800
 _AT_SYMLINK_NOFOLLOW = 0x100
@@ -150,16 +145,3 @@ class Statx:
         if not buf.stx_attributes_mask & _STATX_ATTR_NODUMP:
             return None
         return bool(buf.stx_attributes & _STATX_ATTR_NODUMP)
-
-
-def make_node(name, mode: int, rdev: int, dir_fd: int | None = None) -> None:
-    """Create a device, fifo or socket node."""
-    os.mknod(name, mode, rdev, dir_fd=dir_fd)
-
-
-def set_times(target, atime_ns: int, mtime_ns: int, *, dir_fd: int | None = None,
-              follow: bool = False) -> None:
-    if isinstance(target, int):
-        os.utime(target, ns=(atime_ns, mtime_ns))
-    else:
-        os.utime(target, ns=(atime_ns, mtime_ns), dir_fd=dir_fd, follow_symlinks=follow)

@@ -91,7 +91,9 @@ def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
                 raise UnsupportedCompressionError(
                     "the dump is zstd-compressed; reading it needs the Python package zstandard"
                     " (pip install zstandard)")
-            out = _zstd.ZstdDecompressor().decompressobj().decompress(payload)
+            # bounded like zlib and bzip2: a record never inflates past the limit
+            with _zstd.ZstdDecompressor().stream_reader(payload) as r:
+                out = r.read(limit + 1)
         elif algorithm == COMPRESS_LZO:
             out = _lzo1x_decompress(payload, limit)
         else:

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
-from ndump.errors import ExitStatus, NdumpError
+from ndump.errors import ExitStatus, RunEndingError
 from ndump.format.constants import (
     DR_COMPRESSED, DR_EXTATTRIBUTES, DR_METAONLY, EXT_NDUMP_XATTR, NDUMP_XATTR_MAXSIZE, DR_NEWHEADER, DR_NEWINODEFMT, EXT_XATTR, ROOTINO,
     FS_UFS2_MAGIC, NFS_MAGIC, OFS_MAGIC,
@@ -164,7 +164,7 @@ def _with_size(inode: Inode, size: int) -> Inode:
 # --------------------------------------------------------------------------
 # reading
 
-class DumpFormatError(NdumpError):
+class DumpFormatError(RunEndingError):
     """The stream cannot be read on (after the first header)."""
     exit_status = ExitStatus.ABORTED
 

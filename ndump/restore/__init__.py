@@ -12,16 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from ndump.errors import (
-    MediaError, Outcome, OutOfSpaceError, StartupError, UsageError,
-)
-from ndump.format import ROOTINO, DumpFormatError
+from ndump.errors import Outcome, RunEndingError, StartupError, UsageError
+from ndump.format import ROOTINO
 from ndump.report import Reporter
 from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
-from ndump.restore.dirs import Tree, canon, read_dirs
-from ndump.restore.extract import Extractor, Selection
-from ndump.restore.listing import Listing, list_names
+from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
+from ndump.restore.extract import Extractor, ExtractList
+from ndump.restore.listing import DumpNames, Listing, list_dump
 from ndump.restore.options import MODES, RestoreOptions
 from ndump.restore import rename, space
 from ndump.restore.perms import MappedTarget, load_id_map
@@ -32,8 +30,6 @@ from ndump.sessions import open_session
 from ndump.settings import Settings
 
 __all__ = ["RestoreOptions", "run_restore", "MODES"]
-
-_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
 
 def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter, *,
@@ -70,7 +66,7 @@ def _run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter
                    multi=options.multi_volume, blocksize=options.blocksize,
                    skip_files=max(0, options.file_number - 1)) as dump:
         dump.changer = volchange.changer_for(dump, options, settings, reporter)
-        run = _Run(options, settings, reporter, dump, out if out is not None else sys.stdout)
+        run = RestoreRun(options, settings, reporter, dump, out if out is not None else sys.stdout)
         return run.dispatch()
 
 
@@ -93,8 +89,11 @@ def _prepare_target(options: RestoreOptions, reporter: Reporter) -> None:
     reporter.verbose(f"made the target directory {path}")
 
 
-class _Run:
-    """One restore run: the steps shared by the modes."""
+class RestoreRun:
+    """One restore run: the input, the options and the steps the modes share
+    (read the directories or the tree, open the target, write, report).  The
+    mode functions below and incremental, rename, space and shell use these
+    public steps; nothing outside this module touches its private parts."""
 
     def __init__(self, options: RestoreOptions, settings: Settings, reporter: Reporter,
                  dump: DumpInput, out):
@@ -111,18 +110,18 @@ class _Run:
         self._start()
         mode = self.o.mode
         if mode == "t":
-            self._list()
+            mode_list(self)
         elif mode == "x":
-            self._extract()
+            mode_extract(self)
         elif mode in ("r", "R"):
-            self._rebuild(resume=mode == "R")
+            mode_rebuild(self, resume=mode == "R")
         elif mode == "C":
-            self._compare()
+            mode_compare(self)
         elif mode == "i":
             from ndump.restore.shell import interact   # cmd/readline only when asked for
             interact(self)
         self.r.fact("bytes", self.dump.bytes_read()); self.r.fact("volumes", self.dump.reader.volume)
-        return Outcome(self.r.problems, self.aborted)
+        return Outcome(self.r.problems, f"{self.aborted}; aborting" if self.aborted else None)
 
     # -- steps -----------------------------------------------------------------
     def _start(self) -> None:
@@ -145,7 +144,7 @@ class _Run:
             for line in self.dump.info_lines():
                 self.r.verbose(line)
 
-    def _read_dirs(self) -> tuple[dict, object]:
+    def read_dirs(self) -> tuple[dict, object]:
         """The tape's directories and the first file record after them; an end of
         the dump met on the way is recorded in self.aborted."""
         self.r.verbose("Extract directories from tape")
@@ -153,24 +152,27 @@ class _Run:
         first = None
         try:
             first = read_dirs(self.dump.reader, self.r.file_problem, dirs)
-        except _ENDS_RUN as e:
-            self._abort(e)
+        except RunEndingError as e:
+            self.abort(e)
         return dirs, first
 
-    def _read_tree(self):
+    def read_tree(self):
         """Directories -> Tree; returns (tree, first file record)."""
-        dirs, first = self._read_dirs()
+        dirs, first = self.read_dirs()
+        self.check_root(dirs)
+        self.r.verbose("Initialize symbol table.")
+        return Tree(dirs, self.dump.reader.maxino, self.r.file_problem), first
+
+    def check_root(self, dirs: dict) -> None:
         if ROOTINO not in dirs:
             if self.aborted:
                 raise StartupError(f"{self.dump.name}: {self.aborted}") from None
             raise StartupError(f"{self.dump.name}: the root directory is not on the tape")
-        self.r.verbose("Initialize symbol table.")
-        return Tree(dirs, self.dump.reader.maxino, self.r.file_problem), first
 
-    def _abort(self, e: Exception) -> None:
-        self.aborted = f"{e}; aborting"
+    def abort(self, e: Exception) -> None:
+        self.aborted = str(e)
 
-    def _starts(self, tree: Tree) -> list:
+    def starts(self, tree: Tree) -> list:
         if not self.o.paths:
             return [tree.root]
         starts = []
@@ -182,66 +184,8 @@ class _Run:
                 starts.append(e)
         return starts
 
-    # -- modes -------------------------------------------------------------------
-    def _list(self) -> None:
-        tree, _ = self._read_tree()
-        listing = Listing(self.out)
-        list_names(tree, self._starts(tree), self.dump.in_bits, listing, verbose=self.o.verbose > 0)
-        listing.close()
-
-    def _extract(self) -> None:
-        tree, first = self._read_tree()
-        sel = Selection.of(tree, rename.starts(self, tree), self.dump.in_bits)
-        # '.' is the user's directory: classic restore asks before changing it
-        self._write(tree, sel, first, set_root=self.o.yes, symtab=False)
-
-    def _rebuild(self, *, resume: bool) -> None:
-        tape = self.dump.tape
-        if tape.ddate != 0:
-            incremental.rebuild(self, resume=resume)     # FORMAT §6.2
-            return
-        if resume:
-            self._check_resume()
-        tree, first = self._read_tree()
-        self.r.verbose("Begin level 0 restore")
-        sel = Selection.of(tree, [tree.root], self.dump.in_bits)
-        self._write(tree, sel, first, set_root=True, symtab=True)
-
-    def _check_resume(self) -> None:
-        path = self._target_path()
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
-        try:
-            table = SymbolTable.load(fd)
-        finally:
-            os.close(fd)
-        if table.dumpdate != self.dump.tape.date:
-            raise SymtabError("restoresymtable belongs to another dump: resume with the same dump")
-        if table.state == COMPLETE:
-            raise SymtabError("restoresymtable says this restore is complete: nothing to resume")
-        self.r.info("resuming: files already restored are replaced by the dump's copies")
-
-    def _compare(self) -> None:
-        tree, first = self._read_tree()
-        sel = Selection.of(tree, self._starts(tree), self.dump.in_bits)
-        # classic -C compares with the dumped filesystem; --target names another place
-        path = self.o.target or _dumped_fs(self.dump.tape.filesys) or Path.cwd()
-        self.r.verbose(f"comparing with {path}")
-        try:
-            compare(self.dump.reader, tree, sel, first, path, self.r,
-                    precision=self.o.time_precision)
-        except _ENDS_RUN as e:
-            self._abort(e)
-        except OSError as e:
-            raise StartupError(f"cannot compare with {path}: {reason(e)}") from None
-        self._report_missing(sel.leaves)
-        if self.r.problems:
-            self.r.info(f"Some files were modified!  {len(self.r.problems)} compare errors")
-
     # -- writing -----------------------------------------------------------------
-    def _target_path(self) -> Path:
+    def target_path(self) -> Path:
         if self.o.original:
             return self._original_path()
         return Path(self.o.target) if self.o.target is not None else Path.cwd()
@@ -265,30 +209,31 @@ class _Run:
                 raise StartupError(f"cannot make {path}: {reason(e)}") from None
         return path
 
-    def _open_target(self, tree: Tree) -> Target | None:
+    def open_target(self, tree: Tree) -> Target | None:
         if self.o.dry_run:
             return None
-        path = self._target_path()
+        path = self.target_path()
         try:
             return MappedTarget(path, tree.root, self.r, is_root=self.settings.is_root,
-                                keep_existing=self.o.keep_existing, no_inherit=self.o.no_inherit,
+                                keep_existing=self.o.keep_existing, resume=self.o.mode == "R",
+                                no_inherit=self.o.no_inherit,
                                 uid_map=load_id_map(self.o.owner_map, "owner"),
                                 gid_map=load_id_map(self.o.group_map, "group"))
         except OSError as e:
             raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
 
-    def _write(self, tree: Tree, sel: Selection, first, *, set_root: bool, symtab: bool) -> None:
+    def write(self, tree: Tree, sel: ExtractList, first, *, set_root: bool, symtab: bool) -> None:
         space.before_write(self, tree, sel)      # SPEC §5.2, unless -N or --force
         self.r.fact("files", len(sel.dirs) + len(sel.leaves))
-        target = self._open_target(tree)
+        target = self.open_target(tree)
         try:
             ex = Extractor(self.dump.reader, tree, target, self.r,
-                           keep_existing=self.o.keep_existing, progress=self._progress)
+                           keep_existing=self.o.keep_existing, progress=self.progress)
             self._write_steps(ex, tree, sel, first, target, set_root=set_root, symtab=symtab)
         finally:
             if target is not None:
                 target.close()
-        self._report_missing(sel.leaves)
+        self.report_missing(sel.leaves)
 
     def _write_steps(self, ex: Extractor, tree, sel, first, target, *, set_root, symtab) -> None:
         try:
@@ -298,16 +243,16 @@ class _Run:
                 self._save_symtab(tree, ex, target, EXTRACTING)
             if not self.aborted:
                 self.r.verbose("Extract new leaves.")
-                self._extract_files(ex, first, sel.leaves, target)
-        except _ENDS_RUN as e:
-            self._abort(e)
+                self.extract_files(ex, first, sel.leaves, target)
+        except RunEndingError as e:
+            self.abort(e)
         finally:
             self.r.progress_end()
         if symtab and target is not None and not self.aborted:
             self._save_symtab(tree, ex, target, COMPLETE)
         ex.finish_dirs(set_root=set_root)
 
-    def _extract_files(self, ex: Extractor, first, leaves: dict, target: Target | None) -> None:
+    def extract_files(self, ex: Extractor, first, leaves: dict, target: Target | None) -> None:
         # workers cannot follow a dump onto another volume (-M files, -F changes)
         may_split = (target is not None and first is not None and not self.o.multi_volume
                      and self.dump.changer is None)
@@ -324,7 +269,7 @@ class _Run:
         aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor,
                                started=lambda: self._progress_start(part=cuts[0] * 1024))
         if aborted:
-            self.aborted = f"{aborted}; aborting"
+            self.aborted = aborted
 
     def _save_symtab(self, tree, ex: Extractor, target: Target, state: str) -> None:
         """The name tree only when complete: -R re-reads it from the tape anyway."""
@@ -335,7 +280,7 @@ class _Run:
         except OSError as e:
             self.r.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
 
-    def _report_missing(self, leaves: dict) -> None:
+    def report_missing(self, leaves: dict) -> None:
         """Names whose inode the maps promise but the tape did not deliver."""
         why = "not restored" if self.aborted else "not found on tape"
         for ino, names in sorted(leaves.items()):
@@ -353,10 +298,90 @@ class _Run:
         if self._total:
             self.r.progress_start(self._total)
 
-    def _progress(self) -> None:
+    def progress(self) -> None:
         if self._total:
             done = min(self._total, int(self.dump.bytes_read() * self._scale))
             self.r.progress(done, self.dump.reader.volume)
+
+
+# -- the modes (classic main.c's switch): one public function each --------------------
+def mode_list(run: RestoreRun) -> None:
+    """-t: the names from the raw directories, without a name tree (listing.py)."""
+    run.r.verbose("Extract directories from tape")
+    dirs: dict[int, bytes] = {}
+    damaged: dict[int, list[str]] = {}
+    try:
+        read_dir_bytes(run.dump.reader, run.r.file_problem, dirs, damaged)
+    except RunEndingError as e:
+        run.abort(e)
+    run.check_root(dirs)
+    run.r.verbose("Initialize symbol table.")
+    reader = run.dump.reader
+    names = DumpNames(dirs, damaged, reader.order, reader.maxino, run.r.file_problem)
+    starts = []
+    for p in run.o.paths or ["."]:
+        found = names.lookup(p)
+        if found is None:
+            run.r.file_problem(canon(p), "not on the tape")
+        else:
+            starts.append(found)
+    listing = Listing(run.out)
+    list_dump(names, starts, run.dump.in_bits, listing, verbose=run.o.verbose > 0)
+    listing.close()
+
+
+def mode_extract(run: RestoreRun) -> None:
+    tree, first = run.read_tree()
+    sel = ExtractList.of(tree, rename.starts(run, tree), run.dump.in_bits)
+    # '.' is the user's directory: classic restore asks before changing it
+    run.write(tree, sel, first, set_root=run.o.yes, symtab=False)
+
+
+def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
+    tape = run.dump.tape
+    if tape.ddate != 0:
+        incremental.rebuild(run, resume=resume)     # FORMAT §6.2
+        return
+    if resume:
+        check_resume(run)
+    tree, first = run.read_tree()
+    run.r.verbose("Begin level 0 restore")
+    sel = ExtractList.of(tree, [tree.root], run.dump.in_bits)
+    run.write(tree, sel, first, set_root=True, symtab=True)
+
+
+def check_resume(run: RestoreRun) -> None:
+    path = run.target_path()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
+    try:
+        table = SymbolTable.load(fd)
+    finally:
+        os.close(fd)
+    if table.dumpdate != run.dump.tape.date:
+        raise SymtabError("restoresymtable belongs to another dump: resume with the same dump")
+    if table.state == COMPLETE:
+        raise SymtabError("restoresymtable says this restore is complete: nothing to resume")
+    run.r.info("resuming: files already restored are replaced by the dump's copies")
+
+
+def mode_compare(run: RestoreRun) -> None:
+    tree, first = run.read_tree()
+    sel = ExtractList.of(tree, run.starts(tree), run.dump.in_bits)
+    # classic -C compares with the dumped filesystem; --target names another place
+    path = run.o.target or _dumped_fs(run.dump.tape.filesys) or Path.cwd()
+    run.r.verbose(f"comparing with {path}")
+    try:
+        compare(run.dump.reader, tree, sel, first, path, run.r, precision=run.o.time_precision)
+    except RunEndingError as e:
+        run.abort(e)
+    except OSError as e:
+        raise StartupError(f"cannot compare with {path}: {reason(e)}") from None
+    run.report_missing(sel.leaves)
+    if run.r.problems:
+        run.r.info(f"Some files were modified!  {len(run.r.problems)} compare errors")
 
 
 def _dumped_fs(filesys: str) -> Path | None:

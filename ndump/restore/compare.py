@@ -16,7 +16,7 @@ from ndump.format import NODUMP_FL, FormatReader, Hole, Inode, InodeRecord
 from ndump.fsmeta import Statx, get_flags
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
-from ndump.restore.extract import Selection
+from ndump.restore.extract import ExtractList
 from ndump.restore.target import DirFds, reason
 
 # names at the top that restore -r and mkfs make, not the dump
@@ -205,7 +205,7 @@ class _Comparer:
             self.differs(e, "extended attributes or ACLs changed")
 
 
-def compare(reader: FormatReader, tree: Tree, sel: Selection, first: InodeRecord | None,
+def compare(reader: FormatReader, tree: Tree, sel: ExtractList, first: InodeRecord | None,
             path: Path, reporter: Reporter, *, precision: str = "auto") -> None:
     """Compare the selected part of the dump with the tree at ``path``; each
     difference is a per-file problem, names on disk the dump lacks included.

@@ -9,12 +9,17 @@ directory loops (a directory reachable under two names).
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ndump.format import MAX_DIR_SIZE, ROOTINO, DirEntry, FormatReader, Hole, InodeRecord, Inode, unpack_dir
+from ndump.format import (
+    DIRBLKSIZ, MAX_DIR_SIZE, ROOTINO, DirEntry, FormatReader, Hole, InodeRecord, Inode, unpack_dir,
+)
 
 Complain = Callable[[str, str], None]      # (path, reason)
+_ENTRY_LE = struct.Struct("<IHBB")         # struct direct's fixed part (FORMAT §4.4)
+_ENTRY_BE = struct.Struct(">IHBB")
 
 
 @dataclass(slots=True)
@@ -77,10 +82,54 @@ def read_dirs(reader: FormatReader, complain: Complain, dirs: dict[int, DirRecor
         dirs[rec.ino] = DirRecord(rec.ino, rec.inode, entries, rec.xattrs, damaged)
 
 
-def _dir_entries(reader: FormatReader, rec: InodeRecord) -> tuple[list[DirEntry], list[str]]:
+def read_dir_bytes(reader: FormatReader, complain: Complain, dirs: dict[int, bytes],
+                   damaged: dict[int, list[str]]) -> InodeRecord | None:
+    """read_dirs() for a listing: each directory kept as its raw bytes (about 24
+    bytes a name, against ~300 for a parsed entry), its problems in ``damaged``."""
+    while True:
+        rec = reader.next_record()
+        if rec is None or not rec.inode.is_dir:
+            return rec
+        data, problems = _dir_data(reader, rec)
+        if rec.ino in dirs:
+            complain(f"(inode {rec.ino})", "directory appears twice on the tape, second copy ignored")
+            continue
+        dirs[rec.ino] = data
+        if problems:
+            damaged[rec.ino] = problems
+
+
+def iter_dir(data: bytes | list[tuple[int, bytes]], order: str, mangled: list[int] | None = None
+             ) -> Iterator[tuple[int, bytes]]:
+    """(inode, name) of the entries of raw directory data, as unpack_dir() finds
+    them (its checks: a bad entry skips the rest of its 512-byte chunk), without
+    making an object per entry; ``mangled[0]`` counts the chunks skipped.  A
+    directory _dir_data() had to parse in full comes as its (inode, name) list."""
+    if not isinstance(data, bytes):
+        yield from data
+        return
+    unpack = (_ENTRY_LE if order == "<" else _ENTRY_BE).unpack_from
+    size = len(data)
+    pos = 0
+    while pos + 8 <= size:
+        ino, reclen, _, namlen = unpack(data, pos)
+        chunk_end = pos - pos % DIRBLKSIZ + DIRBLKSIZ
+        if (reclen & 3 or reclen < 8 + ((namlen + 4) & ~3) or pos + reclen > size
+                or pos + reclen > chunk_end or namlen == 0):
+            if mangled is not None:
+                mangled[0] += 1
+            pos = chunk_end
+            continue
+        if ino:
+            yield ino, data[pos + 8:pos + 8 + namlen]
+        pos += reclen
+
+
+def _dir_bytes(reader: FormatReader, rec: InodeRecord) -> bytes | None:
+    """A directory's data, or None (skipped) when its size is not believable."""
     if rec.inode.size > MAX_DIR_SIZE:
         reader.skip(rec)
-        return [], [f"directory size {rec.inode.size} is not believable; entries ignored"]
+        return None
     parts = []
     hole = 0
     for piece in reader.file_data(rec):
@@ -93,7 +142,40 @@ def _dir_entries(reader: FormatReader, rec: InodeRecord) -> tuple[list[DirEntry]
             parts.append(bytes(hole))
             hole = 0
         parts.append(bytes(piece))
-    entries, mangled = unpack_dir(b"".join(parts), reader.order, reader.dir_format)
+    return b"".join(parts)
+
+
+def _unbelievable(rec: InodeRecord) -> str:
+    return f"directory size {rec.inode.size} is not believable; entries ignored"
+
+
+def _dir_data(reader: FormatReader, rec: InodeRecord
+              ) -> tuple[bytes | list[tuple[int, bytes]], list[str]]:
+    """The raw data of a Linux-layout directory whose entries all check; anything
+    else (old BSD layouts, stock dump's 255-byte names, damage) parsed in full by
+    _parse(), so that a listing sees what extraction sees."""
+    data = _dir_bytes(reader, rec)
+    if data is None:
+        return b"", [_unbelievable(rec)]
+    mangled = [0]
+    if reader.dir_format == "new":
+        for _ in iter_dir(data, reader.order, mangled):
+            pass
+        if not mangled[0]:
+            return data, list(rec.damaged)
+    entries, damaged = _parse(reader, rec, data)
+    return [(e.ino, e.name) for e in entries if e.ino], damaged
+
+
+def _dir_entries(reader: FormatReader, rec: InodeRecord) -> tuple[list[DirEntry], list[str]]:
+    data = _dir_bytes(reader, rec)
+    if data is None:
+        return [], [_unbelievable(rec)]
+    return _parse(reader, rec, data)
+
+
+def _parse(reader: FormatReader, rec: InodeRecord, data: bytes) -> tuple[list[DirEntry], list[str]]:
+    entries, mangled = unpack_dir(data, reader.order, reader.dir_format)
     damaged = list(rec.damaged)
     for e in entries:
         if e.lost:      # stock dump 0.4b47's 255-byte names (format/dirent.py)

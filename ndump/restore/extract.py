@@ -24,14 +24,14 @@ from ndump.fsmeta import SETTABLE_FLAGS
 from ndump.format import DumpFormatError, FormatReader, Hole, Inode, InodeRecord, MAX_SYMLINK
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
-from ndump.restore.target import NO_SPACE, O_NEWFILE, Target, check_space, reason
+from ndump.restore.target import NO_SPACE, O_NEWFILE, Target, check_space, reason, type_name
 
 _SEEK_CUR = os.SEEK_CUR
 _NODE_TYPES = (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK)
 TEMP_MIN_SIZE = 64 * 1024       # from this size on, a new file is written under a temporary name
 
 
-class Selection:
+class ExtractList:
     """What to restore: directories to create (parents first) and, per inode,
     the names to give it (classic: the NEW/EXTRACT marks of restore.c)."""
 
@@ -40,7 +40,7 @@ class Selection:
         self.leaves: dict[int, list[Entry]] = {}
 
     @classmethod
-    def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "Selection":
+    def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "ExtractList":
         sel = cls()
         seen: set[int] = set()
         for start in starts:
@@ -76,7 +76,7 @@ class Extractor:
                  reporter: Reporter, *, keep_existing: bool = False, progress=None):
         self.reader = reader
         self.tree = tree
-        self.t = target
+        self.target = target
         self.reporter = reporter
         self.keep_existing = keep_existing
         self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
@@ -104,11 +104,12 @@ class Extractor:
                 continue
             if self._per_file:
                 self.reporter.verbose(f"make node {e.spath()}", 2)
-            if self.t is None:
+            if self.target is None:
                 self.made_dirs.append(e)
                 continue
+            self.target.fds.next_op()
             try:
-                self.t.make_dir(e)
+                self.target.make_dir(e)
             except OSError as err:
                 e.failed = True
                 check_space(err, e.spath())
@@ -119,26 +120,27 @@ class Extractor:
     def finish_dirs(self, *, set_root: bool) -> None:
         """Directory owner, mode, attributes, times and flags, deepest first."""
         self.reporter.verbose("Set directory mode, owner, and times.")
-        if self.t is None:
+        if self.target is None:
             return
+        self.target.drop_private()
         for e in sorted(self.made_dirs, key=lambda d: d.depth, reverse=True):
             rec = self.tree.dirs.get(e.ino)
             if e.failed or rec is None or (e.parent is None and not set_root):
                 continue
-            self.t.fds.next_op()
+            self.target.fds.next_op()
             try:
                 self._dir_attrs(e, rec.inode, rec.xattrs)
             except OSError as err:
                 self._os_problem(e, err)
 
     def _dir_attrs(self, e: Entry, inode: Inode, xattrs) -> None:
-        t = self.t
+        t = self.target
         fd = t.fds.get(e)
         t.owner_fd(fd, inode)
         if xattrs:
             t.xattrs(fd, xattrs, e)
         t.mode_fd(fd, inode)
-        os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
+        t.times_fd(fd, inode)
         t.flags_fd(fd, inode.flags, e)
 
     # -- files ---------------------------------------------------------------------
@@ -160,6 +162,8 @@ class Extractor:
             names = leaves.pop(rec.ino, None)
             if names is None:
                 reader.skip(rec)
+                if rec.ino in self.tree.dirs and not rec.inode.is_dir:
+                    self._contradiction(rec)
             else:
                 self.modes[rec.ino] = rec.inode.mode
                 self._extract(rec, names)
@@ -174,13 +178,13 @@ class Extractor:
             if not names:
                 self.reader.skip(rec)
                 return
-        if self.t is not None:
-            self.t.fds.next_op()
+        if self.target is not None:
+            self.target.fds.next_op()
         mode = rec.inode.mode
         ftype = stat.S_IFMT(mode)
         if self._per_file:
             self.reporter.verbose(f"extract file {names[0].spath()}", 2)
-        if self.t is None:
+        if self.target is None:
             self.reader.skip(rec)
         elif rec.header.is_metaonly:
             self._metaonly(rec, names)
@@ -190,7 +194,7 @@ class Extractor:
             self._symlink(rec, names)
         elif ftype in _NODE_TYPES:
             self.reader.skip(rec)
-            self._named(rec, names, lambda dfd, n: os.mknod(n, ftype | 0o600, rec.inode.rdev, dir_fd=dfd))
+            self._named(rec, names, None)
         else:
             self.reader.skip(rec)
             what = "a directory found among the files" if ftype == stat.S_IFDIR else f"unknown file type {mode:o}"
@@ -207,7 +211,7 @@ class Extractor:
             _drain(gen)
             return
         i, e, dfd, fd, temp = opened
-        t = self.t
+        t = self.target
         inode = rec.inode
         partial = temp is None          # under its own name, and not complete yet
         try:
@@ -221,8 +225,8 @@ class Extractor:
                 t.replace(dfd, temp, e.name)
                 temp = None
             if i + 1 < len(names):
-                self._links(e, names[i + 1:])
-            os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
+                self._links(e, fd, names[i + 1:])
+            t.times_fd(fd, inode)
             if inode.flags & SETTABLE_FLAGS:
                 t.flags_fd(fd, inode.flags, e)
         except OSError as err:
@@ -249,7 +253,7 @@ class Extractor:
 
     def _open_first(self, names: list[Entry], ino: int, inode: Inode):
         """Create the first name that can be created -> (index, entry, dfd, fd, temp)."""
-        t = self.t
+        t = self.target
         for i, e in enumerate(names):
             try:
                 dfd = t.fds.get(e.parent)
@@ -260,6 +264,9 @@ class Extractor:
                 try:
                     return i, e, dfd, os.open(e.name, O_NEWFILE, mode, dir_fd=dfd), None
                 except FileExistsError:
+                    if t.finished_before(dfd, e.name, inode):
+                        self.reporter.verbose(f"{e.spath()}: restored by the interrupted run", 2)
+                        return None
                     temp = self._temp_for(dfd, e, ino)
                     if temp is None:
                         continue
@@ -273,30 +280,30 @@ class Extractor:
         if self.keep_existing:
             self.reporter.verbose(f"{e.spath()}: exists, kept", 2)
             return None
-        if self.t.existing_is_dir(dfd, e.name):
+        if self.target.existing_is_dir(dfd, e.name):
             self.problem(e, "an existing directory is in the way; not replaced")
             return None
-        return self.t.temp_name(dfd, ino)
+        return self.target.temp_name(dfd, ino)
 
-    def _links(self, first: Entry, others: list[Entry]) -> None:
-        """The other names of a hard-linked inode (classic createlinks())."""
-        t = self.t
+    def _links(self, first: Entry, fd: int, others: list[Entry]) -> None:
+        """The other names of a hard-linked inode (classic createlinks()), made from
+        the open file: whatever its first name holds by now does not matter."""
+        t = self.target
         for e in others:
             try:
                 dfd = t.fds.get(e.parent)
-                src = t.fds.get(first.parent)
                 try:
-                    os.link(first.name, e.name, src_dir_fd=src, dst_dir_fd=dfd, follow_symlinks=False)
+                    t.link_fd(fd, dfd, e.name)
                 except FileExistsError:
                     temp = self._temp_for(dfd, e, first.ino)
                     if temp is not None:
-                        os.link(first.name, temp, src_dir_fd=src, dst_dir_fd=dfd, follow_symlinks=False)
+                        t.link_fd(fd, dfd, temp)
                         t.replace(dfd, temp, e.name)
             except OSError as err:
                 check_space(err, e.spath())
                 self.problem(e, f"cannot link to {first.spath()}: {reason(err)}")
 
-    # symlinks, devices, fifos, sockets: made by name -------------------------------
+    # symlinks, devices, fifos, sockets: made privately, then linked into place --------
     def _symlink(self, rec: InodeRecord, names: list[Entry]) -> None:
         if rec.inode.size > MAX_SYMLINK:     # hostile di_size: never read it into memory
             self.reader.skip(rec)
@@ -307,65 +314,37 @@ class Extractor:
         if not target or len(target) > MAX_SYMLINK:
             self.problem(names[0], "symbolic link with an empty or too long target; skipped")
             return
-        self._named(rec, names, lambda dfd, n: os.symlink(target, n, dir_fd=dfd))
+        self._named(rec, names, target)
 
-    def _named(self, rec: InodeRecord, names: list[Entry], make) -> None:
-        t = self.t
-        inode = rec.inode
-        for i, e in enumerate(names):
-            dfd = temp = None
-            try:
-                dfd = t.fds.get(e.parent)
-                try:
-                    make(dfd, e.name)
-                except FileExistsError:
-                    temp = self._temp_for(dfd, e, rec.ino)
-                    if temp is None:
-                        continue
-                    make(dfd, temp)
-                self._named_attrs(dfd, temp or e.name, rec, e)
-                if temp is not None:
-                    t.replace(dfd, temp, e.name)
-                self._links(e, names[i + 1:])
-                t.times_name(dfd, e.name, inode)
-                return
-            except OSError as err:
-                if temp is not None:
-                    _unlink_quietly(dfd, temp)
-                self._os_problem(e, err)
+    def _named(self, rec: InodeRecord, names: list[Entry], symlink: bytes | None) -> None:
+        self.target.make_node(names, rec.inode, rec.xattrs, symlink=symlink,
+                         problem=self.problem, os_problem=self._os_problem)
 
-    def _named_attrs(self, dfd: int, name: bytes, rec: InodeRecord, e: Entry) -> None:
-        t = self.t
-        t.owner_mode_name(dfd, name, rec.inode)
-        if rec.xattrs:
-            t.xattrs(t.name_path(dfd, name), rec.xattrs, e)
+    def _contradiction(self, rec: InodeRecord) -> None:
+        """An inode the directory pass called a directory comes back as something else."""
+        names = self.tree.by_ino.get(rec.ino) if hasattr(self.tree, "by_ino") else None
+        where = names[0].spath() if names else f"(inode {rec.ino})"
+        self.problem_path(where, f"inode {rec.ino} is a directory in the directory pass and a"
+                          f" {type_name(stat.S_IFMT(rec.inode.mode))} in the file pass;"
+                          " the second record is ignored")
+
+    def problem_path(self, path: str, text: str) -> None:
+        self.reporter.file_problem(path, text)
 
     # metadata-only records (dump -m, FORMAT §2.4) ----------------------------------
     def _metaonly(self, rec: InodeRecord, names: list[Entry]) -> None:
         self.reader.skip(rec)
         e = names[0]
-        t = self.t
-        inode = rec.inode
         try:
-            dfd = t.fds.get(e.parent)
-            if stat.S_ISREG(inode.mode):
-                fd = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-                try:
-                    t.owner_fd(fd, inode)
-                    if rec.xattrs:
-                        t.xattrs(fd, rec.xattrs, e)
-                    t.mode_fd(fd, inode)
-                    os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
-                    t.flags_fd(fd, inode.flags, e)
-                finally:
-                    os.close(fd)
-            else:
-                self._named_attrs(dfd, e.name, rec, e)
-                t.times_name(dfd, e.name, inode)
+            why = self.target.metadata_only(e, rec.inode, rec.xattrs)
         except FileNotFoundError:
             self.problem(e, "metadata-only record for a file that does not exist; skipped")
+            return
         except OSError as err:
             self._os_problem(e, err)
+            return
+        if why is not None:
+            self.problem(e, why)
 
 
 def _write_data(fd: int, pieces: Iterator, size: int) -> None:

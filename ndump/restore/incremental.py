@@ -33,17 +33,16 @@ import os
 import re
 import time
 
-from ndump.errors import MediaError, OutOfSpaceError
-from ndump.format import ROOTINO, DirEntry, DumpFormatError
+from ndump.errors import RunEndingError
+from ndump.format import ROOTINO, DirEntry
 from ndump.restore.dirs import DirRecord, Entry, Tree
-from ndump.restore import space
-from ndump.restore.extract import Extractor, Selection
-from ndump.restore.symtab import COMPLETE, EXTRACTING, SymbolTable, SymtabError
+from ndump.restore import nodeupdates, space
+from ndump.restore.extract import Extractor, ExtractList
+from ndump.restore.symtab import COMPLETE, EXTRACTING, NoSymtabError, SymbolTable, SymtabError
 from ndump.restore.target import check_space, reason
 
 TMP_PREFIX = b"RSTTMP"
 _REPLACE_TEMP = re.compile(rb"\.ndump-[0-9]+-[0-9a-f]{8}\Z")
-_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
 
 def _when(date: int) -> str:
@@ -90,17 +89,17 @@ class IncrementalRestore:
     def __init__(self, run, table: SymbolTable, *, resume: bool):
         self.run = run
         self.dump = run.dump
-        self.r = run.r
+        self.reporter = run.r
         self.table = table
         self.resume = resume
 
     # -- the whole thing ---------------------------------------------------------
     def rebuild(self) -> None:
         tape_dirs, first = self._read_dirs()
-        self.r.verbose("Begin incremental restore")
+        self.reporter.verbose("Begin incremental restore")
         new = self._new_tree(tape_dirs)
         self._check_space(new, tape_dirs)
-        target = self.run._open_target(new)
+        target = self.run.open_target(new)
         try:
             if target is not None and not self.resume:
                 self._save_marker(target)
@@ -115,7 +114,7 @@ class IncrementalRestore:
 
     def _check_space(self, new: Tree, tape_dirs: dict) -> None:
         """SPEC §5.2 for what this tape brings: its files and new directories."""
-        sel = Selection()
+        sel = ExtractList()
         for e in new.walk():
             if e.is_dir:
                 if e.ino in tape_dirs:
@@ -125,7 +124,7 @@ class IncrementalRestore:
         space.before_write(self.run, _TapeDirs(tape_dirs), sel)
 
     def _read_dirs(self):
-        dirs, first = self.run._read_dirs()
+        dirs, first = self.run.read_dirs()
         if self.run.aborted:        # names cannot be matched against half a tree
             raise SymtabError(f"{self.dump.name}: {self.run.aborted} while reading the"
                               " directories; nothing was changed")
@@ -141,18 +140,18 @@ class IncrementalRestore:
         else:
             old = _table_records(self.table, lambda ino: ino in tape_dirs or in_bits(ino))
         merged = {**old, **tape_dirs}
-        self.r.verbose("Initialize symbol table.")
-        return Tree(merged, max(self.dump.reader.maxino, self.table.maxino), self.r.file_problem)
+        self.reporter.verbose("Initialize symbol table.")
+        return Tree(merged, max(self.dump.reader.maxino, self.table.maxino), self.reporter.file_problem)
 
     # -- steps 1 to 3: names -------------------------------------------------------
     def _update_names(self, target, new: Tree) -> None:
         old = Tree(_table_records(self.table), self.table.maxino or self.dump.reader.maxino, _quiet)
-        names = _NameUpdate(target, old, new, self.dump, self.r)
-        self.r.verbose("Mark entries to be removed.")
+        names = _NameUpdate(target, old, new, self.dump, self.reporter)
+        self.reporter.verbose("Mark entries to be removed.")
         names.clear()
-        self.r.verbose("Calculate node updates.")
+        self.reporter.verbose("Calculate node updates.")
         names.place()
-        self.r.verbose("Remove old nodes (directories).")
+        self.reporter.verbose("Remove old nodes (directories).")
         names.remove()
 
     def _make_missing_dirs(self, target, new: Tree, tape_dirs: dict) -> None:
@@ -169,14 +168,14 @@ class IncrementalRestore:
             except OSError as err:
                 e.failed = True
                 check_space(err, e.spath())
-                self.r.file_problem(e.spath(), f"cannot create directory: {reason(err)}")
+                self.reporter.file_problem(e.spath(), f"cannot create directory: {reason(err)}")
 
     # -- step 4: files -------------------------------------------------------------
     def _extract(self, new: Tree, tape_dirs: dict, first, target) -> None:
         run = self.run
         tape_tree = _TapeDirs(tape_dirs)
-        ex = Extractor(self.dump.reader, tape_tree, target, self.r,
-                       keep_existing=run.o.keep_existing, progress=run._progress)
+        ex = Extractor(self.dump.reader, tape_tree, target, self.reporter,
+                       keep_existing=run.o.keep_existing, progress=run.progress)
         ex.made_dirs = [e for e in new.walk() if e.is_dir and e.ino in tape_dirs and not e.failed]
         leaves: dict[int, list[Entry]] = {}
         for e in new.walk():
@@ -185,17 +184,17 @@ class IncrementalRestore:
         try:
             if target is not None:
                 self._save(new, tape_dirs, ex, target, EXTRACTING)
-            self.r.verbose("Extract new leaves.")
-            run._extract_files(ex, first, leaves, target)
-        except _ENDS_RUN as e:
-            run._abort(e)
+            self.reporter.verbose("Extract new leaves.")
+            run.extract_files(ex, first, leaves, target)
+        except RunEndingError as e:
+            run.abort(e)
         finally:
-            self.r.progress_end()
-        self.r.verbose("Add links.")
+            self.reporter.progress_end()
+        self.reporter.verbose("Add links.")
         if target is not None and not run.aborted:
             self._save(new, tape_dirs, ex, target, COMPLETE)
         ex.finish_dirs(set_root=True)
-        run._report_missing(leaves)
+        run.report_missing(leaves)
 
     def _save_marker(self, target) -> None:
         """Names are about to change: the table says so (an empty name tree), so that
@@ -224,7 +223,7 @@ class IncrementalRestore:
         try:
             table.save(target.root_fd)
         except OSError as e:
-            self.r.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
+            self.reporter.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
 
 
 class _TapeDirs:
@@ -235,71 +234,62 @@ class _TapeDirs:
 
 
 class _NameUpdate:
-    """Steps 1-3: make the names on disk those of the new tree (FORMAT §6.2)."""
+    """Steps 1-3: make the names on disk those of the new tree (FORMAT §6.2), as
+    nodeupdates.plan() decided.  A step that fails changes what later names of
+    the same inode can use: those fall back to what is really on disk."""
 
     def __init__(self, target, old: Tree, new: Tree, dump, reporter):
-        self.t = target
+        self.target = target
         self.fds = target.fds
         self.old = old
         self.new = new
         self.dump = dump
-        self.r = reporter
+        self.reporter = reporter
+        self.plan = nodeupdates.plan(old, new, dump.in_clri, dump.in_bits)
         for c in old.root.children:          # one root: DirFds knows only the new one
             c.parent = new.root
         self.new_at = {(e.parent.ino, e.name): e for e in new.walk() if e.parent is not None}
-        self.kept: set[int] = set()          # id() of kept entries, old and new
-        self.has_kept: set[int] = set()      # inodes with a kept name
+        self.kept = self.plan.kept           # id() of kept entries, old and new
         self.leaf_at: dict[int, Entry] = {}  # inode -> a name holding a file to link from
+        for e in old.walk():
+            if id(e) in self.kept and not e.is_dir:
+                self.leaf_at.setdefault(e.ino, e)       # old entries stay valid paths
         self.parked: dict[int, Entry] = {}   # inode -> its entry under a temporary name
+        self.park_failed: set[int] = set()   # inodes whose planned parking did not happen
         self.doomed: list[Entry] = []        # directories to remove
-        self._match()
-
-    def _new_kind(self, ino: int) -> bool | None:
-        names = self.new.by_ino.get(ino)
-        return names[0].is_dir if names else None
-
-    def _match(self) -> None:
-        for e in self.old.walk():
-            if e.parent is None:
-                continue
-            n = self.new_at.get((e.parent.ino, e.name))
-            if n is not None and n.ino == e.ino and n.is_dir == e.is_dir and self._alive(e):
-                self.kept.update((id(e), id(n)))
-                self.has_kept.add(e.ino)
-                if not e.is_dir:
-                    self.leaf_at.setdefault(e.ino, e)   # old entries stay valid paths
-
-    def _alive(self, e: Entry) -> bool:
-        """The inode still exists, with the same kind, somewhere in the new tree."""
-        return self.dump.in_clri(e.ino) and self._new_kind(e.ino) == e.is_dir
 
     # -- step 1 ----------------------------------------------------------------------
     def clear(self) -> None:
-        for e in list(self.old.walk()):
-            if e.parent is None or id(e) in self.kept or e.parent.failed:
+        for e, action in self.plan.old:
+            if e.parent.failed:
                 continue
             self.fds.next_op()
             try:
-                self._clear_one(e)
+                self._clear_one(e, action)
             except OSError as err:
                 check_space(err, e.spath())
                 e.failed = True
-                self.r.file_problem(e.spath(), f"cannot remove or move the old name: {reason(err)}")
+                self.reporter.file_problem(e.spath(), f"cannot remove or move the old name: {reason(err)}")
 
-    def _clear_one(self, e: Entry) -> None:
+    def _clear_one(self, e: Entry, action: str) -> None:
         """An old name someone removed since is no error: there is nothing to clear."""
         if e.is_dir:
-            if self._park(e) and not self._alive(e):
+            if self._park(e) and id(e) in self.plan.doomed:
                 self.doomed.append(e)
             return
-        # a file the tape brings again keeps its data too: a metadata-only record
-        # (dump -m) changes it in place, and a damaged one leaves the old copy
-        keep_data = self._alive(e) and e.ino not in self.has_kept and e.ino not in self.parked
-        if keep_data:
-            if self._park(e):
+        if action == nodeupdates.PARK or e.ino in self.park_failed:
+            try:
+                parked = self._park(e)
+            except OSError:
+                self.park_failed.add(e.ino)      # another name of it may keep the data
+                raise
+            if parked:
                 self.leaf_at[e.ino] = e
+                self.park_failed.discard(e.ino)
+            else:
+                self.park_failed.add(e.ino)
             return
-        self.r.verbose(f"{e.spath()}: remove old name", 2)
+        self.reporter.verbose(f"{e.spath()}: remove old name", 2)
         try:
             os.unlink(e.name, dir_fd=self.fds.get(e.parent))
         except FileNotFoundError:
@@ -309,7 +299,7 @@ class _NameUpdate:
         """Move an old name to RSTTMP<ino> at the top of the target (classic
         mktempname()); False when it is in neither place (moved on already)."""
         temp = self._temp_name(e.ino)
-        self.r.verbose(f"{e.spath()}: rename to ./{temp.decode()}", 2)
+        self.reporter.verbose(f"{e.spath()}: rename to ./{temp.decode()}", 2)
         try:
             os.rename(e.name, temp, src_dir_fd=self.fds.get(e.parent), dst_dir_fd=self.fds.root_fd)
         except FileNotFoundError:
@@ -336,30 +326,34 @@ class _NameUpdate:
                 continue
             self.fds.next_op()
             try:
-                self._place_one(n)
+                self._place_one(n, *self.plan.new[id(n)])
             except OSError as err:
                 check_space(err, n.spath())
                 n.failed = True
-                self.r.file_problem(n.spath(), f"cannot create: {reason(err)}")
+                self.reporter.file_problem(n.spath(), f"cannot create: {reason(err)}")
 
-    def _place_one(self, n: Entry) -> None:
+    def _place_one(self, n: Entry, action: str, planned: Entry | None) -> None:
+        if action == nodeupdates.TAPE:
+            return                      # a new file: extracted from the tape later
         dfd = self.fds.get(n.parent)
         if n.is_dir:
             moved = self.parked.get(n.ino)
-            if moved is not None and moved.is_dir:
+            if action == nodeupdates.UNPARK and moved is planned:
                 os.rename(moved.name, n.name, src_dir_fd=self.fds.root_fd, dst_dir_fd=dfd)
                 del self.parked[n.ino]
                 moved.parent, moved.name = n.parent, n.name     # old paths below it stay right
             else:
-                self.r.verbose(f"{n.spath()}: make node", 2)
-                self.t.make_dir(n)
+                self.reporter.verbose(f"{n.spath()}: make node", 2)
+                self.target.make_dir(n)
             return
+        # UNPARK or LINK: from the name that really holds the data now (the planned
+        # one, unless a step before failed)
         src = self.leaf_at.get(n.ino)
         if src is None and self.dump.in_bits(n.ino):
-            return                      # a new file: extracted from the tape later
+            return
         if src is None:
-            self.r.file_problem(n.spath(), f"(inode {n.ino}) is neither on this tape nor in"
-                                " the restored tree; not restored")
+            self.reporter.file_problem(n.spath(), f"(inode {n.ino}) is neither on this tape nor in"
+                                       " the restored tree; not restored")
             return
         if self.parked.get(n.ino) is src:
             os.rename(src.name, n.name, src_dir_fd=self.fds.root_fd, dst_dir_fd=dfd)
@@ -372,9 +366,9 @@ class _NameUpdate:
         except FileExistsError:
             if _same_file(src_fd, src.name, dfd, n.name):
                 return
-            temp = self.t.temp_name(dfd, n.ino)
+            temp = self.target.temp_name(dfd, n.ino)
             os.link(src.name, temp, src_dir_fd=src_fd, dst_dir_fd=dfd, follow_symlinks=False)
-            self.t.replace(dfd, temp, n.name)
+            self.target.replace(dfd, temp, n.name)
 
     # -- step 3 ----------------------------------------------------------------------
     def remove(self) -> None:
@@ -390,7 +384,7 @@ class _NameUpdate:
             except OSError as err:
                 if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                self.r.file_problem(f"./{e.name.decode('utf-8', 'surrogateescape')}",
+                self.reporter.file_problem(f"./{e.name.decode('utf-8', 'surrogateescape')}",
                                     "a removed directory still holds files that are not from"
                                     " the dump; left in place")
 
@@ -435,13 +429,11 @@ def _unlink_quietly(dfd: int, name: bytes) -> None:
 
 def rebuild(run, *, resume: bool) -> None:
     """restore -r/-R of a dump with a base date (c_ddate > 0)."""
-    path = run._target_path()
+    path = run.target_path()
     tape = run.dump.tape
     try:
         table = load_table(path)
-    except SymtabError as e:
-        if "cannot find" not in str(e):
-            raise
+    except NoSymtabError:
         raise SymtabError(f"{run.dump.name} is a level {tape.level} (incremental) dump and {path}"
                           " has no restoresymtable: restore the level 0 dump there first"
                           " (restore -r), then each incremental in turn") from None

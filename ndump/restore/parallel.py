@@ -4,10 +4,13 @@ classic counterpart).
 Reading a dump costs Python time per header, writing it costs system time per
 file; one process cannot overlap them.  For an uncompressed image in a
 regular file, the file part is cut into byte ranges at inode headers and each
-range is restored by its own process (the first by this one).  A range starts
-at a TS_INODE header that cannot be a copy of one inside file data: its
-c_tapea must equal its own block number (FORMAT §2.6).  Each inode lies in
-exactly one range, so hard links, attributes and flags stay within one process.
+range is restored by its own process (the first by this one).  Cuts are found
+by walking the header chain from the first file's header, seeking over the
+data each header announces, so a block inside a file's data that looks like a
+header (a user can write one into a file of theirs) is never taken for one.
+Each inode lies in exactly one range, so hard links, attributes and flags stay
+within one process.  Workers die with this process (PR_SET_PDEATHSIG) and
+always exit, whatever happens to their report.
 
 Workers print their per-file problems as they happen; their warnings,
 problems, the inodes they restored and an abort reason come back as one JSON
@@ -15,6 +18,7 @@ document through a pipe.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -22,16 +26,13 @@ import stat
 import sys
 import traceback
 
-from ndump.errors import FileProblem, MediaError, OutOfSpaceError
-from ndump.format import TP_BSIZE, TS_INODE, DumpFormatError, FormatReader, HeaderError, unpack_header
+from ndump.errors import FileProblem, RunEndingError
+from ndump.format import TP_BSIZE, TS_END, FormatReader, HeaderError, unpack_header
 from ndump.report import Reporter
 
 MIN_RANGE = 24 << 20          # bytes of file data that make another process worth it
 MAX_WORKERS = 4
-SCAN_LIMIT = 64 << 20         # how far to look for a clean cut after a target offset
 PARENT_SHARE = 0.85           # of a worker's share of the file part, for this process
-_MAGIC_LE = b"\x6c\xea\x00\x00"
-_ENDS_RUN = (DumpFormatError, MediaError, OutOfSpaceError)
 
 
 def plan(dump, reader: FormatReader) -> list[int]:
@@ -46,19 +47,17 @@ def plan(dump, reader: FormatReader) -> list[int]:
         return []
     if not stat.S_ISREG(st.st_mode):
         return []
-    start = reader.blocks_read * TP_BSIZE           # just after the first file's header
-    span = st.st_size - start
+    first = reader.blocks_read - 1                  # the first file's header
+    span = st.st_size - (first + 1) * TP_BSIZE
     workers = min(_cpus(), MAX_WORKERS, 1 + span // MIN_RANGE)
+    if workers < 2:
+        return []
     # this process also reads the directories before and sets their modes after:
     # give it a smaller share, so that all finish together
     weights = [PARENT_SHARE] + [1.0] * (workers - 1)
-    cuts: list[int] = []
-    for k in range(1, workers):
-        target = (start + int(span * sum(weights[:k]) / sum(weights))) // TP_BSIZE
-        block = _find_cut(fd, target, reader.tape.date)
-        if block is not None and (not cuts or block > cuts[-1]):
-            cuts.append(block)
-    return cuts
+    targets = [first + 1 + int(span * sum(weights[:k]) / sum(weights)) // TP_BSIZE
+               for k in range(1, workers)]
+    return _walk_cuts(fd, first, targets, reader.tape.date)
 
 
 def _cpus() -> int:
@@ -69,26 +68,31 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _find_cut(fd: int, block: int, date: int) -> int | None:
-    """The first block at or after ``block`` holding an inode's TS_INODE header."""
-    end = block + SCAN_LIMIT // TP_BSIZE
-    while block < end:
-        chunk = os.pread(fd, 1 << 20, block * TP_BSIZE)
-        if len(chunk) < TP_BSIZE:
-            return None
-        for off in range(0, len(chunk) - TP_BSIZE + 1, TP_BSIZE):
-            if chunk[off + 24:off + 28] != _MAGIC_LE:
-                continue
-            try:
-                h = unpack_header(chunk[off:off + TP_BSIZE], "<")
-            except HeaderError:
-                continue
-            here = block + off // TP_BSIZE
-            if (h.type == TS_INODE and not h.is_extattr and h.date == date
-                    and h.volume == 1 and h.tapea == here):
-                return here
-        block += len(chunk) // TP_BSIZE
-    return None
+def _walk_cuts(fd: int, block: int, targets: list[int], date: int) -> list[int]:
+    """The first inode header at or after each target block, found by walking the
+    header chain from ``block`` (a header) and seeking over the data each header
+    announces: a block inside a file's data is never taken for a header, whatever
+    it holds.  Where the chain breaks (damage), no further cut is made."""
+    cuts: list[int] = []
+    window, at = b"", 0                 # a buffer of the image, from block ``at``
+    while targets:
+        off = (block - at) * TP_BSIZE
+        if not 0 <= off <= len(window) - TP_BSIZE:
+            window, at, off = os.pread(fd, 1 << 20, block * TP_BSIZE), block, 0
+            if len(window) < TP_BSIZE:
+                break
+        try:
+            h = unpack_header(window[off:off + TP_BSIZE], "<")
+        except HeaderError:
+            break
+        if h.date != date or h.type == TS_END:
+            break
+        if block >= targets[0] and h.is_inode and h.volume == 1 and h.tapea == block:
+            cuts.append(block)
+            while targets and targets[0] <= block:
+                targets.pop(0)
+        block += 1 + h.present()
+    return cuts
 
 
 class _WorkerReporter(Reporter):
@@ -153,7 +157,7 @@ def run(ex, dump, first, leaves: dict, cuts: list[int], make_extractor,
         aborted = None
         try:
             ex.run(first, leaves, stop_block=cuts[0])
-        except _ENDS_RUN as e:
+        except RunEndingError as e:
             aborted = str(e)
         for pid, rfd in children:
             aborted = _collect(pid, rfd, ex, leaves) or aborted
@@ -168,25 +172,46 @@ def _spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex):
     rfd, wfd = os.pipe()
     sys.stdout.flush()                  # else a worker could write the parent's buffers again
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         os.close(wfd)
         return pid, rfd
-    os.close(rfd)
-    result = {"aborted": None, "modes": [], "problems": [], "warnings": []}
+    # the worker: whatever happens below, it ends here, with os._exit
+    status = 1
     try:
-        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signo, signal.SIG_DFL)    # the parent handles interrupts
-        result.update(_work(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
-    except BaseException as e:  # a bug or a signal: say so and let the parent abort
-        traceback.print_exc()
-        result["aborted"] = f"internal error in a restore worker: {type(e).__name__}: {e}"
-    finally:
-        data = json.dumps(result).encode()
-        view = memoryview(data)
+        os.close(rfd)
+        _die_with_parent(parent)
+        result = {"aborted": None, "modes": [], "problems": [], "warnings": []}
+        try:
+            for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signo, signal.SIG_DFL)    # the parent handles interrupts
+            result.update(_work(fd, tape_block, block, stop, dump, leaves, make_extractor, ex))
+        except Exception as e:  # a bug: say so and let the parent abort
+            traceback.print_exc()
+            result["aborted"] = f"internal error in a restore worker: {type(e).__name__}: {e}"
+        view = memoryview(json.dumps(result).encode())
         while view:
             view = view[os.write(wfd, view):]
-        os._exit(0)
+        status = 0
+    except BaseException:
+        pass                            # no parent to report to (EPIPE), or a signal
+    finally:
+        os._exit(status)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this worker when its parent dies; exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) -> dict:
@@ -195,11 +220,16 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
                           on_problem=lambda text: reporter.warning(text))
     wex = make_extractor(reader, reporter)
     wex.modes = {}
+    if wex.target is not None:
+        wex.target.forked()
     aborted = None
     try:
         wex.run(reader.next_record(), leaves, stop_block=stop, base=block - 1)
-    except _ENDS_RUN as e:
+    except RunEndingError as e:
         aborted = str(e)
+    finally:
+        if wex.target is not None:
+            wex.target.drop_private()
     return {"aborted": aborted, "modes": list(wex.modes.items()),
             "problems": [[p.path, p.reason] for p in reporter.problems],
             "warnings": reporter.warnings}

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from ndump.errors import StartupError
 from ndump.format import ACL_ACCESS, ACL_DEFAULT, Inode
+from ndump.format.extattr import ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ
 from ndump.restore.dirs import Entry
 from ndump.restore.target import O_DIR, Target, reason
 
-ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 16, 32
 _ACL_HEADER = struct.Struct("<I")
 _ACL_ENTRY = struct.Struct("<HHI")
 _ACL_VERSION = 2
@@ -123,8 +123,10 @@ class MappedTarget(Target):
     """A Target that maps owners, maps ACLs to modes and inherits default ACLs."""
 
     def __init__(self, path, root: Entry, reporter, *, is_root: bool, keep_existing: bool = False,
-                 no_inherit: bool = False, uid_map: dict | None = None, gid_map: dict | None = None):
-        super().__init__(path, root, reporter, is_root=is_root, keep_existing=keep_existing)
+                 resume: bool = False, no_inherit: bool = False, uid_map: dict | None = None,
+                 gid_map: dict | None = None):
+        super().__init__(path, root, reporter, is_root=is_root, keep_existing=keep_existing,
+                         resume=resume)
         self.no_inherit = no_inherit
         self.uid_map = uid_map or {}
         self.gid_map = gid_map or {}
@@ -142,23 +144,7 @@ class MappedTarget(Target):
         # the first call for an open file: forget what a file that failed half-way left
         self._acl_set.pop(fd, None)
         self._acl_mode.pop(fd, None)
-        if not self.is_root:
-            return
-        uid, gid = self._ids(inode)
-        if parent is not None and uid == self.euid and gid == self.fds.new_gid.get(parent.ino):
-            return
-        os.fchown(fd, uid, gid)
-
-    def owner_mode_name(self, dfd: int, name: bytes, inode: Inode) -> None:
-        if self.is_root:
-            uid, gid = self._ids(inode)
-            os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
-        if stat.S_ISLNK(inode.mode):
-            return
-        mode = inode.mode & 0o7777
-        if not self.is_root:
-            mode &= ~0o6000
-        os.chmod(name, mode, dir_fd=dfd)
+        super().owner_fd(fd, inode, parent)
 
     # -- ACLs and other attributes ----------------------------------------------------------
     def xattrs(self, target, xattrs: list[tuple[str, bytes]], entry: Entry) -> None:
@@ -173,7 +159,7 @@ class MappedTarget(Target):
 
     def _set_acl(self, target, name: str, value: bytes, entry: Entry) -> None:
         try:
-            os.setxattr(target, name, value, 0, follow_symlinks=isinstance(target, int))
+            self.set_xattr(target, name, value)
             return
         except OSError as e:
             err = e
@@ -190,9 +176,7 @@ class MappedTarget(Target):
         if isinstance(target, int):
             self._acl_mode[target] = bits          # mode_fd() comes next and uses it
         else:
-            mode = os.stat(target, follow_symlinks=False).st_mode
-            if not stat.S_ISLNK(mode):
-                os.chmod(target, mode & 0o7000 | bits)
+            self._acl_mode[target] = bits          # node_mode() comes next and uses it
 
     # -- modes ------------------------------------------------------------------------------
     def mode_fd(self, fd: int, inode: Inode, parent: Entry | None = None) -> None:
@@ -200,7 +184,7 @@ class MappedTarget(Target):
         bits = self._acl_mode.pop(fd, None)
         special = inode.mode & (0o7000 if self.is_root else 0o1000)
         if bits is not None:
-            os.fchmod(fd, special | bits)
+            self.chmod_fd(fd, special | bits)
             return
         if ACL_ACCESS not in given:
             default = self._parent_default(fd, parent)
@@ -226,17 +210,28 @@ class MappedTarget(Target):
     def _inherit_or_not(self, fd: int, inode: Inode, default: list, given: set, special: int) -> None:
         mode = inode.mode & 0o777
         if self.no_inherit:
-            _remove_acl(fd, ACL_ACCESS)
+            self._remove_acl(fd, ACL_ACCESS)
             if ACL_DEFAULT not in given and stat.S_ISDIR(inode.mode):
-                _remove_acl(fd, ACL_DEFAULT)
-            os.fchmod(fd, special | mode)
+                self._remove_acl(fd, ACL_DEFAULT)
+            self.chmod_fd(fd, special | mode)
             return
         acl, bits = inherit(default, mode)
         if len(acl) > 3:
-            os.setxattr(fd, ACL_ACCESS, pack_acl(acl))
+            self.set_xattr(fd, ACL_ACCESS, pack_acl(acl))
         else:
-            _remove_acl(fd, ACL_ACCESS)
-        os.fchmod(fd, special | bits)
+            self._remove_acl(fd, ACL_ACCESS)
+        self.chmod_fd(fd, special | bits)
+
+    def _remove_acl(self, fd: int, name: str) -> None:
+        try:
+            self.remove_xattr(fd, name)
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, *_NO_ACLS):
+                raise
+
+    def node_mode(self, where: str, mode: int) -> None:
+        bits = self._acl_mode.pop(where, None)
+        super().node_mode(where, mode if bits is None else mode & 0o7000 | bits)
 
 
 def _default_acl(dfd: int) -> list | None:
@@ -247,10 +242,3 @@ def _default_acl(dfd: int) -> list | None:
     entries = parse_acl(value)
     return entries if entries and acl_mode(entries) is not None else None
 
-
-def _remove_acl(fd: int, name: str) -> None:
-    try:
-        os.removexattr(fd, name)
-    except OSError as e:
-        if e.errno not in (errno.ENODATA, *_NO_ACLS):
-            raise

@@ -151,6 +151,6 @@ def starts(run, tree: Tree) -> list[Entry]:
         found = Renamer(tree, run.r.file_problem).apply(pairs)
         run.whole_tree = False
         return found
-    found = run._starts(tree) if value == "Y" else [tree.root]
+    found = run.starts(tree) if value == "Y" else [tree.root]
     run.whole_tree = found == [tree.root]
     return found

@@ -34,7 +34,7 @@ from ndump.format import (
     DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, ROOTINO,
 )
 from ndump.restore.dirs import Entry, read_dirs
-from ndump.restore.extract import Extractor, Selection
+from ndump.restore.extract import Extractor, ExtractList
 from ndump.restore.target import reason
 from ndump.restore.volumes import DumpInput
 
@@ -70,10 +70,10 @@ class ShellError(Exception):
 
 
 def interact(run) -> None:
-    """Run the shell for one restore run (``ndump.restore._Run``)."""
+    """Run the shell for one restore run (``ndump.restore.RestoreRun``)."""
     if run.o.paths:
         raise UsageError("-i takes no file names: name them with 'add' in the shell")
-    tree, first = run._read_tree()
+    tree, first = run.read_tree()
     stdin, own = _command_input(run.o.file)
     try:
         Shell(run, tree, first, stdin).loop()
@@ -94,7 +94,7 @@ def _command_input(spec):
 
 
 # -- the extraction side -------------------------------------------------------------
-class Session:
+class ShellState:
     """The dump, its name tree, the extraction list and the extraction itself."""
 
     def __init__(self, run, tree, first):
@@ -109,8 +109,7 @@ class Session:
         self._reopened: DumpInput | None = None
         self.aborted: str | None = run.aborted          # the directories may be incomplete
         if run.aborted:
-            run.r.warning("reading the directories stopped early: "
-                          + run.aborted.removesuffix("; aborting"))
+            run.r.warning(f"reading the directories stopped early: {run.aborted}")
 
     def listable(self, e: Entry) -> bool:
         return e.is_dir or self.in_bits(e.ino)
@@ -137,9 +136,9 @@ class Session:
         for e in self.tree.walk(start):
             self.marked.discard(e)
 
-    def selection(self) -> Selection:
+    def selection(self) -> ExtractList:
         """The marked names, with the directories on their way (as -x makes them)."""
-        sel = Selection()
+        sel = ExtractList()
         seen: set[int] = set()
         for e in self.tree.walk():
             if e not in self.marked:
@@ -158,7 +157,7 @@ class Session:
         return sel
 
     # -- extract, setmodes --------------------------------------------------------------
-    def extract(self, sel: Selection, set_root: bool) -> None:
+    def extract(self, sel: ExtractList, set_root: bool) -> None:
         first = self._rewind()
         run = self.run
         for d in sel.dirs:
@@ -167,7 +166,7 @@ class Session:
         run.aborted = None
         run.whole_tree = False           # the space check measures just the selection
         try:
-            run._write(self.tree, sel, first, set_root=set_root, symtab=False)
+            run.write(self.tree, sel, first, set_root=set_root, symtab=False)
         finally:
             if run.aborted:
                 self.aborted = self.aborted or run.aborted
@@ -179,7 +178,7 @@ class Session:
     def setmodes(self, dirs: list[Entry], set_root: bool) -> int:
         """Owner, mode and times of the directories that exist; returns how many."""
         run = self.run
-        target = run._open_target(self.tree)
+        target = run.open_target(self.tree)
         if target is None:
             return 0
         try:
@@ -273,8 +272,8 @@ def _parts(e: Entry) -> list[bytes]:
 class Names:
     """Typed names -> entries of the tree, relative to the current directory."""
 
-    def __init__(self, session: Session):
-        self.s = session
+    def __init__(self, session: ShellState):
+        self.state = session
         self.tree = session.tree
         self.cwd = session.tree.root
 
@@ -286,7 +285,7 @@ class Names:
             if found:
                 return [(e.path(), e) for e in found]
         e = self.tree.lookup(path)
-        if e is not None and not self.s.listable(e):
+        if e is not None and not self.state.listable(e):
             e = None
         return [(path, e)]
 
@@ -295,7 +294,7 @@ class Names:
         for part in parts:
             magic = _MAGIC.search(part) is not None
             found = [c for e in found for c in sorted(e.children or (), key=lambda c: c.name)
-                     if self.s.listable(c) and _matches(c.name, part, magic)]
+                     if self.state.listable(c) and _matches(c.name, part, magic)]
         return found
 
     def complete(self, text: str) -> list[str]:
@@ -306,7 +305,7 @@ class Names:
         if where is None or where.children is None:
             return []
         prefix = tail.encode("utf-8", "surrogateescape")
-        found = [c for c in where.children if c.name.startswith(prefix) and self.s.listable(c)]
+        found = [c for c in where.children if c.name.startswith(prefix) and self.state.listable(c)]
         return sorted(head + slash + _ESCAPE.sub(r"\\\1", c.name.decode("utf-8", "surrogateescape"))
                       + ("/" if c.is_dir else " ") for c in found)
 
@@ -320,7 +319,7 @@ def _matches(name: bytes, part: bytes, magic: bool) -> bool:
 
 
 # -- ls --------------------------------------------------------------------------------
-def listing(session: Session, path: bytes, e: Entry, cwd: Entry, verbose: bool) -> list[str]:
+def listing(session: ShellState, path: bytes, e: Entry, cwd: Entry, verbose: bool) -> list[str]:
     """The lines of classic ls for one name (printlist())."""
     if e.children is None:
         name = e.path()
@@ -341,12 +340,12 @@ def listing(session: Session, path: bytes, e: Entry, cwd: Entry, verbose: bool) 
     return head + formatf([item for _, item in named], verbose) + [""]
 
 
-def _dtypes(session: Session, d: Entry) -> dict[bytes, int]:
+def _dtypes(session: ShellState, d: Entry) -> dict[bytes, int]:
     rec = session.tree.dirs.get(d.ino)
     return {de.name: de.dtype for de in rec.entries} if rec is not None else {}
 
 
-def _item(session: Session, e: Entry, name: bytes, dtype: int, verbose: bool):
+def _item(session: ShellState, e: Entry, name: bytes, dtype: int, verbose: bool):
     prefix = "*" if e in session.marked else " "
     if dtype in _DT_DIR_OR_UNKNOWN:
         postfix = "/" if e.is_dir else " "
@@ -407,8 +406,8 @@ class Shell(cmd.Cmd):
 
     def __init__(self, run, tree, first, stdin):
         super().__init__(stdin=stdin, stdout=sys.stdout)
-        self.s = Session(run, tree, first)
-        self.names = Names(self.s)
+        self.state = ShellState(run, tree, first)
+        self.names = Names(self.state)
         self.r = run.r
         self.base_verbosity = run.r.verbosity
         self.verbose = run.o.verbose > 0
@@ -430,7 +429,7 @@ class Shell(cmd.Cmd):
                 if self.onecmd(line):
                     break
         finally:
-            self.s.close()
+            self.state.close()
             self.r.verbosity = self.base_verbosity
 
     def _read(self) -> str | None:
@@ -546,7 +545,7 @@ class Shell(cmd.Cmd):
     # -- the commands ------------------------------------------------------------------------
     def do_ls(self, arg):
         for path, e in self.found(arg):
-            for text in listing(self.s, path, e, self.names.cwd, self.verbose):
+            for text in listing(self.state, path, e, self.names.cwd, self.verbose):
                 self.say(text)
 
     def do_cd(self, arg):
@@ -561,27 +560,27 @@ class Shell(cmd.Cmd):
 
     def do_add(self, arg):
         for path, e in self.found(arg):
-            self.s.add(e)
+            self.state.add(e)
 
     def do_delete(self, arg):
         for path, e in self.args(arg):
-            if e is None or e not in self.s.marked:
+            if e is None or e not in self.state.marked:
                 self.complain(f"{show(path)}: not on extraction list")
             else:
-                self.s.delete(e)
+                self.state.delete(e)
 
     def do_extract(self, arg):
-        sel = self.s.selection()
+        sel = self.state.selection()
         if not sel.dirs:
             raise ShellError("nothing to extract: add names to the extraction list first")
-        self.s.extract(sel, self._set_root())
+        self.state.extract(sel, self._set_root())
 
     def do_setmodes(self, arg):
-        dirs = [d for d in self.s.selection().dirs if d in self.s.marked]
+        dirs = [d for d in self.state.selection().dirs if d in self.state.marked]
         if not dirs:
             raise ShellError("setmodes: no directories on the extraction list")
         set_root = dirs[0].parent is None and self._set_root()
-        done = self.s.setmodes(dirs, set_root)
+        done = self.state.setmodes(dirs, set_root)
         self.r.verbose(f"set the modes of {done} directories")
 
     def _set_root(self) -> bool:
@@ -598,7 +597,7 @@ class Shell(cmd.Cmd):
         self.prompt = "" if self.prompt else PROMPT
 
     def do_what(self, arg):
-        for text in self.s.info:
+        for text in self.state.info:
             self.say(text)
 
     def do_help(self, arg):

@@ -211,4 +211,4 @@ def before_write(run, tree, sel) -> None:
     if force:
         run.r.verbose("--force: no space or inode check")
         return
-    check(run.dump, tree, sel, run.r, run._target_path(), whole=getattr(run, "whole_tree", True))
+    check(run.dump, tree, sel, run.r, run.target_path(), whole=getattr(run, "whole_tree", True))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 from dataclasses import dataclass, field
 
 from ndump.errors import StartupError
@@ -27,6 +29,10 @@ MAX_BYTES = 1 << 31
 
 class SymtabError(StartupError):
     """restoresymtable is missing, foreign or damaged."""
+
+
+class NoSymtabError(SymtabError):
+    """There is no restoresymtable in the target."""
 
 
 @dataclass
@@ -70,8 +76,9 @@ class SymbolTable:
 
     def save(self, dir_fd: int) -> None:
         """Write atomically (temporary name, fsync, rename) at the target's top."""
-        temp = NAME + b".tmp-%d" % os.getpid()
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+        # a fresh name (O_EXCL): never a file, link or fifo someone put there
+        temp = NAME + b".tmp-%d-%s" % (os.getpid(), secrets.token_hex(4).encode())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dir_fd)
         try:
             data = memoryview(self.to_bytes())
@@ -106,12 +113,14 @@ class SymbolTable:
     @classmethod
     def load(cls, dir_fd: int) -> "SymbolTable":
         try:
-            fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
-            raise SymtabError("cannot find restoresymtable: run restore -r with a level 0 dump first") from None
+            raise NoSymtabError("cannot find restoresymtable: run restore -r with a level 0 dump first") from None
         except OSError as e:
             raise SymtabError(f"cannot open restoresymtable: {os.strerror(e.errno).lower()}") from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SymtabError("restoresymtable is not a regular file")
             chunks = []
             total = 0
             while chunk := os.read(fd, 1 << 20):

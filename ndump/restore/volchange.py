@@ -24,7 +24,7 @@ from ndump.operator import Operator
 MAX_TRIES = 20          # wrong volumes offered in a row before giving up
 
 
-class VolumeChanger:
+class VolumeRequest:
     """The ``next_volume`` of a DumpInput whose volumes share one device name."""
 
     def __init__(self, dump, settings, reporter, *, script: str | None = None,
@@ -141,11 +141,11 @@ def _read_exactly(read, n: int) -> bytes:
     return b"".join(parts)
 
 
-def changer_for(dump, options, settings, reporter) -> VolumeChanger | None:
+def changer_for(dump, options, settings, reporter) -> VolumeRequest | None:
     """Tapes (and any input given -F) ask for their next volume; -M opens files itself,
     and a plain image file that ends early is just truncated."""
     if dump.multi or dump.spec == "-":
         return None
     if not (getattr(dump.medium, "is_tape", False) or options.script):
         return None
-    return VolumeChanger(dump, settings, reporter, script=options.script, quiet=options.quiet)
+    return VolumeRequest(dump, settings, reporter, script=options.script, quiet=options.quiet)

@@ -69,6 +69,7 @@ class Craft:
         self.bits_override = None
         self.clri_override = None
         self.offsets: dict[int, list[int]] = {}
+        self.metaonly: set[int] = set()      # inodes written as DR_METAONLY records (dump -m)
 
     # -- directories ---------------------------------------------------------------
     def dir(self, ino: int, entries: dict, *, parent: int | None = None, dots: bool = True,
@@ -151,7 +152,8 @@ class Craft:
             n = min(CHUNK, pieces - start)
             addr = bytes(1 if start + i in present else 0 for i in range(n))
             data = b"".join(present[start + i] for i in range(n) if start + i in present)
-            w.write_chunk(ino, ind, first, addr, data, crc=self.checksums)
+            w.write_chunk(ino, ind, first, addr, data, crc=self.checksums,
+                          metaonly=first and ino in self.metaonly)
             first = False
 
     @staticmethod
