@@ -1,7 +1,7 @@
 """amndump under real Amanda 3.5.1 (Debian amanda-server/amanda-client), no mocks.
 
-One Amanda set on this machine: auth local, a chg-disk vtape changer in a scratch
-directory, a disklist entry with program "APPLICATION" and application "amndump".
+One Amanda set on this machine: auth local, a chg-disk vtape changer on a loop ext4
+filesystem, a disklist entry with program "APPLICATION" and application "amndump".
 amcheck, amdump level 0, changes, amdump level 1, amadmin find, amfetchdump of
 the chain into an empty directory (the tree must equal the source: contents,
 modes, owners, xattrs, ACLs, ns times), the index browsed in amrecover, and
@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from stock import loop_mount, make_ext4_image
 from trees import assert_trees_equal, build_full_tree, build_tree, diff_trees
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +122,9 @@ def amanda():
     backup = pwd.getpwnam("backup")
     for d in ("vtapes", "state/curinfo", "state/log", "state/index", "state/tmp"):
         (base / d).mkdir(parents=True)
+    mounts = ExitStack()        # the vtapes live on their own filesystem, as on a real server
+    mounts.enter_context(loop_mount(make_ext4_image(None, base / "vtapes.img", size_mb=256),
+                                    base / "vtapes"))
     for d in ("vtapes", "state", "state/curinfo", "state/log", "state/index", "state/tmp"):
         os.chown(base / d, backup.pw_uid, backup.pw_gid)
     confdir = Path("/etc/amanda") / CONF
@@ -141,6 +146,7 @@ def amanda():
         for d in (f"/var/log/amanda/server/{CONF}", f"/var/log/amanda/client/{CONF}",
                   f"/var/lib/amanda/ndump/{CONF}"):
             shutil.rmtree(d, ignore_errors=True)
+        mounts.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
