@@ -13,7 +13,9 @@ from ndump.report import Reporter
 from ndump.sessions import open_session
 from ndump.settings import Settings
 from ndump.snapshot import open_snapshot
+from ndump.catalog import NewDump, default_path, medium_spec
 from ndump.dump.dumpdates import DumpDates, history_lines
+from ndump.dump.history import FileHistory
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
 from ndump.dump.select import Selection, Walk
@@ -111,8 +113,10 @@ def run_dump(opts: DumpOptions, settings: Settings, reporter: Reporter) -> Outco
         reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
         if opts.estimate_only:
             return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
+        history = FileHistory(opts.catalog or default_path(settings.state_dir), reporter) \
+            if opts.file_history else None
         outcome = _write_dump(opts, settings, reporter, root, sel, inomap, date, base_date,
-                              ident_path=ident_path)
+                              ident_path=ident_path, history=history)
     if opts.update:
         if outcome.problems:
             reporter.warning(f"{dumpdates.path} not updated: {len(outcome.problems)} file(s)"
@@ -155,7 +159,7 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
 
 
 def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, base_date, *,
-                ident_path: str) -> Outcome:
+                ident_path: str, history: FileHistory | None = None) -> Outcome:
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)
@@ -170,17 +174,28 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
                       dev=_mount_source(ident_path), host=settings.hostname, ntrec=opts.ntrec,
                       compressed=algorithm is not None)
     changer = VolumeChanger(opts, settings, reporter)
+
+    def on_volume(volume, ino):
+        if history is not None and history.active:
+            history.volume_started(volume, sink.total_blocks)
+        changer.started(volume, ino)
     sink = VolumeWriter(changer.open, opts.ntrec, algorithm=algorithm, level=opts.compress_level,
                         capacities=list(opts.volume_sizes), change_volume=changer.change,
-                        on_volume=changer.started)
+                        on_volume=on_volume)
     fmt = FormatWriter(sink, ident)
     sink.fmt = fmt
+    if history is not None:
+        history.begin(NewDump(tree=ident_path, level=opts.level, date=date, base_date=base_date,
+                              label=ident.label, host=ident.host, medium=medium_spec(opts.file),
+                              multi=opts.multi_volume, ntrec=opts.ntrec,
+                              compression=opts.compress), sel.maxino)
     started = time.monotonic()
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
         fmt.write_maps(clri, bits, maxino)
         tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=opts.checksums,
-                          progress=lambda n: reporter.progress(n, sink.volume))
+                          progress=lambda n: reporter.progress(n, sink.volume),
+                          on_inode=history.on_inode if history and history.active else None)
         reporter.phase("III", "dumping directories")
         tree.dump_dirs()
         reporter.phase("IV", "dumping regular files")
@@ -189,7 +204,12 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         reporter.progress_end()
         fmt.write_end(maxino)
         sink.close()
+        if history is not None:
+            history.finish(sel, m, status="partial" if reporter.problems else "done",
+                           volumes=sink.volumes)
     except BaseException:
+        if history is not None:
+            history.finish(None, None, status="aborted", volumes=sink.volumes)
         reporter.progress_end()
         try:
             sink.output.close()

@@ -37,7 +37,7 @@ def _why_not(e: OSError) -> str:
 
 class TreeWriter:
     def __init__(self, root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
-                 reporter: Reporter, *, checksums: bool = True, progress=None):
+                 reporter: Reporter, *, checksums: bool = True, progress=None, on_inode=None):
         self.root = root
         self.sel = sel
         self.map = inomap.map
@@ -45,10 +45,16 @@ class TreeWriter:
         self.rep = reporter
         self.checksums = checksums
         self.progress = progress or (lambda n: None)
+        # file history (dump/history.py): on_inode(dino, block of its TS_INODE header, inode)
+        self.on_inode = on_inode
         self.bytes_done = 0
         self._noatime = os.O_NOATIME
 
     # -- helpers -----------------------------------------------------------
+    def _note(self, dino: int, inode: Inode) -> None:
+        if self.on_inode is not None:
+            self.on_inode(dino, self.fmt.tapea, inode)
+
     def _path(self, relpath: bytes) -> bytes:
         return self.root + b"/" + relpath if relpath else self.root
 
@@ -132,6 +138,7 @@ class TreeWriter:
             flags = 0
         try:
             inode = self._inode(st, fd, None, size=len(data), flags=flags)
+            self._note(dino, inode)
             for i in range(0, len(data), TP_BSIZE):
                 self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE],
                                      crc=self.checksums)
@@ -193,6 +200,7 @@ class TreeWriter:
             self._dump_symlink(dino, path, st, show)
         elif fmt in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
             inode = self._inode(st, None, path, size=0)
+            self._note(dino, inode)
             self.fmt.write_chunk(dino, inode, True, b"", b"")
             self._xattrs(dino, inode, path, show, single=False)
         else:
@@ -209,6 +217,7 @@ class TreeWriter:
             return
         inode = self._inode(st, None, path, size=len(target))
         payload = symlink_payload(target)
+        self._note(dino, inode)
         self.fmt.write_chunk(dino, inode, True, b"\x01" * (len(payload) // TP_BSIZE), payload,
                              crc=self.checksums)
         self._xattrs(dino, inode, path, show, single=False)
@@ -227,6 +236,7 @@ class TreeWriter:
 
     def _write_data(self, dino: int, inode: Inode, fd: int, st: os.stat_result, show: str) -> None:
         size = st.st_size
+        self._note(dino, inode)
         if size == 0:
             self.fmt.write_chunk(dino, inode, True, b"", b"")
             return

@@ -17,7 +17,7 @@ from ndump.errors import (
 )
 from ndump.format import ROOTINO, DumpFormatError
 from ndump.report import Reporter
-from ndump.restore import incremental, parallel, volchange
+from ndump.restore import direct, incremental, parallel, volchange
 from ndump.restore.compare import compare
 from ndump.restore.dirs import Tree, canon, read_dirs
 from ndump.restore.extract import Extractor, Selection
@@ -83,6 +83,7 @@ class _Run:
         self.out = out
         self.aborted: str | None = None
         self._total: int | None = None
+        self.direct: direct.Plan | None = None
 
     def dispatch(self) -> Outcome:
         self._start()
@@ -162,6 +163,8 @@ class _Run:
     def _extract(self) -> None:
         tree, first = self._read_tree()
         sel = Selection.of(tree, rename.starts(self, tree), self.dump.in_bits)
+        if self.o.catalog is not None and self.o.paths and self.dump.changer is None:
+            self.direct = direct.plan(self.dump, self.o.catalog, self.r, self.settings)
         # '.' is the user's directory: classic restore asks before changing it
         self._write(tree, sel, first, set_root=self.o.yes, symtab=False)
 
@@ -277,6 +280,13 @@ class _Run:
 
     def _extract_files(self, ex: Extractor, first, leaves: dict, target: Target | None) -> None:
         # workers cannot follow a dump onto another volume (-M files, -F changes)
+        if self.direct is not None:
+            self._progress_start()
+            direct.run(self.direct, ex, leaves, self.r)
+            if leaves and first is not None:
+                self.r.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
+                ex.run(first, leaves)
+            return
         may_split = (target is not None and first is not None and not self.o.multi_volume
                      and self.dump.changer is None)
         cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
