@@ -8,7 +8,11 @@ compressed image the offset is in the uncompressed block stream.
 """
 from __future__ import annotations
 
+import os
 import stat
+import time
+from pathlib import Path
+
 from ndump.catalog import Catalog, CatalogError, FileRow, NewDump, medium_spec
 from ndump.errors import Outcome, StartupError, UsageError
 from ndump.format import TP_BSIZE, DumpFormatError
