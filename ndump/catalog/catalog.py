@@ -8,17 +8,21 @@ short transaction, so that two dumps writing at once only take turns.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from ndump.errors import StartupError
 from ndump.catalog import schema
 
 BATCH = 5000                  # file rows per transaction
+# the file rows of one dump (its id three times): its rowid range, then the dump column
+_ROWS = ("rowid BETWEEN (SELECT first_row FROM dumps WHERE id = ?)"
+         " AND (SELECT last_row FROM dumps WHERE id = ?) AND dump = ?")
 BUSY_TIMEOUT = 3.0            # seconds to wait for another writer's lock
 _DUMP_COLUMNS = ("id", "tree", "level", "date", "base_date", "label", "host", "medium", "multi",
                  "volumes", "ntrec", "compression", "status", "context", "files", "bytes",
@@ -197,28 +201,35 @@ class Catalog:
                 return cur.lastrowid
         return self._run("record the dump", insert)
 
-    def add_files(self, dump_id: int, rows: Iterable[FileRow | tuple]) -> int:
+    def add_files(self, dump_id: int, rows: Iterable[FileRow]) -> int:
         """Insert file rows, BATCH per transaction; returns how many."""
+        return self.add_rows(dump_id, ((dump_id, r.path, r.path.rpartition("/")[2], r.ino, r.type,
+                                        r.size, r.mtime, r.ctime, r.volume, r.offset, r.crc)
+                                       for r in rows))
+
+    def add_rows(self, dump_id: int, rows: Iterable[tuple]) -> int:
+        """The fast path of add_files: rows already as (dump, path, name, ino, type,
+        size, mtime, ctime, volume, offset, crc)."""
         def insert():
             n = 0
-            batch: list[tuple] = []
-            for row in rows:
-                batch.append((dump_id, *row) if isinstance(row, tuple) else
-                             (dump_id, row.path, row.ino, row.type, row.size, row.mtime,
-                              row.ctime, row.volume, row.offset, row.crc))
-                if len(batch) >= BATCH:
-                    n += self._insert(batch)
-                    batch = []
-            if batch:
-                n += self._insert(batch)
-            return n
+            it = iter(rows)
+            while True:
+                batch = list(itertools.islice(it, BATCH))
+                if not batch:
+                    return n
+                self._insert(dump_id, batch)
+                n += len(batch)
         return self._run("record the files", insert)
 
-    def _insert(self, batch: list[tuple]) -> int:
+    def _insert(self, dump_id: int, batch: list[tuple]) -> None:
         with self._transaction():
-            self._db.executemany("INSERT INTO files (dump, path, ino, type, size, mtime, ctime,"
-                                 " volume, offset, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
-        return len(batch)
+            self._db.executemany("INSERT INTO files (dump, path, name, ino, type, size, mtime,"
+                                 " ctime, volume, offset, crc)"
+                                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+            # we hold the write lock: the batch's rowids are consecutive
+            last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+            self._db.execute("UPDATE dumps SET first_row = coalesce(first_row, ?), last_row = ?"
+                             " WHERE id = ?", (last - len(batch) + 1, last, dump_id))
 
     def finish_dump(self, dump_id: int, *, status: str, volumes: int, files: int | None = None,
                     nbytes: int | None = None) -> None:
@@ -226,8 +237,8 @@ class Catalog:
             with self._transaction():
                 count = files
                 if count is None:
-                    count = self._db.execute("SELECT count(*) FROM files WHERE dump = ?",
-                                             (dump_id,)).fetchone()[0]
+                    count = self._db.execute(f"SELECT count(*) FROM files WHERE {_ROWS}",
+                                             (dump_id,) * 3).fetchone()[0]
                 self._db.execute("UPDATE dumps SET status = ?, volumes = ?, files = ?,"
                                  " bytes = coalesce(?, bytes) WHERE id = ?",
                                  (status, volumes, count, nbytes, dump_id))
@@ -236,7 +247,7 @@ class Catalog:
     def forget_dump(self, dump_id: int) -> None:
         def delete():
             with self._transaction():
-                self._db.execute("DELETE FROM files WHERE dump = ?", (dump_id,))
+                self._db.execute(f"DELETE FROM files WHERE {_ROWS}", (dump_id,) * 3)
                 self._db.execute("DELETE FROM dumps WHERE id = ?", (dump_id,))
         self._run("remove a dump", delete)
 
@@ -272,11 +283,7 @@ class Catalog:
         """dump inode -> (volume, header offset) of every inode the dump holds."""
         return self._run("read the file positions", lambda: {
             ino: (vol, off) for ino, vol, off in self._db.execute(
-                "SELECT ino, volume, offset FROM files WHERE dump = ?", (dump_id,))})
-
-    def paths(self, dump_id: int) -> Iterator[str]:
-        return iter(self._run("read the files", lambda: [r[0] for r in self._db.execute(
-            "SELECT path FROM files WHERE dump = ? ORDER BY path", (dump_id,))]))
+                f"SELECT ino, volume, offset FROM files WHERE {_ROWS}", (dump_id,) * 3)})
 
     def find(self, pattern: str, *, limit: int | None = None) -> list[Match]:
         """Names matching the shell pattern, newest dump first (see _pattern_clauses)."""
@@ -298,19 +305,22 @@ class Catalog:
     def _pattern_clauses(self, pattern: str) -> list[tuple[str, tuple]]:
         """An absolute PATTERN is matched under each tree it lies in; a relative one
         with a slash against paths within each tree; a bare name against the last
-        component of every path."""
+        component of every path.  A last component without wildcards is looked up
+        in the name index first."""
         if pattern.startswith("/"):
             out = []
             for tree in self._trees():
                 rel = _within(pattern, tree)
                 if rel is not None:
-                    out.append(("d.tree = ? AND f.path GLOB ?", (tree, rel)))
+                    name, args = _name_clause(rel)
+                    out.append((f"d.tree = ? AND {name}f.path GLOB ?", (tree, *args, rel)))
             return out
         rel = pattern[2:] if pattern.startswith("./") else pattern
         rel = rel.rstrip("/") or "."
+        name, args = _name_clause(rel)
         if "/" in rel:
-            return [("f.path GLOB ?", (rel,))]
-        return [("f.path GLOB ? OR f.path GLOB ?", (rel, "*/" + rel))]
+            return [(f"{name}f.path GLOB ?", (*args, rel))]
+        return [(f"f.name {'=' if _literal(rel) else 'GLOB'} ?", (rel,))]
 
     def _trees(self) -> list[str]:
         return self._run("read the dumps", lambda: [
@@ -346,8 +356,8 @@ class Catalog:
             if bad:
                 problems.append(f"{len(bad)} file rows belong to no dump")
             for did, files, have, status in self._db.execute(
-                    "SELECT d.id, d.files, (SELECT count(*) FROM files f WHERE f.dump = d.id),"
-                    " d.status FROM dumps d"):
+                    "SELECT d.id, d.files, (SELECT count(*) FROM files f WHERE f.rowid BETWEEN"
+                    " d.first_row AND d.last_row AND f.dump = d.id), d.status FROM dumps d"):
                 if status == "running":
                     problems.append(f"dump {did} never finished (status running): a dump"
                                     " that was killed, or one running now")
@@ -391,6 +401,19 @@ def _statements(script: str) -> list[str]:
             out.append("\n".join(current))
             current = []
     return out
+
+
+def _name_clause(rel: str) -> tuple[str, tuple]:
+    """``f.name = ? AND `` when the last component of a pattern is literal (a path
+    matching the pattern then ends in it), else nothing."""
+    last = rel.rpartition("/")[2]
+    if "[" in rel or not _literal(last):
+        return "", ()
+    return "f.name = ? AND ", (last,)
+
+
+def _literal(text: str) -> bool:
+    return not any(c in text for c in "*?[")
 
 
 def _within(pattern: str, tree: str) -> str | None:

@@ -27,6 +27,8 @@ CREATE TABLE dumps (
     status      TEXT NOT NULL,      -- running, done, partial, aborted, indexed
     context     TEXT,               -- restartable context id, when there is one
     files       INTEGER NOT NULL DEFAULT 0,
+    first_row   INTEGER,            -- rowids of its file rows lie in [first_row, last_row]
+    last_row    INTEGER,            -- (no index on files.dump: inserting stays cheap)
     bytes       INTEGER NOT NULL DEFAULT 0,
     recorded    INTEGER NOT NULL    -- when this row was written
 );
@@ -34,6 +36,7 @@ CREATE INDEX dumps_tree_date ON dumps(tree, date);
 CREATE TABLE files (
     dump    INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
     path    TEXT NOT NULL,          -- relative to the tree: "." is the tree itself
+    name    TEXT NOT NULL,          -- its last component, indexed: find by name is a lookup
     ino     INTEGER NOT NULL,       -- the dump inode number (c_inumber)
     type    INTEGER NOT NULL,       -- S_IFMT bits of the mode
     size    INTEGER NOT NULL,
@@ -43,7 +46,7 @@ CREATE TABLE files (
     offset  INTEGER NOT NULL,       -- byte offset of the TS_INODE header on its volume
     crc     INTEGER                 -- data checksum, when the dump has one
 );
-CREATE INDEX files_dump_ino ON files(dump, ino);
+CREATE INDEX files_name ON files(name);
 """
 
 # MIGRATIONS[n] brings a database from version n to n + 1

@@ -11,10 +11,10 @@ import click
 
 from ndump.catalog import Catalog, DumpInfo, default_path, file_type
 from ndump.cli.common import quiet_option, settings, verbose_option
-from ndump.dump.dumpdates import parse_date
 from ndump.errors import ExitStatus
 from ndump.report import make_reporter
-from ndump.restore.index import add_images, rebuild as rebuild_catalog
+
+# the engines are imported by the commands that need them: find and list start fast
 
 
 def catalog_option(f):
@@ -109,6 +109,7 @@ def list_(catalog, as_json, tree):
 @click.argument("tree")
 def chain(catalog, as_json, at, tree):
     """The dumps that restore TREE as it was at DATE, as restore -r commands in order."""
+    from ndump.dump.dumpdates import parse_date
     when = parse_date(at) if at else int(settings().clock())
     with Catalog(_path(catalog), writable=False) as cat:
         dumps = cat.chain(tree.rstrip("/") or "/", when)
@@ -131,6 +132,7 @@ def chain(catalog, as_json, at, tree):
 @click.argument("images", nargs=-1, required=True)
 def add(catalog, multi_volume, verbose, quiet, images):
     """Index existing dump images (ndump's or stock dump's) so that they can be searched."""
+    from ndump.restore.index import add_images
     s = settings()
     reporter = make_reporter("NDUMP", s, verbosity=verbose, quiet=quiet)
     return add_images(_path(catalog), list(images), s, reporter, multi=multi_volume)
@@ -161,6 +163,7 @@ def check(catalog):
 @click.argument("images", nargs=-1)
 def rebuild(catalog, multi_volume, verbose, quiet, images):
     """Make the catalog anew from IMAGEs (default: the image files it lists)."""
+    from ndump.restore.index import rebuild as rebuild_catalog
     s = settings()
     reporter = make_reporter("NDUMP", s, verbosity=verbose, quiet=quiet)
     return rebuild_catalog(_path(catalog), list(images), s, reporter, multi=multi_volume)
