@@ -293,8 +293,10 @@ class Catalog:
         where = " OR ".join(f"({c})" for c, _ in clauses)
         args = [a for _, aa in clauses for a in aa]
         cols = ", ".join(f"d.{c}" for c in _DUMP_COLUMNS)
+        # CROSS JOIN keeps files the outer loop: one pass over them (or the name
+        # index), each row's dump found by its key
         sql = (f"SELECT {cols}, f.path, f.ino, f.type, f.size, f.mtime, f.volume, f.offset"
-               f" FROM files f JOIN dumps d ON d.id = f.dump WHERE d.status != 'running'"
+               f" FROM files f CROSS JOIN dumps d ON d.id = f.dump WHERE d.status != 'running'"
                f" AND ({where}) ORDER BY d.date DESC, d.id DESC, f.path")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"

@@ -183,13 +183,14 @@ def test_two_dumps_at_once(tmp_path, run_ndump, ndump_env):
     trees = [build_tree(tmp_path / f"t{i}", {f"d{j}/f{k}": b"x" * k for j in range(20)
                                              for k in range(100)}) for i in range(2)]
     env = dict(os.environ, PYTHONPATH=str(__import__("conftest").REPO_ROOT))
-    procs = [subprocess.Popen([sys.executable, "-m", "ndump", "dump", "-0", "--snapshot", "none",
+    procs = [subprocess.Popen([sys.executable, "-m", "ndump", "dump", "-0v", "--snapshot", "none",
                                "-f", str(tmp_path / f"t{i}.dump"), str(t)], env=env,
                               stderr=subprocess.PIPE, text=True)
              for i, t in enumerate(trees)]
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     assert not any("warning" in e for e in errs), errs
+    assert all(f"file history: {1 + 20 + 2000} names recorded in " in e for e in errs), errs
     dumps = json.loads(run_ndump("catalog", "list", "--json", status=0).stdout)
     assert sorted(d["tree"] for d in dumps) == sorted(map(str, trees))
     assert all(d["files"] == 1 + 20 + 2000 and d["status"] == "done" for d in dumps)
