@@ -244,6 +244,10 @@ class Catalog:
                                  (status, volumes, count, nbytes, dump_id))
         self._run("record the end of the dump", update)
 
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database now (closing is then quick)."""
+        self._run("checkpoint", lambda: self._db.execute("PRAGMA wal_checkpoint(PASSIVE)"))
+
     def forget_dump(self, dump_id: int) -> None:
         def delete():
             with self._transaction():
@@ -267,17 +271,21 @@ class Catalog:
             f"SELECT {', '.join(_DUMP_COLUMNS)} FROM dumps WHERE id = ?", (dump_id,)).fetchall())
         return DumpInfo(*rows[0]) if rows else None
 
-    def dump_made(self, *, date: int, level: int, tree: str | None = None) -> DumpInfo | None:
-        """The newest finished dump with this date and level (and tree), as a header names it."""
+    def dump_made(self, *, date: int, level: int, tree: str | None = None,
+                  host: str | None = None) -> DumpInfo | None:
+        """The newest finished dump with this date and level, of this tree and host
+        as a dump header names them (c_filesys keeps only 63 bytes of the tree)."""
         sql = (f"SELECT {', '.join(_DUMP_COLUMNS)} FROM dumps WHERE date = ? AND level = ?"
                " AND status != 'running'")
-        args: list = [date, level]
-        if tree is not None:
-            sql += " AND tree = ?"
-            args.append(tree)
         rows = self._run("read the dumps", lambda: self._db.execute(
-            sql + " ORDER BY id DESC", args).fetchall())
-        return DumpInfo(*rows[0]) if rows else None
+            sql + " ORDER BY id DESC", (date, level)).fetchall())
+        for d in map(lambda r: DumpInfo(*r), rows):
+            if tree is not None and _head(d.tree) != _head(tree):
+                continue
+            if host is not None and d.host != host:
+                continue
+            return d
+        return None
 
     def positions(self, dump_id: int) -> dict[int, tuple[int, int]]:
         """dump inode -> (volume, header offset) of every inode the dump holds."""
@@ -403,6 +411,10 @@ def _statements(script: str) -> list[str]:
             out.append("\n".join(current))
             current = []
     return out
+
+
+def _head(tree: str) -> bytes:
+    return tree.encode("utf-8", "surrogateescape")[:63]
 
 
 def _name_clause(rel: str) -> tuple[str, tuple]:

@@ -188,7 +188,8 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         history.begin(NewDump(tree=ident_path, level=opts.level, date=date, base_date=base_date,
                               label=ident.label, host=ident.host, medium=medium_spec(opts.file),
                               multi=opts.multi_volume, ntrec=opts.ntrec,
-                              compression=opts.compress), sel.maxino)
+                              compression=opts.compress), sel, m,
+                      placed=lambda: sink.total_blocks - (sink.volume - 1))
     started = time.monotonic()
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
@@ -205,11 +206,11 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         fmt.write_end(maxino)
         sink.close()
         if history is not None:
-            history.finish(sel, m, status="partial" if reporter.problems else "done",
-                           volumes=sink.volumes)
+            history.finish(status="partial" if reporter.problems else "done",
+                           volumes=sink.volumes, nbytes=sel.data_bytes)
     except BaseException:
         if history is not None:
-            history.finish(None, None, status="aborted", volumes=sink.volumes)
+            history.finish(status="aborted", volumes=sink.volumes)
         reporter.progress_end()
         try:
             sink.output.close()

@@ -55,7 +55,9 @@ def plan(dump, catalog_path: Path, reporter: Reporter, settings) -> Plan | None:
     if why is None:
         try:
             with Catalog(catalog_path, writable=False) as cat:
-                known = cat.dump_made(date=dump.tape.date, level=dump.tape.level)
+                tape = dump.tape
+                known = cat.dump_made(date=tape.date, level=tape.level, host=tape.host,
+                                      tree=tape.filesys.split(" (dir ", 1)[0])
                 positions = cat.positions(known.id) if known is not None else {}
         except CatalogError as e:
             why = str(e)
