@@ -46,7 +46,7 @@ class FileHistory:
         self._mode = array("I")
         self._mtime = array("q")
         self._ctime = array("q")
-        self._seen = 0                   # highest dump inode whose header was written
+        self._seen = 0                   # the file (not directory) Pass IV is writing
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self._abort = False
@@ -93,7 +93,10 @@ class FileHistory:
         self._mode[dino] = inode.mode
         self._mtime[dino] = inode.mtime
         self._ctime[dino] = inode.ctime
-        self._seen = dino
+        if inode.mode & 0o170000 != 0o040000:
+            # Pass IV goes up the inode numbers: every file below this one is done
+            # (Pass III's directories, in their own order, say nothing about files)
+            self._seen = dino
 
     def volume_started(self, volume: int, blocks_before: int) -> None:
         """Volume ``volume`` begins; ``blocks_before`` blocks are on the earlier ones,
