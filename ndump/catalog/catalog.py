@@ -272,20 +272,19 @@ class Catalog:
         return DumpInfo(*rows[0]) if rows else None
 
     def dump_made(self, *, date: int, level: int, tree: str | None = None,
-                  host: str | None = None) -> DumpInfo | None:
+                  host: str | None = None, medium: str | None = None) -> DumpInfo | None:
         """The newest finished dump with this date and level, of this tree and host
-        as a dump header names them (c_filesys keeps only 63 bytes of the tree)."""
+        as a dump header names them (c_filesys keeps only 63 bytes of the tree);
+        one written to ``medium`` first."""
         sql = (f"SELECT {', '.join(_DUMP_COLUMNS)} FROM dumps WHERE date = ? AND level = ?"
                " AND status != 'running'")
         rows = self._run("read the dumps", lambda: self._db.execute(
             sql + " ORDER BY id DESC", (date, level)).fetchall())
-        for d in map(lambda r: DumpInfo(*r), rows):
-            if tree is not None and _head(d.tree) != _head(tree):
-                continue
-            if host is not None and d.host != host:
-                continue
-            return d
-        return None
+        found = [d for d in map(lambda r: DumpInfo(*r), rows)
+                 if (tree is None or _head(d.tree) == _head(tree))
+                 and (host is None or d.host == host)]
+        found.sort(key=lambda d: d.medium != medium)      # stable: newest first otherwise
+        return found[0] if found else None
 
     def positions(self, dump_id: int) -> dict[int, tuple[int, int]]:
         """dump inode -> (volume, header offset) of every inode the dump holds."""

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ndump.catalog import Catalog, CatalogError
+from ndump.catalog import Catalog, CatalogError, medium_spec
 from ndump.errors import StartupError
 from ndump.format import TP_BSIZE, TS_INODE, FormatReader, HeaderError, unpack_header
 from ndump.media import open_input, volume_name
@@ -57,7 +57,8 @@ def plan(dump, catalog_path: Path, reporter: Reporter, settings) -> Plan | None:
             with Catalog(catalog_path, writable=False) as cat:
                 tape = dump.tape
                 known = cat.dump_made(date=tape.date, level=tape.level, host=tape.host,
-                                      tree=tape.filesys.split(" (dir ", 1)[0])
+                                      tree=tape.filesys.split(" (dir ", 1)[0],
+                                      medium=medium_spec(dump.spec))
                 positions = cat.positions(known.id) if known is not None else {}
         except CatalogError as e:
             why = str(e)

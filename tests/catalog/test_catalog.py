@@ -130,3 +130,22 @@ def test_concurrent_writers_take_turns(tmp_path):
         dumps = cat.dumps()
         assert cat.check() == []
     assert len(dumps) == 6 and all(d.files == 12000 and d.status == "done" for d in dumps)
+
+
+def test_dump_made_as_a_header_names_it(tmp_path):
+    long = "/srv/" + "x" * 70
+    with Catalog(tmp_path / "c.db") as cat:
+        a = cat.begin_dump(NewDump(tree=long + "/a", level=0, date=DAY, base_date=0, host="h",
+                                   medium="/b/a.dump"))
+        b = cat.begin_dump(NewDump(tree=long + "/b", level=0, date=DAY, base_date=0, host="h",
+                                   medium="/b/b.dump"))
+        c = cat.begin_dump(NewDump(tree="/home", level=0, date=DAY, base_date=0, host="g"))
+        for did in (a, b, c):
+            cat.finish_dump(did, status="done", volumes=1)
+        header_tree = long[:63]                   # c_filesys keeps 63 bytes
+        assert cat.dump_made(date=DAY, level=0, tree=header_tree, host="h").id == b
+        assert cat.dump_made(date=DAY, level=0, tree=header_tree, host="h",
+                             medium="/b/a.dump").id == a
+        assert cat.dump_made(date=DAY, level=0, tree="/home", host="g").id == c
+        assert cat.dump_made(date=DAY, level=0, tree="/home", host="h") is None
+        assert cat.dump_made(date=DAY, level=1) is None
