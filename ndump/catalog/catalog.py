@@ -293,7 +293,8 @@ class Catalog:
                 f"SELECT ino, volume, offset FROM files WHERE {_ROWS}", (dump_id,) * 3)})
 
     def find(self, pattern: str, *, limit: int | None = None) -> list[Match]:
-        """Names matching the shell pattern, newest dump first (see _pattern_clauses)."""
+        """Names matching the shell pattern, newest dump first (see _pattern_clauses).
+        Dumps still running or aborted are left out: their images are not whole."""
         clauses = self._pattern_clauses(pattern)
         if not clauses:
             return []
@@ -303,7 +304,8 @@ class Catalog:
         # CROSS JOIN keeps files the outer loop: one pass over them (or the name
         # index), each row's dump found by its key
         sql = (f"SELECT {cols}, f.path, f.ino, f.type, f.size, f.mtime, f.volume, f.offset"
-               f" FROM files f CROSS JOIN dumps d ON d.id = f.dump WHERE d.status != 'running'"
+               f" FROM files f CROSS JOIN dumps d ON d.id = f.dump"
+               f" WHERE d.status NOT IN ('running', 'aborted')"
                f" AND ({where}) ORDER BY d.date DESC, d.id DESC, f.path")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"

@@ -149,3 +149,11 @@ def test_dump_made_as_a_header_names_it(tmp_path):
         assert cat.dump_made(date=DAY, level=0, tree="/home", host="g").id == c
         assert cat.dump_made(date=DAY, level=0, tree="/home", host="h") is None
         assert cat.dump_made(date=DAY, level=1) is None
+
+
+def test_find_leaves_out_running_and_aborted_dumps(tmp_path):
+    with Catalog(tmp_path / "c.db") as cat:
+        _dump(cat, date=DAY, names=("a",))
+        _dump(cat, date=2 * DAY, names=("a",), status="aborted")
+        cat.begin_dump(NewDump(tree="/home", level=0, date=3 * DAY, base_date=0))
+        assert [m.dump.date for m in cat.find("a")] == [DAY]
