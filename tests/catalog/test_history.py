@@ -215,3 +215,14 @@ def test_every_name_of_a_larger_dump_is_recorded(tmp_path, run_ndump, ndump_env)
         "SELECT path, ino, offset FROM files").fetchall()
     assert {"./" + p if p != "." else "." for p, _, _ in rows} == listed
     _headers_match(rows, image)
+
+
+def test_an_aborted_dump_is_recorded_as_such(tmp_path, run_ndump):
+    src = build_tree(tmp_path / "src", {f"f{i}": os.urandom(20_000) for i in range(20)})
+    # a second volume is needed and there is no operator: the dump aborts (status 3)
+    run_ndump("dump", "-0", "-B", "100", "--snapshot", "none", "-f", tmp_path / "a.dump", src,
+              status=3)
+    dumps = json.loads(run_ndump("catalog", "list", "--json", status=0).stdout)
+    assert [d["status"] for d in dumps] == ["aborted"]
+    assert run_ndump("catalog", "find", "f1", status=2).stdout == ""
+    assert run_ndump("catalog", "check", status=0).stdout.startswith("catalog ")
