@@ -847,10 +847,16 @@ class Bench:
         variants = (("no catalog", ["-0", "--no-catalog"]), ("catalog", ["-0", "-v", "-A", db]))
         res = {k: Result("catalog", f"dump level 0, {k}", "ndump", [], self.corpus.data_bytes)
                for k, _ in variants}
+        # the catalog exists, as on any machine after its first dump; it grows by one
+        # dump a run
+        for p in (db, db + "-wal", db + "-shm"):
+            self.rm(p)
+        sys.path.insert(0, str(REPO))
+        from ndump.catalog import Catalog
+        Catalog(db).close()
         for i in range(max(self.runs, 3)):
             for k, flags in variants:
-                for p in (db, db + "-wal", db + "-shm", out):
-                    self.rm(p)
+                self.rm(out)
                 log(f"catalog: dump {k} run {i + 1}")
                 o, cmd = self.run_ndump_dump(flags, out, self.mnt)
                 res[k].cmd = cmd
@@ -869,6 +875,8 @@ class Bench:
             con.close()
             size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
             r.extra.update(catalog_bytes=size, names=names, bytes_per_name=size / max(names, 1))
+            for p in (db, db + "-wal", db + "-shm"):
+                self.rm(p)
         self.rm(out)
         self.results.extend(res.values())
         self.results.extend(self.catalog_find())
@@ -877,7 +885,6 @@ class Bench:
         """catalog find (the CLI, start-up included) over a catalog of CATALOG_ROWS rows
         in 10 dumps of a tree of plausible names."""
         db = os.path.join(self.tmp, "catalog-million.db")
-        sys.path.insert(0, str(REPO))
         from ndump.catalog import Catalog, FileRow, NewDump
         t0 = time.perf_counter()
         per = CATALOG_ROWS // 10
@@ -1067,11 +1074,11 @@ def report(b: Bench, only: set[str]) -> str:
         cost = 100 * (q - 1) if q is not None else None
         share = with_.extra.get("catalog_share") if with_ else None
         share = 100 * statistics.median(share) if share else None
-        targets.append((f"catalog cost, % of a level-0 dump (its own account, median)"
-                        f" < {100 * CATALOG_COST_TARGET:.0f}", share,
-                        share is not None and share < 100 * CATALOG_COST_TARGET))
-        targets.append(("  (for reference: best time with / without catalog - 1, %; noisy)", cost,
-                        True))
+        targets.append((f"catalog cost: level-0 dump time with / without catalog - 1, %"
+                        f" (best of each) < {100 * CATALOG_COST_TARGET:.0f}", cost,
+                        cost is not None and cost < 100 * CATALOG_COST_TARGET))
+        targets.append(("  (the dump's own -v account of its catalog work, % of its time,"
+                        " median; for reference)", share, True))
         per = with_.extra.get("bytes_per_name") if with_ else None
         targets.append((f"catalog database bytes per name < {CATALOG_BYTES_TARGET}", per,
                         per is not None and per < CATALOG_BYTES_TARGET))

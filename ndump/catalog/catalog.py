@@ -204,12 +204,12 @@ class Catalog:
     def add_files(self, dump_id: int, rows: Iterable[FileRow]) -> int:
         """Insert file rows, BATCH per transaction; returns how many."""
         return self.add_rows(dump_id, ((dump_id, r.path, r.path.rpartition("/")[2], r.ino, r.type,
-                                        r.size, r.mtime, r.ctime, r.volume, r.offset, r.crc)
+                                        r.size, r.mtime, r.ctime, r.volume, r.offset)
                                        for r in rows))
 
     def add_rows(self, dump_id: int, rows: Iterable[tuple]) -> int:
         """The fast path of add_files: rows already as (dump, path, name, ino, type,
-        size, mtime, ctime, volume, offset, crc)."""
+        size, mtime, ctime, volume, offset); no checksum."""
         def insert():
             n = 0
             it = iter(rows)
@@ -224,8 +224,8 @@ class Catalog:
     def _insert(self, dump_id: int, batch: list[tuple]) -> None:
         with self._transaction():
             self._db.executemany("INSERT INTO files (dump, path, name, ino, type, size, mtime,"
-                                 " ctime, volume, offset, crc)"
-                                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                                 " ctime, volume, offset)"
+                                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
             # we hold the write lock: the batch's rowids are consecutive
             last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             self._db.execute("UPDATE dumps SET first_row = coalesce(first_row, ?), last_row = ?"

@@ -36,7 +36,7 @@ CREATE INDEX dumps_tree_date ON dumps(tree, date);
 CREATE TABLE files (
     dump    INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
     path    TEXT NOT NULL,          -- relative to the tree: "." is the tree itself
-    name    TEXT NOT NULL,          -- its last component, indexed: find by name is a lookup
+    name    TEXT NOT NULL,          -- its last component (find by name compares, not globs)
     ino     INTEGER NOT NULL,       -- the dump inode number (c_inumber)
     type    INTEGER NOT NULL,       -- S_IFMT bits of the mode
     size    INTEGER NOT NULL,
@@ -46,7 +46,6 @@ CREATE TABLE files (
     offset  INTEGER NOT NULL,       -- byte offset of the TS_INODE header on its volume
     crc     INTEGER                 -- data checksum, when the dump has one
 );
-CREATE INDEX files_name ON files(name);
 """
 
 # MIGRATIONS[n] brings a database from version n to n + 1

@@ -188,8 +188,7 @@ def _write_dump(opts, settings, reporter, root, sel: Selection, inomap, date, ba
         history.begin(NewDump(tree=ident_path, level=opts.level, date=date, base_date=base_date,
                               label=ident.label, host=ident.host, medium=medium_spec(opts.file),
                               multi=opts.multi_volume, ntrec=opts.ntrec,
-                              compression=opts.compress), sel, m,
-                      placed=lambda: sink.total_blocks - (sink.volume - 1))
+                              compression=opts.compress), sel, m)
     started = time.monotonic()
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
