@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -56,7 +57,7 @@ STOCK_DUMP = "/usr/sbin/dump"
 STOCK_RESTORE = "/usr/sbin/restore"
 TAR = shutil.which("tar") or "/usr/bin/tar"
 
-SECTIONS = ("dump", "restore", "incr", "compress", "million")
+SECTIONS = ("dump", "restore", "incr", "compress", "catalog", "million")
 
 # Figures measured earlier on this kind of machine, full corpus (20k files,
 # 577 MB).  Printed next to this run's numbers for orientation only.
@@ -69,6 +70,10 @@ REFERENCE = {
 
 MILLION_RSS_TARGET_MIB = 500
 LIST_RSS_TARGET_MIB = 150          # restore -t of the same dump (issue 10)
+CATALOG_COST_TARGET = 0.05          # of a level-0 dump's time
+CATALOG_BYTES_TARGET = 300          # database bytes per name
+CATALOG_FIND_TARGET_S = 1.0         # catalog find over CATALOG_ROWS rows
+CATALOG_ROWS = 1_000_000
 
 
 def log(msg: str) -> None:
@@ -850,10 +855,81 @@ class Bench:
             r.extra["files_per_s"] = k / o.wall
         return r
 
+    def section_catalog(self) -> None:
+        """File history: a level-0 dump with and without the catalog (interleaved runs),
+        database bytes per name, and catalog find over CATALOG_ROWS rows."""
+        out = os.path.join(self.out, "catalog.ndump")
+        db = os.path.join(self.tmp, "catalog-bench.db")
+        variants = (("no catalog", ["-0", "--no-catalog"]), ("catalog", ["-0", "-v", "-A", db]))
+        res = {k: Result("catalog", f"dump level 0, {k}", "ndump", [], self.corpus.data_bytes)
+               for k, _ in variants}
+        # the catalog exists, as on any machine after its first dump; it grows by one
+        # dump a run
+        for p in (db, db + "-wal", db + "-shm"):
+            self.rm(p)
+        sys.path.insert(0, str(REPO))
+        from ndump.catalog import Catalog
+        Catalog(db).close()
+        for i in range(max(self.runs, 3)):
+            for k, flags in variants:
+                self.rm(out)
+                log(f"catalog: dump {k} run {i + 1}")
+                o, cmd = self.run_ndump_dump(flags, out, self.mnt)
+                res[k].cmd = cmd
+                if self.record(res[k], o) and k == "catalog":
+                    # the dump's own account of its catalog work (-v), robust to noise
+                    m = re.search(r"file history: \d+ names recorded in .* in ([0-9.]+) s", o.stderr)
+                    if m:
+                        res[k].extra.setdefault("catalog_s", []).append(float(m.group(1)))
+                        res[k].extra.setdefault("catalog_share", []).append(float(m.group(1)) / o.wall)
+        r = res["catalog"]
+        if not r.error:
+            import sqlite3
+            con = sqlite3.connect(db)
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            names = con.execute("SELECT count(*) FROM files").fetchone()[0]
+            con.close()
+            size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+            r.extra.update(catalog_bytes=size, names=names, bytes_per_name=size / max(names, 1))
+            for p in (db, db + "-wal", db + "-shm"):
+                self.rm(p)
+        self.rm(out)
+        self.results.extend(res.values())
+        self.results.extend(self.catalog_find())
+
+    def catalog_find(self) -> list[Result]:
+        """catalog find (the CLI, start-up included) over a catalog of CATALOG_ROWS rows
+        in 10 dumps of a tree of plausible names."""
+        db = os.path.join(self.tmp, "catalog-million.db")
+        from ndump.catalog import Catalog, FileRow, NewDump
+        t0 = time.perf_counter()
+        per = CATALOG_ROWS // 10
+        with Catalog(db) as cat:
+            for d in range(10):
+                did = cat.begin_dump(NewDump(tree="/home", level=d % 3, date=1_700_000_000 + d * 86400,
+                                             base_date=0, medium=f"/backup/home.{d}"))
+                cat.add_files(did, (FileRow(f"user{i % 97}/project{i % 13}/src/file{i}.c", i + 3,
+                                            0o100000, i % 65536, 1_700_000_000, 1_700_000_000, 1,
+                                            i * 1024) for i in range(per)))
+                cat.finish_dump(did, status="done", volumes=1)
+        log(f"catalog: {CATALOG_ROWS:,} rows written in {time.perf_counter() - t0:.1f} s")
+        out = []
+        for label, pattern in (("bare name", "file77777.c"), ("absolute glob", "/home/user7/project3/src/file1234*"),
+                               ("relative glob", "user5/*/src/file99999.c")):
+            cmd = self.ndump("catalog", "find", "-A", db, "--json", pattern)
+            r = Result("catalog", f"find over {CATALOG_ROWS:,} rows ({label})", "ndump", cmd, 0)
+            for _ in range(self.runs):
+                self.record(r, self.runner.run(cmd, env=self.env))
+            out.append(r)
+        r = out[0]
+        r.extra["catalog_bytes"] = os.path.getsize(db)
+        self.rm(db)
+        return out
+
     # ---- orchestration --------------------------------------------------
 
     def run(self, only: set[str]) -> None:
-        main = only & {"dump", "restore", "incr", "compress"}
+        main = only & {"dump", "restore", "incr", "compress", "catalog"}
         if main:
             self.setup_corpus()
             if only & {"dump", "restore"}:
@@ -867,6 +943,8 @@ class Bench:
                 self.section_incr()
             if "compress" in only:
                 self.section_compress()
+            if "catalog" in only:
+                self.section_catalog()
         if "million" in only:
             self.section_million()
 
@@ -956,6 +1034,27 @@ def report(b: Bench, only: set[str]) -> str:
             L.append(row(r, other, None, last=fmt(cr)))
         L.append("")
 
+    cat = [r for r in res if r.section == "catalog"]
+    if cat:
+        L.append("## File-history catalog")
+        L.append("")
+        L.append("| operation | best s | median s | peak RSS MiB | notes |")
+        L.append("|---|---:|---:|---:|---|")
+        for r in cat:
+            if r.error:
+                L.append(f"| {r.op} | failed: {md_escape(r.error)} | | | |")
+                continue
+            note = ""
+            if "bytes_per_name" in r.extra:
+                note = (f"{r.extra['names']:,} names, {r.extra['catalog_bytes']:,} bytes of"
+                        f" database, {r.extra['bytes_per_name']:.0f} bytes/name")
+            if r.extra.get("catalog_share"):
+                note += (f"; catalog work {statistics.median(r.extra['catalog_s']):.3f} s ="
+                         f" {100 * statistics.median(r.extra['catalog_share']):.1f} % of the dump"
+                         " (median, the dump's -v account)")
+            L.append(f"| {r.op} | {fmt(r.best, '.3f')} | {fmt(r.median, '.3f')} | {rss_cell(r)} | {note} |")
+        L.append("")
+
     mil = [r for r in res if r.section == "million"]
     if mil:
         m = b.million
@@ -984,6 +1083,26 @@ def report(b: Bench, only: set[str]) -> str:
         q = ratio(find(res, "restore", "ndump"), find(res, "restore", "stock"))
         targets.append(("ndump restore -r <= stock restore -r (ratio <= 1.0)", q,
                         q is not None and q <= 1.0))
+    if "catalog" in only:
+        without = find(res, "catalog", "ndump", "dump level 0, no catalog")
+        with_ = find(res, "catalog", "ndump", "dump level 0, catalog")
+        q = ratio(with_, without)
+        cost = 100 * (q - 1) if q is not None else None
+        share = with_.extra.get("catalog_share") if with_ else None
+        share = 100 * statistics.median(share) if share else None
+        targets.append((f"catalog cost: level-0 dump time with / without catalog - 1, %"
+                        f" (best of each) < {100 * CATALOG_COST_TARGET:.0f}", cost,
+                        cost is not None and cost < 100 * CATALOG_COST_TARGET))
+        targets.append(("  (the dump's own -v account of its catalog work, % of its time,"
+                        " median; for reference)", share, True))
+        per = with_.extra.get("bytes_per_name") if with_ else None
+        targets.append((f"catalog database bytes per name < {CATALOG_BYTES_TARGET}", per,
+                        per is not None and per < CATALOG_BYTES_TARGET))
+        slowest = max((r.best for r in res if r.section == "catalog" and r.op.startswith("find")
+                       and r.best is not None), default=None)
+        targets.append((f"catalog find over {CATALOG_ROWS:,} rows < {CATALOG_FIND_TARGET_S} s"
+                        " (slowest pattern, start-up included)", slowest,
+                        slowest is not None and slowest < CATALOG_FIND_TARGET_S))
     if "million" in only:
         r = find(res, "million", "ndump")
         rss = r.peak_rss_mib if r else None
@@ -1029,8 +1148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="10x smaller corpus (fast check)")
     p.add_argument("--million", action="store_true",
                    help="also dump a tree of 1,000,000 tiny files (peak RSS target < 500 MiB)")
-    p.add_argument("--only", default="dump,restore,incr,compress",
-                   help="comma list of sections: dump,restore,incr,compress,million "
+    p.add_argument("--only", default="dump,restore,incr,compress,catalog",
+                   help="comma list of sections: dump,restore,incr,compress,catalog,million "
                         "(default: all but million)")
     p.add_argument("--json", metavar="OUT", help="write all raw numbers to this JSON file")
     p.add_argument("--keep", action="store_true",

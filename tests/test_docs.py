@@ -77,12 +77,18 @@ def _spellings(cmd: click.Command, ctx: click.Context) -> set[str]:
         if isinstance(param, click.Option):
             names.update(param.opts)
             names.update(param.secondary_opts)
+    if isinstance(cmd, click.Group) and ctx.parent is not None:
+        # a command with subcommands (ndump catalog find ...): one page for all of them
+        for sub in cmd.list_commands(ctx):
+            command = cmd.get_command(ctx, sub)
+            names |= _spellings(command, click.Context(command, info_name=sub, parent=ctx))
     return names
 
 
 def _shared_spellings() -> set[str]:
-    """Options every command has (-f, -b, -v, -q, ...), which ndump.8 may describe once."""
-    sets = [_spellings(cmd, ctx) for name, (cmd, ctx) in COMMANDS.items() if name is not None]
+    """Options dump and restore both have (-f, -b, -v, -q, ...), which ndump.8 may describe once."""
+    sets = [_spellings(cmd, ctx) for name, (cmd, ctx) in COMMANDS.items()
+            if name is not None and not isinstance(cmd, click.Group)]
     return set.intersection(*sets) if sets else set()
 
 

@@ -11,7 +11,7 @@ import re
 
 # letters that take an argument, per command (Linux dump 0.4b47 / restore)
 DUMP_ARG_LETTERS = set("ABbdDeEfFhILQsT")
-RESTORE_ARG_LETTERS = set("bDfFLQsTX")
+RESTORE_ARG_LETTERS = set("AbDfFLQsTX")
 _OPTIONAL_LEVEL = {"z": "zlib", "j": "bzip2"}
 
 

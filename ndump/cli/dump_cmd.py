@@ -63,13 +63,20 @@ from ndump.report import make_reporter
 @click.option("--max-sessions", "max_sessions", type=click.IntRange(1, None), metavar="N",
               help="Dump and restore sessions allowed at once (default $NDUMP_MAX_SESSIONS, else"
               " 4, 16 or 32 by memory).")
+@click.option("-A", "--catalog", "catalog", metavar="FILE", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Record the file history in the catalog FILE (default"
+              " $NDUMP_STATE_DIR/catalog.db, else /var/lib/ndump/catalog.db).")
+@click.option("--no-catalog", "no_catalog", is_flag=True,
+              help="Record no file history for this dump.")
 @quiet_option
 @verbose_option
 @result.json_option
 @click.argument("path", required=False)
 def dump(level, file, blocksize, label, compress, excludes, honor_level, estimate,
          no_checksums, update, dumpdates, base_date, show_all, show_needed, multi_volume,
-         volume_size, script, snapshot, snapshot_size, max_sessions, quiet, verbose, path):
+         volume_size, script, snapshot, snapshot_size, max_sessions, catalog, no_catalog, quiet,
+         verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
@@ -89,7 +96,8 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
                        base_date=parse_date(base_date) if base_date else None,
                        multi_volume=multi_volume, volume_sizes=_sizes(volume_size),
                        script=script, snapshot=snapshot, snapshot_size=snapshot_size,
-                       max_sessions=max_sessions)
+                       max_sessions=max_sessions, catalog=catalog,
+                       file_history=not no_catalog)
     result.watch(reporter, stdout_busy=opts.file == "-")
     outcome = run_dump(opts, s, reporter)
     if outcome.estimate is not None:

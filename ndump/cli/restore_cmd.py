@@ -77,12 +77,16 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
               default="auto", show_default=True,
               help="-C: how closely modification times must agree (auto: to the nanosecond,"
               " or to the microsecond when no file differs by more, as after stock restore).")
+@click.option("-A", "--catalog", "catalog", metavar="FILE", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="With -x and named files: seek to each file's position as the catalog FILE"
+              " records it, instead of reading the whole dump.")
 @_rules_options
 @result.json_option
 @click.argument("paths", nargs=-1)
 def restore(rebuild, resume, extract_files, list_, compare, interactive, file, blocksize, verbose,
-            quiet, yes, dry_run, target, original, keep_existing, multi_volume, file_number, paths,
-            time_precision, **rules):
+            quiet, yes, dry_run, target, original, keep_existing, multi_volume, file_number, catalog,
+            paths, time_precision, **rules):
     """Restore files from a dump: -r, -R, -x, -t, -C or -i, as classic restore."""
     chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
               "list_": list_, "compare": compare, "interactive": interactive}
@@ -97,7 +101,7 @@ def restore(rebuild, resume, extract_files, list_, compare, interactive, file, b
     opts = RestoreOptions(mode=modes[0], file=file or s.tape, paths=tuple(paths), target=target,
                           verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
                           blocksize=blocksize, keep_existing=keep_existing,
-                          multi_volume=multi_volume, file_number=file_number,
+                          multi_volume=multi_volume, file_number=file_number, catalog=catalog,
                           time_precision=time_precision,
                           **{k: v or None if k == "force" else v for k, v in rules.items()})
     reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)

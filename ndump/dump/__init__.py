@@ -14,7 +14,9 @@ from ndump.sessions import open_session
 from ndump.settings import Settings
 from ndump.snapshot import open_snapshot
 from ndump.snapshot.detect import parse_mountinfo
+from ndump.catalog import NewDump, default_path, medium_spec
 from ndump.dump.dumpdates import DumpDates, history_lines
+from ndump.dump.history import FileHistory
 from ndump.dump.inomap import InodeMap
 from ndump.dump.options import DumpOptions
 from ndump.dump.select import Selection, Walk
@@ -155,8 +157,10 @@ def _run(opts, settings, reporter, ident_path: str, date: int, base_date: int,
         reporter.fact("estimated_bytes", est_blocks * TP_BSIZE); reporter.fact("files", sel.inodes)
         if opts.estimate_only:
             return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
+        history = FileHistory(opts.catalog or default_path(settings.state_dir), reporter) \
+            if opts.file_history else None
         return _write_dump(opts, reporter, root, sel, inomap, changer,
-                           _ident(opts, settings, ident_path, date, base_date))
+                           _ident(opts, settings, ident_path, date, base_date), history)
 
 
 def _ident(opts: DumpOptions, settings: Settings, ident_path: str, date: int,
@@ -199,19 +203,35 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
 
 
 def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeChanger,
-                ident: DumpIdent) -> Outcome:
+                ident: DumpIdent, history: FileHistory | None) -> Outcome:
     algorithm = ALGORITHMS[opts.compress] if opts.compress else None
+
+    def on_volume(volume: int, ino: int) -> None:
+        if history is not None and history.active:
+            history.volume_started(volume, sink.total_blocks)
+        changer.started(volume, ino)
     fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
                              capacities=list(opts.volume_sizes), change_volume=changer.change,
-                             on_volume=changer.started)
+                             on_volume=on_volume)
+    if history is not None:
+        history.begin(NewDump(tree=ident.filesys, level=opts.level, date=ident.date,
+                              base_date=ident.ddate, label=ident.label, host=ident.host,
+                              medium=medium_spec(opts.file), multi=opts.multi_volume,
+                              ntrec=opts.ntrec, compression=opts.compress), sel, inomap.map)
     sink.start(changer.open(1))
     started = time.monotonic()
     try:
-        write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums)
+        write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums,
+                     on_inode=history.on_inode if history is not None and history.active else None)
     except BaseException as e:
+        if history is not None:
+            history.finish(status="aborted", volumes=sink.volumes)
         e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"
                    " incomplete: do not restore from it")
         raise
+    if history is not None:
+        history.finish(status="partial" if reporter.problems else "done",
+                       volumes=sink.volumes, nbytes=sel.data_bytes)
     elapsed = max(time.monotonic() - started, 1e-6)
     kib = sink.blocks
     reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
@@ -237,10 +257,12 @@ def open_writers(ident: DumpIdent, open_volume, **volume_args) -> tuple[FormatWr
 
 
 def write_passes(root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
-                 sink: VolumeWriter, reporter: Reporter, *, checksums: bool = True) -> None:
+                 sink: VolumeWriter, reporter: Reporter, *, checksums: bool = True,
+                 on_inode=None) -> None:
     """The volume header, the maps, Pass III, IV and V, the end: the whole dump of
     what Pass I and II selected, through ``fmt`` onto ``sink`` (started).  On any
-    failure the sink is aborted and the failure raised."""
+    failure the sink is aborted and the failure raised.  ``on_inode``: the file
+    history's hook (dump/history.py), told of each inode's header."""
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)
@@ -250,7 +272,7 @@ def write_passes(root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWrite
                              (m[d.key] for d in sel.dirs if d.dumped))
     bits = _bitmap(dumped, maxino)
     tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=checksums,
-                      progress=lambda n: reporter.progress(n, sink.volume))
+                      progress=lambda n: reporter.progress(n, sink.volume), on_inode=on_inode)
     try:
         fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
         fmt.write_maps(clri, bits, maxino)

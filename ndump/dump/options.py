@@ -29,3 +29,5 @@ class DumpOptions:
     multi_volume: bool = False            # -M: FILE is a prefix, volumes FILE001, FILE002, ...
     volume_sizes: tuple[int, ...] = ()    # -B: blocks per volume, per volume (last repeats)
     script: str | None = None             # -F: run at each volume change
+    catalog: Path | None = None           # -A: the file-history catalog (None: the default)
+    file_history: bool = True             # --no-catalog: False

@@ -40,13 +40,15 @@ class _ReadFailed(Exception):
 
 class TreeWriter:
     def __init__(self, root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
-                 reporter: Reporter, *, checksums: bool = True, progress=None):
+                 reporter: Reporter, *, checksums: bool = True, progress=None, on_inode=None):
         self.sel = sel
         self.map = inomap.map
         self.fmt = fmt
         self.rep = reporter
         self.checksums = checksums
         self.progress = progress or (lambda n: None)
+        # file history (dump/history.py): on_inode(dino, block of its TS_INODE header, inode)
+        self.on_inode = on_inode
         self.bytes_done = 0
         self._noatime = os.O_NOATIME
         self._birth_time = Statx().birth_time
@@ -56,6 +58,10 @@ class TreeWriter:
         self.fds.close()
 
     # -- helpers -----------------------------------------------------------
+    def _note(self, dino: int, inode: Inode) -> None:
+        if self.on_inode is not None:
+            self.on_inode(dino, self.fmt.tapea, inode)
+
     def _open(self, name: bytes, dir_fd: int) -> int:
         try:
             return os.open(name, FILE_FLAGS | self._noatime, dir_fd=dir_fd)
@@ -149,6 +155,7 @@ class TreeWriter:
             st = self._lost_dir(node, e)
             flags = 0
         inode = self._inode(st, fd, size=len(data), flags=flags)
+        self._note(dino, inode)
         for i in range(0, len(data), TP_BSIZE):
             self.fmt.write_chunk(dino, inode, i == 0, b"\x01", data[i:i + TP_BSIZE],
                                  crc=self.checksums)
@@ -222,6 +229,7 @@ class TreeWriter:
             self._dump_symlink(dino, dfd, name, st, show)
         elif fmt in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
             inode = self._inode(st, None, name, dfd, size=0)
+            self._note(dino, inode)
             self.fmt.write_chunk(dino, inode, True, b"", b"")
             self._xattrs(dino, inode, proc_path(dfd, name), show, single=False)
         else:
@@ -245,6 +253,7 @@ class TreeWriter:
             return
         inode = self._inode(st, None, name, dfd, size=len(target))
         payload = symlink_payload(target)
+        self._note(dino, inode)
         self.fmt.write_chunk(dino, inode, True, b"\x01" * (len(payload) // TP_BSIZE), payload,
                              crc=self.checksums)
         self._xattrs(dino, inode, proc_path(dfd, name), show, single=False)
@@ -273,6 +282,7 @@ class TreeWriter:
 
     def _write_data(self, dino: int, inode: Inode, fd: int, st: os.stat_result, show: str) -> None:
         size = st.st_size
+        self._note(dino, inode)
         if size == 0:
             self.fmt.write_chunk(dino, inode, True, b"", b"")
             return

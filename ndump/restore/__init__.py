@@ -15,7 +15,7 @@ from pathlib import Path
 from ndump.errors import Outcome, RunEndingError, StartupError, UsageError
 from ndump.format import ROOTINO
 from ndump.report import Reporter
-from ndump.restore import incremental, parallel, volchange
+from ndump.restore import direct, incremental, parallel, volchange
 from ndump.restore.compare import compare
 from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
 from ndump.restore.extract import Extractor, ExtractList
@@ -105,6 +105,7 @@ class RestoreRun:
         self.aborted: str | None = None
         self._total: int | None = None
         self._scale = 1.0
+        self.direct: direct.Plan | None = None
 
     def dispatch(self) -> Outcome:
         self._start()
@@ -254,6 +255,13 @@ class RestoreRun:
 
     def extract_files(self, ex: Extractor, first, leaves: dict, target: Target | None) -> None:
         # workers cannot follow a dump onto another volume (-M files, -F changes)
+        if self.direct is not None:
+            self._progress_start()
+            direct.run(self.direct, ex, leaves, self.r)
+            if leaves and first is not None:
+                self.r.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
+                ex.run(first, leaves)
+            return
         may_split = (target is not None and first is not None and not self.o.multi_volume
                      and self.dump.changer is None)
         cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
@@ -333,6 +341,8 @@ def mode_list(run: RestoreRun) -> None:
 def mode_extract(run: RestoreRun) -> None:
     tree, first = run.read_tree()
     sel = ExtractList.of(tree, rename.starts(run, tree), run.dump.in_bits)
+    if run.o.catalog is not None and run.o.paths and run.dump.changer is None:
+        run.direct = direct.plan(run.dump, run.o.catalog, run.r, run.settings)   # -A
     # '.' is the user's directory: classic restore asks before changing it
     run.write(tree, sel, first, set_root=run.o.yes, symtab=False)
 

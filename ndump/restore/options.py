@@ -47,6 +47,7 @@ class RestoreOptions:
     # volume changes without -M (restore/volchange.py) and session slots (SPEC §3.6)
     script: str | None = None       # -F SCRIPT DEVICE VOLUME: 0 go on, 1 ask, else abort
     max_sessions: int | None = None  # --max-sessions; None: $NDUMP_MAX_SESSIONS, else by memory
+    catalog: Path | None = None     # -A: with -x and paths, seek to each file (restore/direct.py)
 
     def __post_init__(self):
         if self.mode not in MODES:
