@@ -35,13 +35,13 @@ class _Comparer:
         self.reader = reader
         self.tree = tree
         self.fds = DirFds(root_fd, tree.root, limit=128)
-        self.r = reporter
+        self.reporter = reporter
         self.precision = precision
         self.below_us: list[Entry] = []     # auto: mtimes that differ only below 1 us
         self.mtime_differences = 0          # ... and those that differ more
 
     def differs(self, e: Entry, what: str) -> None:
-        self.r.file_problem(e.spath(), what)
+        self.reporter.file_problem(e.spath(), what)
 
     def lstat(self, e: Entry) -> os.stat_result | None:
         try:
@@ -91,9 +91,10 @@ class _Comparer:
             for e in self.below_us:
                 self.differs(e, "mtime changed (below the microsecond)")
             return
-        self.r.info(f"{len(self.below_us)} files differ from the dump only below the microsecond,"
-                    " as after a restore that sets times to the microsecond (stock restore):"
-                    " times compared to the microsecond (--time-precision ns shows them)")
+        self.reporter.info(f"{len(self.below_us)} files differ from the dump only below the"
+                           " microsecond, as after a restore that sets times to the microsecond"
+                           " (stock restore): times compared to the microsecond"
+                           " (--time-precision ns shows them)")
 
     # -- directories -------------------------------------------------------------
     def dirs(self, dirs: list[Entry], *, extras: bool) -> None:
@@ -123,7 +124,7 @@ class _Comparer:
             if _has_nodump(dfd, name):
                 continue                    # left out by the dump on purpose (chattr +d)
             path = e.spath() + "/" + name.decode("utf-8", "surrogateescape")
-            self.r.file_problem(path, "not on the tape (made after the dump)")
+            self.reporter.file_problem(path, "not on the tape (made after the dump)")
 
     # -- files -------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:

@@ -71,10 +71,10 @@ class ShellError(Exception):
 
 def interact(run) -> None:
     """Run the shell for one restore run (``ndump.restore.RestoreRun``)."""
-    if run.o.paths:
+    if run.options.paths:
         raise UsageError("-i takes no file names: name them with 'add' in the shell")
     tree, first = run.read_tree()
-    stdin, own = _command_input(run.o.file)
+    stdin, own = _command_input(run.options.file)
     try:
         Shell(run, tree, first, stdin).loop()
     finally:
@@ -109,7 +109,7 @@ class ShellState:
         self._reopened: DumpInput | None = None
         self.aborted: str | None = run.aborted          # the directories may be incomplete
         if run.aborted:
-            run.r.warning(f"reading the directories stopped early: {run.aborted}")
+            run.reporter.warning(f"reading the directories stopped early: {run.aborted}")
 
     def listable(self, e: Entry) -> bool:
         return e.is_dir or self.in_bits(e.ino)
@@ -170,7 +170,7 @@ class ShellState:
         finally:
             if run.aborted:
                 self.aborted = self.aborted or run.aborted
-                run.r.error(run.aborted)
+                run.reporter.error(run.aborted)
                 run.aborted = None
         left = {id(e) for names in sel.leaves.values() for e in names}
         self.marked.difference_update(e for e in extracted if id(e) not in left and not e.failed)
@@ -182,7 +182,7 @@ class ShellState:
         if target is None:
             return 0
         try:
-            ex = Extractor(run.dump.reader, self.tree, target, run.r)
+            ex = Extractor(run.dump.reader, self.tree, target, run.reporter)
             ex.made_dirs = [d for d in dirs if _exists(target, d)]
             ex.finish_dirs(set_root=set_root)
         finally:
@@ -196,11 +196,11 @@ class ShellState:
             self._fresh = False
             return self._first
         run = self.run
-        o = run.o
+        o = run.options
         if not _rereadable(self._original):
             raise ShellError("the dump cannot be read a second time (it is not a regular"
                              " file): start restore -i again to extract more")
-        dump = DumpInput(self._original.spec, run.r, run.settings, multi=o.multi_volume,
+        dump = DumpInput(self._original.spec, run.reporter, run.settings, multi=o.multi_volume,
                          verify_checksums=o.verify_checksums, blocksize=o.blocksize)
         try:
             dump.read_maps()
@@ -408,11 +408,11 @@ class Shell(cmd.Cmd):
         super().__init__(stdin=stdin, stdout=sys.stdout)
         self.state = ShellState(run, tree, first)
         self.names = Names(self.state)
-        self.r = run.r
-        self.base_verbosity = run.r.verbosity
-        self.verbose = run.o.verbose > 0
-        self.yes = run.o.yes
-        self.dry_run = run.o.dry_run
+        self.reporter = run.reporter
+        self.base_verbosity = run.reporter.verbosity
+        self.verbose = run.options.verbose > 0
+        self.yes = run.options.yes
+        self.dry_run = run.options.dry_run
         self.prompt = PROMPT
         self.tty = stdin.isatty()
         self.use_rawinput = self.tty and stdin is sys.stdin
@@ -430,7 +430,7 @@ class Shell(cmd.Cmd):
                     break
         finally:
             self.state.close()
-            self.r.verbosity = self.base_verbosity
+            self.reporter.verbosity = self.base_verbosity
 
     def _read(self) -> str | None:
         """One command line; None at the end of the input (Ctrl-D)."""
@@ -581,7 +581,7 @@ class Shell(cmd.Cmd):
             raise ShellError("setmodes: no directories on the extraction list")
         set_root = dirs[0].parent is None and self._set_root()
         done = self.state.setmodes(dirs, set_root)
-        self.r.verbose(f"set the modes of {done} directories")
+        self.reporter.verbose(f"set the modes of {done} directories")
 
     def _set_root(self) -> bool:
         if self.dry_run:
@@ -590,7 +590,7 @@ class Shell(cmd.Cmd):
 
     def do_verbose(self, arg):
         self.verbose = not self.verbose
-        self.r.verbosity = max(self.base_verbosity, 1) if self.verbose else 0
+        self.reporter.verbosity = max(self.base_verbosity, 1) if self.verbose else 0
         self.say(f"verbose mode {'on' if self.verbose else 'off'}")
 
     def do_prompt(self, arg):
