@@ -102,7 +102,7 @@ class RestoreRun:
         self.dump = dump
         self.out = out
         self.aborted: str | None = None
-        self.whole_tree = True      # the space check measures the whole dump (rename.starts)
+        self.whole_tree = True      # the space check measures the whole dump (mode_extract)
         self._total: int | None = None
         self._scale = 1.0
 
@@ -170,8 +170,15 @@ class RestoreRun:
                 raise StartupError(f"{self.dump.name}: {self.aborted}") from None
             raise StartupError(f"{self.dump.name}: the root directory is not on the tape")
 
-    def abort(self, e: Exception) -> None:
-        self.aborted = str(e)
+    def abort(self, why: Exception | str) -> None:
+        self.aborted = str(why)
+
+    def on_input(self, dump: DumpInput, *, whole_tree: bool = True) -> "RestoreRun":
+        """A run with these options, settings and reporter over ``dump`` (the
+        shell's extractions: each reads its own input and may abort alone)."""
+        run = RestoreRun(self.options, self.settings, self.reporter, dump, self.out)
+        run.whole_tree = whole_tree
+        return run
 
     def starts(self, tree: Tree) -> list:
         if not self.options.paths:
@@ -335,7 +342,9 @@ def mode_list(run: RestoreRun) -> None:
 
 def mode_extract(run: RestoreRun) -> None:
     tree, first = run.read_tree()
-    sel = ExtractList.of(tree, rename.starts(run, tree), run.dump.in_bits)
+    starts = rename.starts(run, tree)
+    run.whole_tree = starts == [tree.root]
+    sel = ExtractList.of(tree, starts, run.dump.in_bits)
     # '.' is the user's directory: classic restore asks before changing it
     run.write(tree, sel, first, set_root=run.options.yes, symtab=False)
 

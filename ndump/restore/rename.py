@@ -143,14 +143,10 @@ def _redepth(start: Entry) -> None:
 
 
 def starts(run, tree: Tree) -> list[Entry]:
-    """Where a writing restore (-x) starts, by EXTRACT mode; sets ``run.whole_tree``."""
+    """Where a writing restore (-x) starts, by EXTRACT mode."""
     options = run.options
     value = extract_mode(options)
     if value == "E":
         pairs = list(options.renames) or parse_pairs(options.paths)
-        found = Renamer(tree, run.reporter.file_problem).apply(pairs)
-        run.whole_tree = False
-        return found
-    found = run.starts(tree) if value == "Y" else [tree.root]
-    run.whole_tree = found == [tree.root]
-    return found
+        return Renamer(tree, run.reporter.file_problem).apply(pairs)
+    return run.starts(tree) if value == "Y" else [tree.root]
