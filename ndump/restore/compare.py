@@ -12,7 +12,9 @@ import os
 import stat
 from pathlib import Path
 
-from ndump.format import NODUMP_FL, FormatReader, Hole, Inode, InodeRecord
+from ndump.format import (
+    ACL_ACCESS, ACL_DEFAULT, NODUMP_FL, FormatReader, Hole, Inode, InodeRecord,
+)
 from ndump.fsmeta import Statx, get_flags
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
@@ -21,7 +23,7 @@ from ndump.restore.target import DirFds, reason
 
 # names at the top that restore -r and mkfs make, not the dump
 _TOP_NAMES = frozenset({b"restoresymtable", b"lost+found"})
-_COMPARED_XATTRS = ("user.", "trusted.", "security.", "system.posix_acl_")
+_COMPARED_XATTRS = ("user.", "trusted.", "security.", ACL_ACCESS, ACL_DEFAULT)
 # --time-precision: nanoseconds per unit; "auto" compares to the nanosecond and falls
 # back to the microsecond when every difference is below it (a tree that stock restore,
 # or any utimes()-based restore, made from an image carrying nanoseconds)
