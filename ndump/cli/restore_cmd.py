@@ -20,7 +20,7 @@ def _rules_options(f):
                      default=None, metavar="N|Y|E", help="N: the whole tree; Y: only the named paths; E: named"
                      " SRC=DEST pairs, each restored under its new name (default: $NDUMP_EXTRACT,"
                      " else N, or Y when paths are named)."),
-        click.option("--force", "force", is_flag=True, default=None,
+        click.option("--force", "force", is_flag=True,
                      help="Skip the space and inode check; stop when the target fills up."),
         click.option("--no-inherit", "no_inherit", is_flag=True,
                      help="Do not give files without an ACL the target directory's default ACL."),
@@ -86,7 +86,7 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
 @click.argument("paths", nargs=-1)
 def restore(rebuild, resume, extract_files, list_, compare, interactive, file, blocksize, verbose,
             quiet, yes, dry_run, target, original, keep_existing, multi_volume, file_number, catalog,
-            paths, time_precision, **rules):
+            script, max_sessions, time_precision, extract, force, no_inherit, owner_map, group_map, paths):
     """Restore files from a dump: -r, -R, -x, -t, -C or -i, as classic restore."""
     chosen = {"rebuild": rebuild, "resume": resume, "extract_files": extract_files,
               "list_": list_, "compare": compare, "interactive": interactive}
@@ -97,13 +97,15 @@ def restore(rebuild, resume, extract_files, list_, compare, interactive, file, b
     if original and target is not None:
         raise click.UsageError("--original and --target name two different places: give one")
     s = settings()
-    rules["original"] = original
     opts = RestoreOptions(mode=modes[0], file=file or s.tape, paths=tuple(paths), target=target,
-                          verbose=verbose, quiet=quiet, yes=yes, dry_run=dry_run,
-                          blocksize=blocksize, keep_existing=keep_existing,
+                          original=original, verbose=verbose, quiet=quiet, yes=yes,
+                          dry_run=dry_run, blocksize=blocksize, keep_existing=keep_existing,
                           multi_volume=multi_volume, file_number=file_number, catalog=catalog,
-                          time_precision=time_precision,
-                          **{k: v or None if k == "force" else v for k, v in rules.items()})
+                          script=script,
+                          max_sessions=max_sessions, time_precision=time_precision,
+                          extract=extract if extract is not None else s.extract,
+                          force=force or s.force, no_inherit=no_inherit,
+                          owner_map=owner_map, group_map=group_map)
     reporter = make_reporter("RESTORE", s, verbosity=verbose, quiet=quiet)
     result.watch(reporter)
     return run_restore(opts, s, reporter)

@@ -1,8 +1,10 @@
-"""Extended-attribute records <-> {name: value} (FORMAT.md §5).
+"""Extended-attribute records <-> {name: value} (FORMAT.md §5), and ndump's one
+POSIX ACL codec.
 
 ACL values travel in the ext4 on-disk form (version 1); ``getxattr`` gives and
-``setxattr`` takes version 2.  Both directions are here so that the rest of
-ndump only sees the kernel's form.
+``setxattr`` takes the kernel's xattr form (version 2).  Both forms and the ACL
+constants are here, so that the rest of ndump only sees the kernel's form
+(parse_acl/pack_acl: that form <-> [(tag, perm, id)]; restore/perms.py uses them).
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ _HEADER = struct.Struct("<IIII16x")
 # POSIX ACL tags (linux/posix_acl_xattr.h)
 ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 16, 32
 ACL_UNDEFINED_ID = 0xFFFFFFFF
+_ACL_XATTR_VERSION = 2          # the kernel's form: every entry (tag, perm, id)
+_ACL_DISK_VERSION = 1           # ext4's: an id only for named users and groups
+_ACL_HEADER = struct.Struct("<I")
+_ACL_ENTRY = struct.Struct("<HHI")
+_ACL_SHORT_ENTRY = struct.Struct("<HH")
 
 
 class ExtAttrError(ValueError):
@@ -42,50 +49,59 @@ def name_index(name: str) -> tuple[int, bytes] | None:
     return None
 
 
+def parse_acl(value: bytes) -> list[tuple[int, int, int]]:
+    """The kernel's ACL xattr form (version 2) -> [(tag, perm, id)]."""
+    if len(value) < _ACL_HEADER.size or (len(value) - _ACL_HEADER.size) % _ACL_ENTRY.size:
+        raise ExtAttrError("malformed ACL value")
+    version, = _ACL_HEADER.unpack_from(value)
+    if version != _ACL_XATTR_VERSION:
+        raise ExtAttrError(f"ACL version {version} unknown")
+    return list(_ACL_ENTRY.iter_unpack(value[_ACL_HEADER.size:]))
+
+
+def pack_acl(entries: list[tuple[int, int, int]]) -> bytes:
+    """[(tag, perm, id)] -> the kernel's ACL xattr form (version 2)."""
+    return _ACL_HEADER.pack(_ACL_XATTR_VERSION) + b"".join(_ACL_ENTRY.pack(*e) for e in entries)
+
+
 def acl_to_disk(value: bytes) -> bytes:
     """Kernel ACL xattr (version 2) -> ext4 on-disk form (version 1)."""
-    if len(value) < 4 or (len(value) - 4) % 8:
-        raise ExtAttrError("malformed ACL value")
-    version, = struct.unpack_from("<I", value)
-    if version != 2:
-        raise ExtAttrError(f"ACL version {version} unknown")
-    out = bytearray(struct.pack("<I", 1))
-    for off in range(4, len(value), 8):
-        tag, perm, ident = struct.unpack_from("<HHI", value, off)
+    out = bytearray(_ACL_HEADER.pack(_ACL_DISK_VERSION))
+    for tag, perm, ident in parse_acl(value):
         if tag in (ACL_USER, ACL_GROUP):
-            out += struct.pack("<HHI", tag, perm, ident)
+            out += _ACL_ENTRY.pack(tag, perm, ident)
         else:
-            out += struct.pack("<HH", tag, perm)
+            out += _ACL_SHORT_ENTRY.pack(tag, perm)
     return bytes(out)
 
 
 def acl_from_disk(value: bytes) -> bytes:
     """ext4 on-disk ACL (version 1) -> kernel xattr form (version 2)."""
-    if len(value) < 4:
+    if len(value) < _ACL_HEADER.size:
         raise ExtAttrError("malformed ACL value")
-    version, = struct.unpack_from("<I", value)
-    if version == 2:
+    version, = _ACL_HEADER.unpack_from(value)
+    if version == _ACL_XATTR_VERSION:
         return bytes(value)
-    if version != 1:
+    if version != _ACL_DISK_VERSION:
         raise ExtAttrError(f"ACL version {version} unknown")
-    out = bytearray(struct.pack("<I", 2))
-    off = 4
+    entries = []
+    off = _ACL_HEADER.size
     while off < len(value):
-        if off + 4 > len(value):
+        if off + _ACL_SHORT_ENTRY.size > len(value):
             raise ExtAttrError("truncated ACL entry")
-        tag, perm = struct.unpack_from("<HH", value, off)
+        tag, perm = _ACL_SHORT_ENTRY.unpack_from(value, off)
         if tag in (ACL_USER, ACL_GROUP):
-            if off + 8 > len(value):
+            if off + _ACL_ENTRY.size > len(value):
                 raise ExtAttrError("truncated ACL entry")
-            ident, = struct.unpack_from("<I", value, off + 4)
-            off += 8
+            _, _, ident = _ACL_ENTRY.unpack_from(value, off)
+            off += _ACL_ENTRY.size
         elif tag in (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER):
             ident = ACL_UNDEFINED_ID
-            off += 4
+            off += _ACL_SHORT_ENTRY.size
         else:
             raise ExtAttrError(f"unknown ACL tag {tag:#x}")
-        out += struct.pack("<HHI", tag, perm, ident)
-    return bytes(out)
+        entries.append((tag, perm, ident))
+    return pack_acl(entries)
 
 
 def entry_size(name: str, value: bytes) -> int:

@@ -48,7 +48,7 @@ def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter,
         if options.mode in ("t", "C"):      # they write nothing: no session slot (SPEC §3.6)
             return _run_restore(options, settings, reporter, out)
         with open_session(settings, "restore", options.file or settings.tape,
-                          getattr(options, "max_sessions", None), reporter):
+                          options.max_sessions, reporter):
             return _run_restore(options, settings, reporter, out)
     finally:
         if gc_was_enabled:
@@ -58,8 +58,7 @@ def run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter,
 def _run_restore(options: RestoreOptions, settings: Settings, reporter: Reporter, out) -> Outcome:
     if options.mode in ("r", "R") and options.paths:
         raise UsageError(f"-{options.mode} restores the whole dump and takes no file names")
-    rename.extract_mode(options.mode, options.extract, settings.extract, options.paths,
-                        options.renames)         # SPEC §5.1: a bad EXTRACT stops here
+    rename.extract_mode(options)                 # SPEC §5.1: a bad EXTRACT stops here
     _prepare_target(options, reporter)
     spec = options.file or settings.tape
     with DumpInput(spec, reporter, settings, verify_checksums=options.verify_checksums,
@@ -97,19 +96,20 @@ class RestoreRun:
 
     def __init__(self, options: RestoreOptions, settings: Settings, reporter: Reporter,
                  dump: DumpInput, out):
-        self.o = options
+        self.options = options
         self.settings = settings
-        self.r = reporter
+        self.reporter = reporter
         self.dump = dump
         self.out = out
         self.aborted: str | None = None
+        self.whole_tree = True      # the space check measures the whole dump (mode_extract)
         self._total: int | None = None
         self._scale = 1.0
         self.direct: direct.Plan | None = None
 
     def dispatch(self) -> Outcome:
         self._start()
-        mode = self.o.mode
+        mode = self.options.mode
         if mode == "t":
             mode_list(self)
         elif mode == "x":
@@ -121,14 +121,15 @@ class RestoreRun:
         elif mode == "i":
             from ndump.restore.shell import interact   # cmd/readline only when asked for
             interact(self)
-        self.r.fact("bytes", self.dump.bytes_read()); self.r.fact("volumes", self.dump.reader.volume)
-        return Outcome(self.r.problems, f"{self.aborted}; aborting" if self.aborted else None)
+        self.reporter.fact("bytes", self.dump.bytes_read())
+        self.reporter.fact("volumes", self.dump.reader.volume)
+        return Outcome(self.reporter.problems, f"{self.aborted}; aborting" if self.aborted else None)
 
     # -- steps -----------------------------------------------------------------
     def _start(self) -> None:
-        self.r.verbose("Verify tape and initialize maps")
+        self.reporter.verbose("Verify tape and initialize maps")
         self.dump.check_first_volume()
-        if self.o.mode == "t":
+        if self.options.mode == "t":
             # before the maps: a dump cut short inside them still shows its header (as stock)
             listing = Listing(self.out)
             for line in self.dump.info_lines():
@@ -138,21 +139,21 @@ class RestoreRun:
         t = self.dump.tape
         for key, value in (("level", t.level), ("date", t.date), ("base_date", t.ddate),
                            ("path", t.filesys)):
-            self.r.fact(key, value)
+            self.reporter.fact(key, value)
         if self.dump.reader.compressed:
-            self.r.verbose("Dump tape is compressed.")
-        if self.o.mode != "t":
+            self.reporter.verbose("Dump tape is compressed.")
+        if self.options.mode != "t":
             for line in self.dump.info_lines():
-                self.r.verbose(line)
+                self.reporter.verbose(line)
 
     def read_dirs(self) -> tuple[dict, object]:
         """The tape's directories and the first file record after them; an end of
         the dump met on the way is recorded in self.aborted."""
-        self.r.verbose("Extract directories from tape")
+        self.reporter.verbose("Extract directories from tape")
         dirs: dict = {}
         first = None
         try:
-            first = read_dirs(self.dump.reader, self.r.file_problem, dirs)
+            first = read_dirs(self.dump.reader, self.reporter.file_problem, dirs)
         except RunEndingError as e:
             self.abort(e)
         return dirs, first
@@ -161,8 +162,8 @@ class RestoreRun:
         """Directories -> Tree; returns (tree, first file record)."""
         dirs, first = self.read_dirs()
         self.check_root(dirs)
-        self.r.verbose("Initialize symbol table.")
-        return Tree(dirs, self.dump.reader.maxino, self.r.file_problem), first
+        self.reporter.verbose("Initialize symbol table.")
+        return Tree(dirs, self.dump.reader.maxino, self.reporter.file_problem), first
 
     def check_root(self, dirs: dict) -> None:
         if ROOTINO not in dirs:
@@ -170,26 +171,33 @@ class RestoreRun:
                 raise StartupError(f"{self.dump.name}: {self.aborted}") from None
             raise StartupError(f"{self.dump.name}: the root directory is not on the tape")
 
-    def abort(self, e: Exception) -> None:
-        self.aborted = str(e)
+    def abort(self, why: Exception | str) -> None:
+        self.aborted = str(why)
+
+    def on_input(self, dump: DumpInput, *, whole_tree: bool = True) -> "RestoreRun":
+        """A run with these options, settings and reporter over ``dump`` (the
+        shell's extractions: each reads its own input and may abort alone)."""
+        run = RestoreRun(self.options, self.settings, self.reporter, dump, self.out)
+        run.whole_tree = whole_tree
+        return run
 
     def starts(self, tree: Tree) -> list:
-        if not self.o.paths:
+        if not self.options.paths:
             return [tree.root]
         starts = []
-        for p in self.o.paths:
+        for p in self.options.paths:
             e = tree.lookup(p)
             if e is None:
-                self.r.file_problem(canon(p), "not on the tape")
+                self.reporter.file_problem(canon(p), "not on the tape")
             else:
                 starts.append(e)
         return starts
 
     # -- writing -----------------------------------------------------------------
     def target_path(self) -> Path:
-        if self.o.original:
+        if self.options.original:
             return self._original_path()
-        return Path(self.o.target) if self.o.target is not None else Path.cwd()
+        return Path(self.options.target) if self.options.target is not None else Path.cwd()
 
     def _original_path(self) -> Path:
         """--original: the dumped directory from the header, made if it is missing."""
@@ -203,7 +211,7 @@ class RestoreRun:
             raise StartupError(f"{self.dump.name} records only the first 63 bytes of the dumped"
                                f" path ({recorded}...); use --target")
         path = Path(recorded)
-        if not path.exists() and not self.o.dry_run:
+        if not path.exists() and not self.options.dry_run:
             try:
                 path.mkdir(mode=0o755, parents=True)
             except OSError as e:
@@ -211,25 +219,26 @@ class RestoreRun:
         return path
 
     def open_target(self, tree: Tree) -> Target | None:
-        if self.o.dry_run:
+        if self.options.dry_run:
             return None
         path = self.target_path()
         try:
-            return MappedTarget(path, tree.root, self.r, is_root=self.settings.is_root,
-                                keep_existing=self.o.keep_existing, resume=self.o.mode == "R",
-                                no_inherit=self.o.no_inherit,
-                                uid_map=load_id_map(self.o.owner_map, "owner"),
-                                gid_map=load_id_map(self.o.group_map, "group"))
+            return MappedTarget(path, tree.root, self.reporter, is_root=self.settings.is_root,
+                                keep_existing=self.options.keep_existing,
+                                resume=self.options.mode == "R",
+                                no_inherit=self.options.no_inherit,
+                                uid_map=load_id_map(self.options.owner_map, "owner"),
+                                gid_map=load_id_map(self.options.group_map, "group"))
         except OSError as e:
             raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
 
     def write(self, tree: Tree, sel: ExtractList, first, *, set_root: bool, symtab: bool) -> None:
         space.before_write(self, tree, sel)      # SPEC §5.2, unless -N or --force
-        self.r.fact("files", len(sel.dirs) + len(sel.leaves))
+        self.reporter.fact("files", len(sel.dirs) + len(sel.leaves))
         target = self.open_target(tree)
         try:
-            ex = Extractor(self.dump.reader, tree, target, self.r,
-                           keep_existing=self.o.keep_existing, progress=self.progress)
+            ex = Extractor(self.dump.reader, tree, target, self.reporter,
+                           keep_existing=self.options.keep_existing, progress=self.progress)
             self._write_steps(ex, tree, sel, first, target, set_root=set_root, symtab=symtab)
         finally:
             if target is not None:
@@ -238,17 +247,17 @@ class RestoreRun:
 
     def _write_steps(self, ex: Extractor, tree, sel, first, target, *, set_root, symtab) -> None:
         try:
-            self.r.verbose("Make directories")
+            self.reporter.verbose("Make directories")
             ex.make_dirs(sel.dirs)
             if symtab and target is not None:
                 self._save_symtab(tree, ex, target, EXTRACTING)
             if not self.aborted:
-                self.r.verbose("Extract new leaves.")
+                self.reporter.verbose("Extract new leaves.")
                 self.extract_files(ex, first, sel.leaves, target)
         except RunEndingError as e:
             self.abort(e)
         finally:
-            self.r.progress_end()
+            self.reporter.progress_end()
         if symtab and target is not None and not self.aborted:
             self._save_symtab(tree, ex, target, COMPLETE)
         ex.finish_dirs(set_root=set_root)
@@ -257,12 +266,12 @@ class RestoreRun:
         # workers cannot follow a dump onto another volume (-M files, -F changes)
         if self.direct is not None:
             self._progress_start()
-            direct.run(self.direct, ex, leaves, self.r)
+            direct.run(self.direct, ex, leaves, self.reporter)
             if leaves and first is not None:
-                self.r.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
+                self.reporter.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
                 ex.run(first, leaves)
             return
-        may_split = (target is not None and first is not None and not self.o.multi_volume
+        may_split = (target is not None and first is not None and not self.options.multi_volume
                      and self.dump.changer is None)
         cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
         if not cuts:
@@ -271,9 +280,10 @@ class RestoreRun:
             return
 
         def worker_extractor(reader, reporter):
-            return Extractor(reader, ex.tree, target, reporter, keep_existing=self.o.keep_existing)
+            return Extractor(reader, ex.tree, target, reporter,
+                             keep_existing=self.options.keep_existing)
 
-        self.r.verbose(f"extracting with {len(cuts) + 1} processes")
+        self.reporter.verbose(f"extracting with {len(cuts) + 1} processes")
         aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor,
                                started=lambda: self._progress_start(part=cuts[0] * 1024))
         if aborted:
@@ -286,7 +296,7 @@ class RestoreRun:
         try:
             table.save(target.root_fd)
         except OSError as e:
-            self.r.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
+            self.reporter.file_problem("./restoresymtable", f"cannot write: {reason(e)}")
 
     def report_missing(self, leaves: dict) -> None:
         """Names whose inode the maps promise but the tape did not deliver."""
@@ -294,7 +304,7 @@ class RestoreRun:
         for ino, names in sorted(leaves.items()):
             for e in names:
                 if not e.parent.failed:
-                    self.r.file_problem(e.spath(), f"(inode {ino}) {why}")
+                    self.reporter.file_problem(e.spath(), f"(inode {ino}) {why}")
 
     # -- progress ----------------------------------------------------------------
     def _progress_start(self, part: int | None = None) -> None:
@@ -304,47 +314,49 @@ class RestoreRun:
         self._total = self.dump.input_size() or (totals.blocks * 1024 if totals else None)
         self._scale = self._total / part if part and self._total else 1.0
         if self._total:
-            self.r.progress_start(self._total)
+            self.reporter.progress_start(self._total)
 
     def progress(self) -> None:
         if self._total:
             done = min(self._total, int(self.dump.bytes_read() * self._scale))
-            self.r.progress(done, self.dump.reader.volume)
+            self.reporter.progress(done, self.dump.reader.volume)
 
 
 # -- the modes (classic main.c's switch): one public function each --------------------
 def mode_list(run: RestoreRun) -> None:
     """-t: the names from the raw directories, without a name tree (listing.py)."""
-    run.r.verbose("Extract directories from tape")
+    run.reporter.verbose("Extract directories from tape")
     dirs: dict[int, bytes] = {}
     damaged: dict[int, list[str]] = {}
     try:
-        read_dir_bytes(run.dump.reader, run.r.file_problem, dirs, damaged)
+        read_dir_bytes(run.dump.reader, run.reporter.file_problem, dirs, damaged)
     except RunEndingError as e:
         run.abort(e)
     run.check_root(dirs)
-    run.r.verbose("Initialize symbol table.")
+    run.reporter.verbose("Initialize symbol table.")
     reader = run.dump.reader
-    names = DumpNames(dirs, damaged, reader.order, reader.maxino, run.r.file_problem)
+    names = DumpNames(dirs, damaged, reader.order, reader.maxino, run.reporter.file_problem)
     starts = []
-    for p in run.o.paths or ["."]:
+    for p in run.options.paths or ["."]:
         found = names.lookup(p)
         if found is None:
-            run.r.file_problem(canon(p), "not on the tape")
+            run.reporter.file_problem(canon(p), "not on the tape")
         else:
             starts.append(found)
     listing = Listing(run.out)
-    list_dump(names, starts, run.dump.in_bits, listing, verbose=run.o.verbose > 0)
+    list_dump(names, starts, run.dump.in_bits, listing, verbose=run.options.verbose > 0)
     listing.close()
 
 
 def mode_extract(run: RestoreRun) -> None:
     tree, first = run.read_tree()
-    sel = ExtractList.of(tree, rename.starts(run, tree), run.dump.in_bits)
-    if run.o.catalog is not None and run.o.paths and run.dump.changer is None:
-        run.direct = direct.plan(run.dump, run.o.catalog, run.r, run.settings)   # -A
+    starts = rename.starts(run, tree)
+    run.whole_tree = starts == [tree.root]
+    sel = ExtractList.of(tree, starts, run.dump.in_bits)
+    if run.options.catalog is not None and run.options.paths and run.dump.changer is None:
+        run.direct = direct.plan(run.dump, run.options.catalog, run.reporter, run.settings)   # -A
     # '.' is the user's directory: classic restore asks before changing it
-    run.write(tree, sel, first, set_root=run.o.yes, symtab=False)
+    run.write(tree, sel, first, set_root=run.options.yes, symtab=False)
 
 
 def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
@@ -355,7 +367,7 @@ def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
     if resume:
         check_resume(run)
     tree, first = run.read_tree()
-    run.r.verbose("Begin level 0 restore")
+    run.reporter.verbose("Begin level 0 restore")
     sel = ExtractList.of(tree, [tree.root], run.dump.in_bits)
     run.write(tree, sel, first, set_root=True, symtab=True)
 
@@ -374,24 +386,25 @@ def check_resume(run: RestoreRun) -> None:
         raise SymtabError("restoresymtable belongs to another dump: resume with the same dump")
     if table.state == COMPLETE:
         raise SymtabError("restoresymtable says this restore is complete: nothing to resume")
-    run.r.info("resuming: files already restored are replaced by the dump's copies")
+    run.reporter.info("resuming: files already restored are replaced by the dump's copies")
 
 
 def mode_compare(run: RestoreRun) -> None:
     tree, first = run.read_tree()
     sel = ExtractList.of(tree, run.starts(tree), run.dump.in_bits)
     # classic -C compares with the dumped filesystem; --target names another place
-    path = run.o.target or _dumped_fs(run.dump.tape.filesys) or Path.cwd()
-    run.r.verbose(f"comparing with {path}")
+    path = run.options.target or _dumped_fs(run.dump.tape.filesys) or Path.cwd()
+    run.reporter.verbose(f"comparing with {path}")
     try:
-        compare(run.dump.reader, tree, sel, first, path, run.r, precision=run.o.time_precision)
+        compare(run.dump.reader, tree, sel, first, path, run.reporter,
+                precision=run.options.time_precision)
     except RunEndingError as e:
         run.abort(e)
     except OSError as e:
         raise StartupError(f"cannot compare with {path}: {reason(e)}") from None
     run.report_missing(sel.leaves)
-    if run.r.problems:
-        run.r.info(f"Some files were modified!  {len(run.r.problems)} compare errors")
+    if run.reporter.problems:
+        run.reporter.info(f"Some files were modified!  {len(run.reporter.problems)} compare errors")
 
 
 def _dumped_fs(filesys: str) -> Path | None:

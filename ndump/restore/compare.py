@@ -12,7 +12,9 @@ import os
 import stat
 from pathlib import Path
 
-from ndump.format import NODUMP_FL, FormatReader, Hole, Inode, InodeRecord
+from ndump.format import (
+    ACL_ACCESS, ACL_DEFAULT, NODUMP_FL, FormatReader, Hole, Inode, InodeRecord,
+)
 from ndump.fsmeta import Statx, get_flags
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
@@ -21,7 +23,7 @@ from ndump.restore.target import DirFds, reason
 
 # names at the top that restore -r and mkfs make, not the dump
 _TOP_NAMES = frozenset({b"restoresymtable", b"lost+found"})
-_COMPARED_XATTRS = ("user.", "trusted.", "security.", "system.posix_acl_")
+_COMPARED_XATTRS = ("user.", "trusted.", "security.", ACL_ACCESS, ACL_DEFAULT)
 # --time-precision: nanoseconds per unit; "auto" compares to the nanosecond and falls
 # back to the microsecond when every difference is below it (a tree that stock restore,
 # or any utimes()-based restore, made from an image carrying nanoseconds)
@@ -35,13 +37,13 @@ class _Comparer:
         self.reader = reader
         self.tree = tree
         self.fds = DirFds(root_fd, tree.root, limit=128)
-        self.r = reporter
+        self.reporter = reporter
         self.precision = precision
         self.below_us: list[Entry] = []     # auto: mtimes that differ only below 1 us
         self.mtime_differences = 0          # ... and those that differ more
 
     def differs(self, e: Entry, what: str) -> None:
-        self.r.file_problem(e.spath(), what)
+        self.reporter.file_problem(e.spath(), what)
 
     def lstat(self, e: Entry) -> os.stat_result | None:
         try:
@@ -91,9 +93,10 @@ class _Comparer:
             for e in self.below_us:
                 self.differs(e, "mtime changed (below the microsecond)")
             return
-        self.r.info(f"{len(self.below_us)} files differ from the dump only below the microsecond,"
-                    " as after a restore that sets times to the microsecond (stock restore):"
-                    " times compared to the microsecond (--time-precision ns shows them)")
+        self.reporter.info(f"{len(self.below_us)} files differ from the dump only below the"
+                           " microsecond, as after a restore that sets times to the microsecond"
+                           " (stock restore): times compared to the microsecond"
+                           " (--time-precision ns shows them)")
 
     # -- directories -------------------------------------------------------------
     def dirs(self, dirs: list[Entry], *, extras: bool) -> None:
@@ -123,7 +126,7 @@ class _Comparer:
             if _has_nodump(dfd, name):
                 continue                    # left out by the dump on purpose (chattr +d)
             path = e.spath() + "/" + name.decode("utf-8", "surrogateescape")
-            self.r.file_problem(path, "not on the tape (made after the dump)")
+            self.reporter.file_problem(path, "not on the tape (made after the dump)")
 
     # -- files -------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]]) -> None:

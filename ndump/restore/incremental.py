@@ -89,7 +89,7 @@ class IncrementalRestore:
     def __init__(self, run, table: SymbolTable, *, resume: bool):
         self.run = run
         self.dump = run.dump
-        self.reporter = run.r
+        self.reporter = run.reporter
         self.table = table
         self.resume = resume
 
@@ -175,7 +175,7 @@ class IncrementalRestore:
         run = self.run
         tape_tree = _TapeDirs(tape_dirs)
         ex = Extractor(self.dump.reader, tape_tree, target, self.reporter,
-                       keep_existing=run.o.keep_existing, progress=run.progress)
+                       keep_existing=run.options.keep_existing, progress=run.progress)
         ex.made_dirs = [e for e in new.walk() if e.is_dir and e.ino in tape_dirs and not e.failed]
         leaves: dict[int, list[Entry]] = {}
         for e in new.walk():
@@ -443,7 +443,7 @@ def rebuild(run, *, resume: bool) -> None:
             raise SymtabError("this restore was interrupted while it renamed and removed names,"
                               " which cannot be resumed: restore the chain again, from the"
                               " level 0 dump, into an empty directory")
-        run.r.info("resuming: files already restored are replaced by the dump's copies")
+        run.reporter.info("resuming: files already restored are replaced by the dump's copies")
         IncrementalRestore(run, table, resume=True).rebuild()
         return
     if this and table.state == COMPLETE:
@@ -455,8 +455,8 @@ def rebuild(run, *, resume: bool) -> None:
                           " finish it with restore -R and that dump first")
     check_order(table, tape)
     if resume:
-        run.r.info("restoresymtable shows this dump was not started yet: restoring it"
-                   " from the beginning")
+        run.reporter.info("restoresymtable shows this dump was not started yet: restoring it"
+                          " from the beginning")
     IncrementalRestore(run, table, resume=False).rebuild()
 
 

@@ -36,10 +36,11 @@ class RestoreOptions:
     file_number: int = 1            # -s N: the N-th dump file on a tape
     verify_checksums: bool = True   # ndump per-chunk data checksums
     time_precision: str = "auto"    # -C: ns, us, s, or auto (ns, us when all differ below 1 us)
-    # SPEC §5.1/§5.2 (restore/space.py, rename.py); None: from the settings/environment
+    # SPEC §5.1/§5.2 (restore/space.py, rename.py); the CLI resolves the option, else
+    # NDUMP_EXTRACT / NDUMP_FORCE, into these; extract None: by mode and names
     extract: str | None = None      # 'N' whole tree, 'Y' named paths, 'E' renamed pairs
     renames: tuple[tuple[str, str], ...] = ()   # E: (SRC, DEST); else parsed from paths
-    force: bool | None = None       # skip the space and inode checks
+    force: bool = False             # skip the space and inode checks
     # SPEC §5.4 (restore/perms.py)
     no_inherit: bool = False        # do not give files the target directory's default ACL
     owner_map: Path | None = None   # 'OLD NEW' lines, names or numbers

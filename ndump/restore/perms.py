@@ -24,18 +24,16 @@ import grp
 import os
 import pwd
 import stat
-import struct
 from pathlib import Path
 
 from ndump.errors import StartupError
-from ndump.format import ACL_ACCESS, ACL_DEFAULT, Inode
-from ndump.format.extattr import ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ
+from ndump.format import ACL_ACCESS, ACL_DEFAULT, ExtAttrError, Inode
+from ndump.format.extattr import (
+    ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_USER, ACL_USER_OBJ, pack_acl, parse_acl,
+)
 from ndump.restore.dirs import Entry
 from ndump.restore.target import O_DIR, Target, reason
 
-_ACL_HEADER = struct.Struct("<I")
-_ACL_ENTRY = struct.Struct("<HHI")
-_ACL_VERSION = 2
 _NO_ACLS = (errno.EOPNOTSUPP, errno.ENOTSUP)
 _MAX_MAP_BYTES = 16 << 20
 
@@ -75,18 +73,13 @@ def _id(word: str, kind: str, where: str) -> int:
                            " on this system") from None
 
 
-# -- POSIX ACLs in the xattr form ---------------------------------------------------------
-def parse_acl(value: bytes) -> list[tuple[int, int, int]] | None:
+# -- POSIX ACLs (the codec: format/extattr.py) ----------------------------------------------
+def acl_entries(value: bytes) -> list[tuple[int, int, int]] | None:
     """system.posix_acl_* value -> [(tag, perm, id)]; None when it is not one."""
-    if len(value) < _ACL_HEADER.size or (len(value) - _ACL_HEADER.size) % _ACL_ENTRY.size:
+    try:
+        return parse_acl(value)
+    except ExtAttrError:
         return None
-    if _ACL_HEADER.unpack_from(value)[0] != _ACL_VERSION:
-        return None
-    return [e for e in _ACL_ENTRY.iter_unpack(value[_ACL_HEADER.size:])]
-
-
-def pack_acl(entries: list[tuple[int, int, int]]) -> bytes:
-    return _ACL_HEADER.pack(_ACL_VERSION) + b"".join(_ACL_ENTRY.pack(*e) for e in entries)
 
 
 def acl_mode(entries: list[tuple[int, int, int]]) -> int | None:
@@ -169,7 +162,7 @@ class MappedTarget(Target):
             return
         self.reporter.warning("the target filesystem does not support POSIX ACLs: files get the"
                               " mode bits their ACLs imply", once="acl-unsupported")
-        entries = parse_acl(value) if name == ACL_ACCESS else None
+        entries = acl_entries(value) if name == ACL_ACCESS else None
         bits = acl_mode(entries) if entries else None
         if bits is None:
             return
@@ -239,6 +232,6 @@ def _default_acl(dfd: int) -> list | None:
         value = os.getxattr(dfd, ACL_DEFAULT)
     except OSError:
         return None
-    entries = parse_acl(value)
+    entries = acl_entries(value)
     return entries if entries and acl_mode(entries) is not None else None
 

@@ -20,11 +20,11 @@ from ndump.restore.dirs import DirRecord, Entry, Tree, canon, canon_parts
 EXTRACT_MODES = ("N", "Y", "E")
 
 
-def extract_mode(mode: str, option: str | None, setting: str | None, paths: tuple[str, ...],
-                 renames: tuple) -> str:
-    """The EXTRACT value for a run: the option, else NDUMP_EXTRACT, else the default
-    (N for -r/-R and for -x without names, Y for -x with names, E when pairs are given)."""
-    value = option if option is not None else setting
+def extract_mode(options) -> str:
+    """The EXTRACT value for a run (``options``: RestoreOptions): the one the command
+    line resolved (--extract, else NDUMP_EXTRACT), else the default: N for -r/-R and
+    for -x without names, Y for -x with names, E when pairs are given."""
+    mode, value, paths, renames = options.mode, options.extract, options.paths, options.renames
     if value is None or value == "":
         if renames:
             return "E"
@@ -143,14 +143,10 @@ def _redepth(start: Entry) -> None:
 
 
 def starts(run, tree: Tree) -> list[Entry]:
-    """Where a writing restore (-x) starts, by EXTRACT mode; sets ``run.whole_tree``."""
-    o = run.o
-    value = extract_mode(o.mode, o.extract, run.settings.extract, o.paths, o.renames)
+    """Where a writing restore (-x) starts, by EXTRACT mode."""
+    options = run.options
+    value = extract_mode(options)
     if value == "E":
-        pairs = list(o.renames) or parse_pairs(o.paths)
-        found = Renamer(tree, run.r.file_problem).apply(pairs)
-        run.whole_tree = False
-        return found
-    found = run.starts(tree) if value == "Y" else [tree.root]
-    run.whole_tree = found == [tree.root]
-    return found
+        pairs = list(options.renames) or parse_pairs(options.paths)
+        return Renamer(tree, run.reporter.file_problem).apply(pairs)
+    return run.starts(tree) if value == "Y" else [tree.root]

@@ -71,10 +71,10 @@ class ShellError(Exception):
 
 def interact(run) -> None:
     """Run the shell for one restore run (``ndump.restore.RestoreRun``)."""
-    if run.o.paths:
+    if run.options.paths:
         raise UsageError("-i takes no file names: name them with 'add' in the shell")
     tree, first = run.read_tree()
-    stdin, own = _command_input(run.o.file)
+    stdin, own = _command_input(run.options.file)
     try:
         Shell(run, tree, first, stdin).loop()
     finally:
@@ -95,7 +95,12 @@ def _command_input(spec):
 
 # -- the extraction side -------------------------------------------------------------
 class ShellState:
-    """The dump, its name tree, the extraction list and the extraction itself."""
+    """The dump, its name tree, the extraction list and the extraction itself.
+
+    The first extraction reads on from the run's input, where the directories
+    end; each later one reads the dump again through an input the shell opens
+    (and closes) itself.  Each extraction is a RestoreRun of its own over the
+    input it reads, so an abort ends that extraction, not the shell."""
 
     def __init__(self, run, tree, first):
         self.run = run
@@ -104,22 +109,24 @@ class ShellState:
         self.marked: set[Entry] = set()
         self.info = run.dump.info_lines()
         self._first = first
-        self._fresh = True              # the dump is positioned at ``first``
-        self._original = run.dump
-        self._reopened: DumpInput | None = None
+        self._fresh = True              # the run's input is positioned at ``first``
+        self._own_input: DumpInput | None = None         # the dump read again (_rewind)
         self.aborted: str | None = run.aborted          # the directories may be incomplete
         if run.aborted:
-            run.r.warning(f"reading the directories stopped early: {run.aborted}")
+            run.reporter.warning(f"reading the directories stopped early: {run.aborted}")
 
     def listable(self, e: Entry) -> bool:
         return e.is_dir or self.in_bits(e.ino)
 
     def close(self) -> None:
-        self.run.dump = self._original
-        if self._reopened is not None:
-            self._reopened.close()
-            self._reopened = None
-        self.run.aborted = self.run.aborted or self.aborted
+        if self._own_input is not None:
+            self._own_input.close()
+            self._own_input = None
+        if self.aborted and not self.run.aborted:
+            self.run.abort(self.aborted)
+
+    def _input(self) -> DumpInput:
+        return self._own_input if self._own_input is not None else self.run.dump
 
     # -- the list ---------------------------------------------------------------------
     def add(self, start: Entry) -> None:
@@ -159,19 +166,17 @@ class ShellState:
     # -- extract, setmodes --------------------------------------------------------------
     def extract(self, sel: ExtractList, set_root: bool) -> None:
         first = self._rewind()
-        run = self.run
+        # the space check measures just the selection
+        writer = self.run.on_input(self._input(), whole_tree=False)
         for d in sel.dirs:
             d.failed = False
         extracted = [e for names in sel.leaves.values() for e in names] + sel.dirs
-        run.aborted = None
-        run.whole_tree = False           # the space check measures just the selection
         try:
-            run.write(self.tree, sel, first, set_root=set_root, symtab=False)
+            writer.write(self.tree, sel, first, set_root=set_root, symtab=False)
         finally:
-            if run.aborted:
-                self.aborted = self.aborted or run.aborted
-                run.r.error(run.aborted)
-                run.aborted = None
+            if writer.aborted:
+                self.aborted = self.aborted or writer.aborted
+                writer.reporter.error(writer.aborted)
         left = {id(e) for names in sel.leaves.values() for e in names}
         self.marked.difference_update(e for e in extracted if id(e) not in left and not e.failed)
 
@@ -182,7 +187,7 @@ class ShellState:
         if target is None:
             return 0
         try:
-            ex = Extractor(run.dump.reader, self.tree, target, run.r)
+            ex = Extractor(self._input().reader, self.tree, target, run.reporter)
             ex.made_dirs = [d for d in dirs if _exists(target, d)]
             ex.finish_dirs(set_root=set_root)
         finally:
@@ -196,23 +201,24 @@ class ShellState:
             self._fresh = False
             return self._first
         run = self.run
-        o = run.o
-        if not _rereadable(self._original):
+        options = run.options
+        if not _rereadable(run.dump):
             raise ShellError("the dump cannot be read a second time (it is not a regular"
                              " file): start restore -i again to extract more")
-        dump = DumpInput(self._original.spec, run.r, run.settings, multi=o.multi_volume,
-                         verify_checksums=o.verify_checksums, blocksize=o.blocksize)
+        dump = DumpInput(run.dump.spec, run.reporter, run.settings,
+                         multi=options.multi_volume, verify_checksums=options.verify_checksums,
+                         blocksize=options.blocksize)
         try:
             dump.read_maps()
-            if dump.tape.date != self._original.tape.date:
+            if dump.tape.date != run.dump.tape.date:
                 raise ShellError(f"{dump.name} is no longer the dump that was read")
             first = read_dirs(dump.reader, lambda path, why: None, _Discard())
         except BaseException:
             dump.close()
             raise
-        if self._reopened is not None:
-            self._reopened.close()
-        self._reopened = run.dump = dump
+        if self._own_input is not None:
+            self._own_input.close()
+        self._own_input = dump
         return first
 
 
@@ -408,11 +414,11 @@ class Shell(cmd.Cmd):
         super().__init__(stdin=stdin, stdout=sys.stdout)
         self.state = ShellState(run, tree, first)
         self.names = Names(self.state)
-        self.r = run.r
-        self.base_verbosity = run.r.verbosity
-        self.verbose = run.o.verbose > 0
-        self.yes = run.o.yes
-        self.dry_run = run.o.dry_run
+        self.reporter = run.reporter
+        self.base_verbosity = run.reporter.verbosity
+        self.verbose = run.options.verbose > 0
+        self.yes = run.options.yes
+        self.dry_run = run.options.dry_run
         self.prompt = PROMPT
         self.tty = stdin.isatty()
         self.use_rawinput = self.tty and stdin is sys.stdin
@@ -430,7 +436,7 @@ class Shell(cmd.Cmd):
                     break
         finally:
             self.state.close()
-            self.r.verbosity = self.base_verbosity
+            self.reporter.verbosity = self.base_verbosity
 
     def _read(self) -> str | None:
         """One command line; None at the end of the input (Ctrl-D)."""
@@ -581,7 +587,7 @@ class Shell(cmd.Cmd):
             raise ShellError("setmodes: no directories on the extraction list")
         set_root = dirs[0].parent is None and self._set_root()
         done = self.state.setmodes(dirs, set_root)
-        self.r.verbose(f"set the modes of {done} directories")
+        self.reporter.verbose(f"set the modes of {done} directories")
 
     def _set_root(self) -> bool:
         if self.dry_run:
@@ -590,7 +596,7 @@ class Shell(cmd.Cmd):
 
     def do_verbose(self, arg):
         self.verbose = not self.verbose
-        self.r.verbosity = max(self.base_verbosity, 1) if self.verbose else 0
+        self.reporter.verbosity = max(self.base_verbosity, 1) if self.verbose else 0
         self.say(f"verbose mode {'on' if self.verbose else 'off'}")
 
     def do_prompt(self, arg):

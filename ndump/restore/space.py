@@ -205,10 +205,9 @@ def human(n: int) -> str:
 
 def before_write(run, tree, sel) -> None:
     """The check as run_restore does it: not with -N or --force (option or NDUMP_FORCE)."""
-    force = run.o.force if run.o.force is not None else run.settings.force
-    if run.o.dry_run:
+    if run.options.dry_run:
         return
-    if force:
-        run.r.verbose("--force: no space or inode check")
+    if run.options.force:
+        run.reporter.verbose("--force: no space or inode check")
         return
-    check(run.dump, tree, sel, run.r, run.target_path(), whole=getattr(run, "whole_tree", True))
+    check(run.dump, tree, sel, run.reporter, run.target_path(), whole=run.whole_tree)

@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 from ndump import fsmeta
 from ndump.errors import OutOfSpaceError, StartupError
-from ndump.format import Inode
+from ndump.format import ACL_DEFAULT, Inode
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry
 
@@ -556,7 +556,7 @@ def _remove_private(fd: int, parent: int, name: bytes) -> None:
 def _new_file_gid(dfd: int) -> int | None:
     """The gid a file created in this directory gets; None if it has a default ACL."""
     try:
-        os.getxattr(dfd, "system.posix_acl_default")
+        os.getxattr(dfd, ACL_DEFAULT)
         return None
     except OSError:
         pass

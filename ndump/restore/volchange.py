@@ -31,7 +31,7 @@ class VolumeRequest:
                  quiet: bool = False):
         self.dump = dump
         self.settings = settings
-        self.r = reporter
+        self.reporter = reporter
         self.script = script
         self.device = dump.spec
         self.operator = Operator(settings, script=script, quiet=quiet, prefix="RESTORE")
@@ -40,7 +40,8 @@ class VolumeRequest:
     def __call__(self, number: int):
         """read(n) of volume ``number``; raises MediaError when nobody can provide it."""
         if self.device == "-":
-            self.r.error(f"volume {number} is needed, but standard input cannot change volumes")
+            self.reporter.error(f"volume {number} is needed, but standard input cannot change"
+                                " volumes")
             return None
         self._close_current()
         try:
@@ -58,7 +59,7 @@ class VolumeRequest:
             if read is not None:
                 self.current = medium
                 self.dump._later_media.append(medium)
-                self.r.info(f"reading volume {number} from {self.device}")
+                self.reporter.info(f"reading volume {number} from {self.device}")
                 return read
             medium.close()
         raise OperatorAbort(f"{MAX_TRIES} wrong volumes offered in a row; giving up")
@@ -92,7 +93,7 @@ class VolumeRequest:
         try:
             return open_input(self.device, self.settings, blocksize=self.dump.blocksize)
         except NdumpError as e:
-            self.r.error(f"cannot open volume {number} on {self.device}: {e}")
+            self.reporter.error(f"cannot open volume {number} on {self.device}: {e}")
             return None
 
     # -- checking ----------------------------------------------------------------
@@ -112,7 +113,7 @@ class VolumeRequest:
             why = f"wrong volume: wanted volume {number}, got volume {h.volume}"
         else:
             return _Replay(head, medium.read)
-        self.r.error(f"the tape on {self.device} is not volume {number} of this dump: {why}")
+        self.reporter.error(f"the tape on {self.device} is not volume {number} of this dump: {why}")
         return None
 
 

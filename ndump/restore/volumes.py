@@ -22,12 +22,12 @@ class DumpInput:
     ``name`` is what messages call the input (the -f argument).
     """
 
-    def __init__(self, spec: str, reporter: Reporter, settings: Settings | None = None, *,
+    def __init__(self, spec: str, reporter: Reporter, settings: Settings, *,
                  verify_checksums: bool = True, multi: bool = False, blocksize: int | None = None,
                  skip_files: int = 0):
         self.spec = spec
         self.multi = multi
-        self.settings = settings or Settings()
+        self.settings = settings
         self.blocksize = blocksize
         self.name = "standard input" if spec == "-" else volume_name(spec, 1, multi)
         self.reporter = reporter

@@ -3,13 +3,16 @@ stock dump's among them."""
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from conftest import DATA_DIR
 from stock import parse_listing, stock_restore
 
 pytestmark = pytest.mark.compat
+
+# not 'from conftest import': that finds whichever conftest module was imported first
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 def _catalog_paths(run_ndump, image):

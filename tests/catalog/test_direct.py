@@ -1,6 +1,7 @@
 """Direct access restore (issue 15 acceptance 2): restore -x -A CATALOG seeks to the
 requested files and gives what a plain -x gives."""
 import os
+from pathlib import Path
 import sqlite3
 import subprocess
 import sys
@@ -25,8 +26,8 @@ sys.exit(status)
 
 
 def _restore_counting(args, cwd, ndump_env):
-    from conftest import REPO_ROOT
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    repo = Path(__file__).resolve().parents[2]      # not 'from conftest import' (ambiguous)
+    env = dict(os.environ, PYTHONPATH=str(repo))
     proc = subprocess.run([sys.executable, "-c", _COUNTING, "restore", *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)

@@ -1,7 +1,10 @@
 """format/extattr.py (FORMAT §5)."""
 import struct
 
+import pytest
+
 from ndump.format import ACL_ACCESS, ACL_DEFAULT, acl_from_disk, acl_to_disk, pack_ea_records, unpack_ea_record
+from ndump.format.extattr import ExtAttrError, pack_acl, parse_acl
 
 
 def _acl_v2(*entries):
@@ -16,6 +19,17 @@ def test_acl_v1_matches_format_md_example():
     assert acl_to_disk(ACL).hex() == ("01000000" "01000600" "02000700e8030000" "04000400"
                                       "08000500d0070000" "10000700" "20000400")
     assert acl_from_disk(acl_to_disk(ACL)) == ACL
+
+
+def test_one_acl_codec_for_the_kernel_form():
+    entries = parse_acl(ACL)
+    assert entries[:2] == [(1, 6, 0xFFFFFFFF), (2, 7, 1000)] and len(entries) == 6
+    assert pack_acl(entries) == ACL
+    for bad in (b"", b"junk", ACL[:-1], struct.pack("<I", 1) + ACL[4:]):
+        with pytest.raises(ExtAttrError):
+            parse_acl(bad)
+        with pytest.raises(ExtAttrError):
+            acl_to_disk(bad)
 
 
 def test_records_round_trip_and_fit_4096():

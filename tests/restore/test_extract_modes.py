@@ -7,7 +7,6 @@ import pytest
 
 from craft import Craft
 from ndump.errors import UsageError
-from ndump.settings import Settings
 
 
 def _image():
@@ -67,10 +66,12 @@ def test_extract_e_refuses_bad_pairs(restore, image_file, pair, tmp_path):
     assert not (tmp_path / "escape").exists()
 
 
-def test_extract_e_from_the_environment(restore, image_file, tmp_path):
-    r = restore(image_file(_image()), "x", "home/b=/abs/b", settings=Settings(extract="e"))
-    assert r.status == 0, r.err
-    assert (tmp_path / "out/abs/b").read_bytes() == b"bee\n"
+def test_extract_e_from_the_environment(run_ndump, image_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ndump("restore", "-xf", image_file(_image()), "--target", out, "home/b=/abs/b",
+              env={"NDUMP_EXTRACT": "e"}, status=0)
+    assert (out / "abs/b").read_bytes() == b"bee\n"
     assert not (tmp_path / "abs").exists()
 
 
@@ -106,6 +107,14 @@ def test_cli_extract_and_environment(tmp_path, run_ndump, image_file):
     assert _files(out) == {"etc", "etc/conf"}
     proc = run_ndump("restore", "-rf", img, "--target", out, env={"NDUMP_EXTRACT": "E"}, status=1)
     assert "needs -x" in proc.stderr
+
+
+def test_cli_options_win_over_the_environment(tmp_path, run_ndump, image_file):
+    out = tmp_path / "out"
+    out.mkdir()
+    run_ndump("restore", "-xf", image_file(_image()), "--target", out, "--extract", "Y", "etc",
+              env={"NDUMP_EXTRACT": "E"}, status=0)
+    assert _files(out) == {"etc", "etc/conf"}
 
 
 # -- SPEC §5.3 --------------------------------------------------------------------------------

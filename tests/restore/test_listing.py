@@ -12,10 +12,11 @@ from ndump.report import Reporter
 from ndump.restore.dirs import Tree, read_dir_bytes, read_dirs
 from ndump.restore.listing import DumpNames, Listing, list_dump
 from ndump.restore.volumes import DumpInput
+from ndump.settings import Settings
 
 
 def _open(path):
-    dump = DumpInput(str(path), Reporter("RESTORE", stream=io.StringIO()))
+    dump = DumpInput(str(path), Reporter("RESTORE", stream=io.StringIO()), Settings())
     dump.__enter__()
     dump.read_maps()
     return dump

@@ -39,10 +39,11 @@ def test_cut_points_are_inode_headers(split_small, image_file):
     from ndump.restore.volumes import DumpInput
     from ndump.report import Reporter
     from ndump.restore.dirs import read_dirs
+    from ndump.settings import Settings
     import io
     img, _ = _big()
     path = image_file(img)
-    with DumpInput(str(path), Reporter("RESTORE", stream=io.StringIO())) as dump:
+    with DumpInput(str(path), Reporter("RESTORE", stream=io.StringIO()), Settings()) as dump:
         dump.read_maps()
         read_dirs(dump.reader, lambda p, r: None, {})
         cuts = parallel.plan(dump, dump.reader)

@@ -17,7 +17,7 @@ from craft import Craft
 from stock import StockToolError
 from trees import acl_from_xattr, acl_to_xattr
 from ndump.errors import StartupError
-from ndump.restore.perms import acl_mode, inherit, load_id_map, parse_acl
+from ndump.restore.perms import acl_entries, acl_mode, inherit, load_id_map
 
 ACCESS = "system.posix_acl_access"
 DEFAULT = "system.posix_acl_default"
@@ -37,13 +37,13 @@ def _acl_of(path) -> str | None:
 
 # -- pure functions ------------------------------------------------------------------------------
 def test_acl_mode_takes_the_group_bits_from_the_mask():
-    assert acl_mode(parse_acl(acl_to_xattr("u::rw-,u:1000:rwx,g::r--,m::r-x,o::---"))) == 0o650
-    assert acl_mode(parse_acl(acl_to_xattr("u::rwx,g::r-x,o::r--"))) == 0o754
-    assert parse_acl(b"junk") is None
+    assert acl_mode(acl_entries(acl_to_xattr("u::rw-,u:1000:rwx,g::r--,m::r-x,o::---"))) == 0o650
+    assert acl_mode(acl_entries(acl_to_xattr("u::rwx,g::r-x,o::r--"))) == 0o754
+    assert acl_entries(b"junk") is None
 
 
 def test_inherit_masks_the_default_acl_with_the_mode():
-    default = parse_acl(acl_to_xattr("u::rwx,u:1000:rwx,g::r-x,m::rwx,o::r-x"))
+    default = acl_entries(acl_to_xattr("u::rwx,u:1000:rwx,g::r-x,m::rwx,o::r-x"))
     acl, bits = inherit(default, 0o640)
     assert bits == 0o640
     assert acl_from_xattr(b"\x02\0\0\0" + b"".join(

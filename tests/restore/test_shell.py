@@ -342,6 +342,18 @@ def test_second_extract_reads_the_dump_again(run_ndump, image, out):
     assert (out / "dir1/c").read_bytes() == b"c data\n"
 
 
+def test_an_extraction_cut_short_ends_only_itself(run_ndump, image, out, tmp_path):
+    short = tmp_path / "short.dump"
+    data = image.read_bytes()
+    short.write_bytes(data[:len(data) - 12288])     # the dump ends before deep.txt's record
+    proc = _script(run_ndump, short, out, ["add dir1/dir2/deep.txt", "extract", "add one",
+                                           "extract", "quit"], "-y", status=3)
+    assert (out / "one").read_bytes() == b"one\n"         # read again, through a new input
+    assert not (out / "dir1/dir2/deep.txt").exists()
+    assert proc.stderr.count("without an end marker\n") == 2, proc.stderr
+    assert proc.stderr.endswith("without an end marker; aborting\n"), proc.stderr
+
+
 def test_dump_on_stdin_needs_a_terminal_for_the_commands(run_ndump, image, out):
     proc = run_ndump("restore", "-i", "-f", "-", "--target", out, input=image.read_bytes(),
                      status=1)
