@@ -71,32 +71,42 @@ def read_dirs(reader: FormatReader, complain: Complain, dirs: dict[int, DirRecor
     files), which the caller must handle next.  If the tape ends early the
     reader's error propagates and ``dirs`` keeps what was read.
     """
-    while True:
-        rec = reader.next_record()
-        if rec is None or not rec.inode.is_dir:
+    for rec in _dir_records(reader, complain, dirs):
+        if not rec.inode.is_dir:
             return rec
         entries, damaged = _dir_entries(reader, rec)
-        if rec.ino in dirs:
-            complain(f"(inode {rec.ino})", "directory appears twice on the tape, second copy ignored")
-            continue
         dirs[rec.ino] = DirRecord(rec.ino, rec.inode, entries, rec.xattrs, damaged)
+    return None
 
 
 def read_dir_bytes(reader: FormatReader, complain: Complain, dirs: dict[int, bytes],
                    damaged: dict[int, list[str]]) -> InodeRecord | None:
     """read_dirs() for a listing: each directory kept as its raw bytes (about 24
     bytes a name, against ~300 for a parsed entry), its problems in ``damaged``."""
-    while True:
-        rec = reader.next_record()
-        if rec is None or not rec.inode.is_dir:
+    for rec in _dir_records(reader, complain, dirs):
+        if not rec.inode.is_dir:
             return rec
         data, problems = _dir_data(reader, rec)
-        if rec.ino in dirs:
-            complain(f"(inode {rec.ino})", "directory appears twice on the tape, second copy ignored")
-            continue
         dirs[rec.ino] = data
         if problems:
             damaged[rec.ino] = problems
+    return None
+
+
+def _dir_records(reader: FormatReader, complain: Complain, dirs: dict) -> Iterator[InodeRecord]:
+    """The directory records at the start of the tape, each once, then the first
+    other record; a directory's second copy is skipped (with a complaint)."""
+    while True:
+        rec = reader.next_record()
+        if rec is None:
+            return
+        if rec.inode.is_dir and rec.ino in dirs:
+            reader.skip(rec)
+            complain(f"(inode {rec.ino})", "directory appears twice on the tape, second copy ignored")
+            continue
+        yield rec
+        if not rec.inode.is_dir:
+            return
 
 
 def iter_dir(data: bytes | list[tuple[int, bytes]], order: str, mangled: list[int] | None = None

@@ -70,6 +70,7 @@ class Craft:
         self.clri_override = None
         self.offsets: dict[int, list[int]] = {}
         self.metaonly: set[int] = set()      # inodes written as DR_METAONLY records (dump -m)
+        self.twice: list[int] = []           # directories written a second time, after the others
 
     # -- directories ---------------------------------------------------------------
     def dir(self, ino: int, entries: dict, *, parent: int | None = None, dots: bool = True,
@@ -130,7 +131,7 @@ class Craft:
         w.write_tape_header()
         w.write_maps(self.clri_override or bitmap(inos, maxino),
                      self.bits_override or bitmap(inos, maxino), maxino)
-        for ino in sorted(self.dirs):
+        for ino in sorted(self.dirs) + self.twice:
             data, ind, xattrs = self.dirs[ino]
             for off in range(0, len(data), TP_BSIZE):
                 block = data[off:off + TP_BSIZE]

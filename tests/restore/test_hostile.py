@@ -327,3 +327,19 @@ def test_absurd_totals_are_refused_by_the_space_check(restore, image_file, tmp_p
     res = _hostile_run(restore, image_file(bytes(data)), tmp_path, outside, modes=("r",))
     assert isinstance(res["r"], NdumpError) and "need" in str(res["r"])
     assert os.listdir(tmp_path / "out-r") == []
+
+
+@pytest.mark.parametrize("mode", ["r", "t"])
+def test_a_directory_written_twice_is_read_once(restore, image_file, tmp_path, mode):
+    img = Craft()
+    img.dir(2, {"a": 3})
+    img.dir(3, {"f": 4}, parent=2)
+    img.twice = [3]
+    img.file(4, b"x")
+    r = restore(image_file(img), mode)
+    assert r.status == 2
+    assert r.err.count("directory appears twice on the tape, second copy ignored") == 1, r.err
+    if mode == "r":
+        assert (tmp_path / "out" / "a" / "f").read_bytes() == b"x"
+    else:
+        assert "./a/f" in r.out
