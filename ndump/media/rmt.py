@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 
 from ndump.errors import MediaError, StartupError
+from ndump.media.tape import MT_ST_BLKSIZE_MASK
 from ndump.settings import Settings
 
 _USER = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -120,6 +121,14 @@ class RemoteDrive:
         self.proc.stdin.write(b"I%d\n%d\n" % (op, count))
         self.proc.stdin.flush()
         self._reply()
+
+    def block_size(self) -> int | None:
+        """mt_dsreg's block size through rmt's extended status request ``sD`` (the rmt
+        of Linux dump answers it; another rmt may not, then None)."""
+        try:
+            return self._call(b"sD") & MT_ST_BLKSIZE_MASK
+        except MediaError:
+            return None
 
     def close(self) -> None:
         if self.proc.poll() is None:
