@@ -25,6 +25,7 @@ MTFSF, MTBSF, MTFSR, MTBSR, MTWEOF, MTREW, MTOFFL = 1, 2, 3, 4, 5, 6, 7
 _MTGET = struct.Struct("lllllii")      # struct mtget (linux/mtio.h): type resid dsreg gstat erreg fileno blkno
 MTIOCGET = 0x80000000 | (_MTGET.size << 16) | (ord("m") << 8) | 2      # _IOR('m', 2, struct mtget)
 MT_ST_BLKSIZE_MASK = 0xFFFFFF          # mt_dsreg: the block size (0: variable), density above it
+GMT_DR_OPEN, GMT_WR_PROT = 0x00040000, 0x04000000     # mt_gstat: no cartridge; write-protected
 LARGEST_RECORD = 1 << 20               # a dump's largest record without compression
 MAX_RECORD = LARGEST_RECORD + 16       # 1 MiB records, plus a compression prefix
 SCSI_TAPE_MAJOR = 9
@@ -54,6 +55,40 @@ def is_tape_device(path: str) -> bool:
     return os.major(st.st_rdev) == SCSI_TAPE_MAJOR or base.startswith(("st", "nst", "sa", "nsa", "rmt"))
 
 
+def check_drive(path: str, write: bool) -> None:
+    """Raise StartupError now where opening the drive to write would fail, as far as
+    can be told without writing or waiting for a cartridge: the drive is opened
+    O_RDONLY|O_NONBLOCK (st then opens without a medium; closing an unwritten drive
+    leaves the tape where it is, or rewinds a rewinding device as any close does) and
+    asked for its status."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise StartupError(f"cannot open {path}: {_open_reason(e)}") from None
+    try:
+        raw = fcntl.ioctl(fd, MTIOCGET, bytes(_MTGET.size))
+    except OSError:
+        return                               # not st: the open will tell
+    finally:
+        os.close(fd)
+    problem = status_problem(_MTGET.unpack(raw)[3], write)
+    if problem:
+        raise StartupError(f"cannot open {path}: {problem}")
+
+
+def status_problem(gstat: int, write: bool) -> str | None:
+    """What MTIOCGET's mt_gstat says stops a dump (``write``) or a restore, or None."""
+    if gstat & GMT_DR_OPEN:
+        return "no medium found (no cartridge in the drive)"
+    if write and gstat & GMT_WR_PROT:
+        return "the cartridge is write-protected"
+    return None
+
+
+def _open_reason(e: OSError) -> str:
+    return "device busy" if e.errno == errno.EBUSY else (e.strerror or str(e)).lower()
+
+
 class LocalDrive:
     """A tape character device on this machine."""
 
@@ -63,8 +98,7 @@ class LocalDrive:
         try:
             self.fd = os.open(path, flags)
         except OSError as e:
-            reason = "device busy" if e.errno == errno.EBUSY else (e.strerror or str(e)).lower()
-            raise StartupError(f"cannot open {path}: {reason}") from None
+            raise StartupError(f"cannot open {path}: {_open_reason(e)}") from None
 
     def write_record(self, data) -> int:
         return os.write(self.fd, data)
