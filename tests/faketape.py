@@ -14,8 +14,9 @@ list of records as hex and filemarks as null, plus the head position); a test's
 a cartridge holds.  Device names without a leading "n" (st0) rewind on close.
 $FAKETAPE_BLOCK puts the drive in fixed-block mode with blocks of that many bytes,
 as ``mt setblk`` does: like st, it then refuses (EINVAL) a write or read that is
-not a whole number of blocks, keeps each block as a record, and a read takes as
-many blocks as asked for up to a filemark; rmt's extended status request ``sD``
+not a whole number of blocks (st without read-ahead), keeps each block as a
+record, a read takes as many blocks as asked for up to a filemark, and a record
+of another size fails it (EIO); rmt's extended status request ``sD``
 answers the block size (mt_dsreg), 0 in variable-block mode.
 """
 import errno
@@ -139,6 +140,9 @@ def read_blocks(tape, n, block, out):
         return
     got = []
     while len(got) < n // block and tape.pos < len(tape.items) and tape.items[tape.pos] is not None:
+        if len(tape.items[tape.pos]) != block:
+            reply_err(out, errno.EIO)             # st: "Incorrect block size"
+            return
         got.append(tape.items[tape.pos])
         tape.pos += 1
     if not got and tape.pos < len(tape.items):

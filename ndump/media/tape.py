@@ -200,6 +200,10 @@ class TapeInput:
                     raise BadBlockingFactorError(read_refused(self.name, self.read_size, block)) from None
             if e.errno in (errno.ENOMEM, errno.EINVAL, errno.EOVERFLOW) and self.read_size < MAX_RECORD:
                 raise BadBlockingFactorError(self._too_small_b(e.errno == errno.ENOMEM)) from None
+            if e.errno == errno.EIO and self.record_size is None:
+                block = self.drive.block_size()
+                if block:          # st: "Incorrect block size" (a record larger than a block)
+                    raise BadBlockingFactorError(first_read_failed(self.name, block)) from None
             raise MediaError(f"read error on {self.name}: {(e.strerror or str(e)).lower()}") from None
         if self.record_size is None and data:
             self.record_size = len(data)
@@ -265,6 +269,14 @@ def read_refused(name: str, size: int, block: int) -> str:
     fixed-block mode with ``block``-byte blocks."""
     return (f"{name} is in fixed-block mode with {_size(block)} blocks, and -b {size // 1024}"
             f" is not a whole number of them: {_use_b(block)}leave -b out")
+
+
+def first_read_failed(name: str, block: int) -> str:
+    """The message for an I/O error on the first read with the drive in fixed-block
+    mode: st reports one for a record that is not the drive's block size."""
+    return (f"read error on {name}: input/output error at the first record, with the drive"
+            f" in fixed-block mode with {_size(block)} blocks: if the dump was written with"
+            f" other records, set variable-block mode with 'mt -f {name} setblk 0'")
 
 
 def _use_b(block: int) -> str:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ndump.media.tape import read_refused, write_refused
+from ndump.media.tape import first_read_failed, read_refused, write_refused
 from trees import assert_trees_equal, build_tree
 
 from tapehelp import change_tape_script
@@ -91,6 +91,22 @@ def test_fixed_block_mode_names_the_b_to_use_when_writing_and_reading(tmp_path, 
     assert proc.stderr.strip().splitlines()[-1] == (
         f"RESTORE: {TAPE} is in fixed-block mode with 64 KiB blocks, and -b 16 is not a whole"
         " number of them: use -b 64, or leave -b out")
+
+
+def test_records_of_another_size_than_the_fixed_blocks_name_mt_setblk_0(tmp_path, run_ndump,
+                                                                       tape_env):
+    env, tape_dir = tape_env
+    src = build_tree(tmp_path / "src", {"f": os.urandom(100_000)})
+    run_ndump("dump", "-0", "-b", "64", "-f", TAPE, src, env=env, status=0)
+    for args in ([], ["-b", "64"]):
+        _rewind(tape_dir)
+        proc = run_ndump("restore", "-t", *args, "-f", TAPE, env={**env, "FAKETAPE_BLOCK": "32768"},
+                         status=1)
+        assert proc.stderr == f"RESTORE: {first_read_failed(TAPE, 32768)}\n"
+    assert first_read_failed(TAPE, 32768) == (
+        f"read error on {TAPE}: input/output error at the first record, with the drive in"
+        f" fixed-block mode with 32 KiB blocks: if the dump was written with other records,"
+        f" set variable-block mode with 'mt -f {TAPE} setblk 0'")
 
 
 def test_end_of_medium_mid_file_continues_on_the_next_tape(tmp_path, run_ndump, tape_env):

@@ -116,14 +116,10 @@ def test_fixed_block_mode_setblk_65536(tapes, tmp_path, run_ndump):
     stock.mkdir()
     stock_restore_r(["-b", "64", "-f", tape], stock)
     assert_trees_equal(src, stock)
-    # restore -b 16 is not whole 64 KiB blocks: st refuses the read, the message names -b 64
-    sh("mt", "-f", tape, "rewind")
-    res = run_ndump("restore", "-t", "-b", "16", "-f", tape, status=1)
-    assert res.stderr.strip().splitlines()[-1] == (
-        f"RESTORE: {tape} is in fixed-block mode with 64 KiB blocks, and -b 16 is not a whole"
-        " number of them: use -b 64, or leave -b out"), res.stderr
-    sh("mt", "-f", tape, "rewind")
-    assert "fixed.txt" in run_ndump("restore", "-t", "-b", "128", "-f", tape, status=0).stdout
+    # st reads whole blocks ahead (read-ahead, its default): any restore -b reads them
+    for b in ("16", "128"):
+        sh("mt", "-f", tape, "rewind")
+        assert "fixed.txt" in run_ndump("restore", "-t", "-b", b, "-f", tape, status=0).stdout
     # 32 KiB records do not fit 64 KiB blocks: st refuses the write (EINVAL), the dump
     # stops naming the cause from the drive's block size (MTIOCGET)
     sh("mt", "-f", tape, "rewind")
@@ -131,6 +127,27 @@ def test_fixed_block_mode_setblk_65536(tapes, tmp_path, run_ndump):
     assert (f"DUMP: write error on {tape}: the drive is in fixed-block mode with 64 KiB blocks,"
             " and a record of 32 KiB (-b 32) is not a whole number of them: use -b 64, or set"
             f" variable-block mode with 'mt -f {tape} setblk 0'") in res.stderr.splitlines(), res.stderr
+
+
+def test_a_drive_in_fixed_block_mode_reading_other_records_says_so(tapes, tmp_path, run_ndump):
+    """64 KiB records written in variable-block mode, read with the drive set to 32 KiB
+    fixed blocks: st fails the read (EIO, "Incorrect block size"); the message names
+    the drive's mode and mt setblk 0, with or without -b."""
+    tape = tapes.load()
+    src = small_tree(tmp_path / "src", "variable")
+    run_ndump("dump", "-0", "-b", "64", "-f", tape, src, status=0)
+    sh("mt", "-f", tape, "rewind")
+    sh("mt", "-f", tape, "setblk", "32768")
+    for args in ([], ["-b", "64"]):
+        sh("mt", "-f", tape, "rewind")
+        res = run_ndump("restore", "-t", *args, "-f", tape, status=1)
+        assert res.stderr.strip().splitlines()[-1] == (
+            f"RESTORE: read error on {tape}: input/output error at the first record, with the"
+            " drive in fixed-block mode with 32 KiB blocks: if the dump was written with other"
+            f" records, set variable-block mode with 'mt -f {tape} setblk 0'"), res.stderr
+    sh("mt", "-f", tape, "setblk", "0")
+    sh("mt", "-f", tape, "rewind")
+    assert "variable.txt" in run_ndump("restore", "-t", "-f", tape, status=0).stdout
 
 
 def test_a_missing_or_empty_drive_is_named_before_the_walk(tapes, tmp_path, run_ndump):
