@@ -13,7 +13,7 @@ from ndump.errors import StartupError, UsageError, reason
 from ndump.media.base import EndOfMedia, Input, Output
 from ndump.media.file import FileInput, FileOutput
 from ndump.media.pipe import stdin_input, stdout_output
-from ndump.media.rmt import RemoteDrive, parse_remote
+from ndump.media.rmt import RemoteDrive, check_remote, parse_remote
 from ndump.media.tape import LocalDrive, TapeInput, TapeOutput, check_drive, is_tape_device
 from ndump.settings import Settings
 
@@ -26,12 +26,15 @@ def volume_name(spec: str, volume: int, multi: bool) -> str:
     return f"{spec}{volume:03d}" if multi else spec
 
 
-def check_output(spec: str) -> None:
+def check_output(spec: str, settings: Settings | None = None) -> None:
     """Raise StartupError now where ``open_output`` would refuse ``spec`` later,
     as far as can be told without opening it (opening would truncate a file, and
     block on a FIFO until its reader comes)."""
-    if spec == "-" or parse_remote(spec) is not None:
-        return                                # rmt: the connection is made when writing starts
+    if spec == "-":
+        return
+    if parse_remote(spec) is not None:
+        check_remote(spec, settings or Settings())
+        return
     if is_tape_device(spec):
         check_drive(spec, write=True)
         return
