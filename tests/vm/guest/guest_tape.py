@@ -236,3 +236,21 @@ def test_ndump_is_the_wheel_in_the_venv_and_dump_is_stock():
     assert ndump.__file__.startswith(sys.prefix + "/lib/"), ndump.__file__
     assert sh(*ndump_argv("--version")).stdout.startswith("ndump, version ")
     assert sh("dpkg-query", "-W", "-f", "${Version}", "dump").stdout.startswith("0.4b47")
+
+
+def test_a_write_protected_cartridge_is_named_before_the_walk(tapes, tmp_path, run_ndump):
+    tape = tapes.load()
+    lun = ["tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "update", "--tid", "1",
+           "--lun", "1", "--params"]
+    sh(*lun, "readonly=1")
+    try:
+        tapes.insert(tapes.blank(8))                     # the drive senses the cartridge again
+        assert "WR_PROT" in sh("mt", "-f", tape, "status").stdout
+        src = small_tree(tmp_path / "src", "protected")
+        res = run_ndump("dump", "-0", "-f", tape, src, status=1)
+        assert "Pass I" not in res.stderr, res.stderr
+        assert res.stderr.strip().splitlines()[-1] == (
+            f"DUMP: cannot open {tape}: the cartridge is write-protected"), res.stderr
+    finally:
+        sh(*lun, "readonly=0")
+        tapes.load()
