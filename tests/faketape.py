@@ -12,6 +12,12 @@ State lives in $FAKETAPE_DIR: ``current.tape`` is the loaded cartridge (a JSON
 list of records as hex and filemarks as null, plus the head position); a test's
 -F script "changes the tape" by renaming it.  $FAKETAPE_CAPACITY caps the bytes
 a cartridge holds.  Device names without a leading "n" (st0) rewind on close.
+$FAKETAPE_BLOCK puts the drive in fixed-block mode with blocks of that many bytes,
+as ``mt setblk`` does: like st, it then refuses (EINVAL) a write or read that is
+not a whole number of blocks (st without read-ahead), keeps each block as a
+record, a read takes as many blocks as asked for up to a filemark, and a record
+of another size fails it (EIO); rmt's extended status request ``sD``
+answers the block size (mt_dsreg), 0 in variable-block mode.
 """
 import errno
 import json
@@ -54,6 +60,7 @@ def reply_err(out, code):
 def main():
     tape_dir = os.environ["FAKETAPE_DIR"]
     capacity = int(os.environ.get("FAKETAPE_CAPACITY", str(1 << 40)))
+    block = int(os.environ.get("FAKETAPE_BLOCK", "0"))
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     tape = None
     rewind_on_close = False
@@ -83,17 +90,22 @@ def main():
         elif cmd == b"W":
             n = int(inp.readline())
             data = inp.read(n)
-            if tape.used() + n > capacity:
+            if block and n % block:
+                reply_err(out, errno.EINVAL)      # st: "Write not multiple of tape block size"
+            elif tape.used() + n > capacity:
                 reply_err(out, errno.ENOSPC)
             else:
-                tape.items[tape.pos:] = [data]     # writing erases what follows
-                tape.pos += 1
+                blocks = [data[i:i + block] for i in range(0, n, block)] if block else [data]
+                tape.items[tape.pos:] = blocks     # writing erases what follows
+                tape.pos += len(blocks)
                 last_write = True
                 reply_ok(out, n)
         elif cmd == b"R":
             n = int(inp.readline())
             last_write = False
-            if tape.pos >= len(tape.items):
+            if block:
+                read_blocks(tape, n, block, out)
+            elif tape.pos >= len(tape.items):
                 reply_ok(out, 0)                  # end of data
             elif tape.items[tape.pos] is None:
                 tape.pos += 1                     # a filemark reads as end of file
@@ -112,10 +124,32 @@ def main():
             if op == MTWEOF:
                 last_write = False
             reply_err(out, code) if code else reply_ok(out, count)
+        elif cmd == b"s":
+            what = inp.read(1)                    # extended status: one letter, no newline
+            reply_ok(out, block) if what == b"D" else reply_err(out, errno.EINVAL)
         else:
             inp.readline()
             reply_err(out, errno.EINVAL)
         out.flush()
+
+
+def read_blocks(tape, n, block, out):
+    """A fixed-block read: n bytes of whole blocks, fewer at a filemark or the end."""
+    if n % block:
+        reply_err(out, errno.EINVAL)
+        return
+    got = []
+    while len(got) < n // block and tape.pos < len(tape.items) and tape.items[tape.pos] is not None:
+        if len(tape.items[tape.pos]) != block:
+            reply_err(out, errno.EIO)             # st: "Incorrect block size"
+            return
+        got.append(tape.items[tape.pos])
+        tape.pos += 1
+    if not got and tape.pos < len(tape.items):
+        tape.pos += 1                             # a filemark reads as end of file
+    data = b"".join(got)
+    reply_ok(out, len(data))
+    out.write(data)
 
 
 def ioctl(tape, op, count):

@@ -538,3 +538,16 @@ def test_the_checkout_is_tested_not_an_installed_copy(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import ndump; print(ndump.__file__)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(where).resolve().is_relative_to(repo), where
+
+
+def test_no_test_imports_conftest_by_name():
+    """`from conftest import X` (or __import__("conftest")) finds whichever conftest
+    module pytest imported first, so it breaks with the order tests are collected in."""
+    tests = Path(__file__).resolve().parent
+    offenders = [f"{p.relative_to(tests)}:{n}"
+                 for p in sorted(tests.rglob("*.py"))
+                 for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+                 for code in [line.split("#")[0].strip()]
+                 if (code.startswith(("from conftest import", "import conftest"))
+                     or '__import__("conftest")' in code) and p.name != "test_infra.py"]
+    assert not offenders, offenders

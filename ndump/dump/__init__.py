@@ -13,7 +13,7 @@ from ndump.report import Reporter
 from ndump.sessions import open_session
 from ndump.settings import Settings
 from ndump.snapshot import open_snapshot
-from ndump.snapshot.detect import parse_mountinfo
+from ndump.snapshot.detect import mount_in, parse_mountinfo
 from ndump.catalog import NewDump, default_path, medium_spec
 from ndump.dump.dumpdates import DumpDates, history_lines
 from ndump.dump.history import FileHistory
@@ -63,11 +63,7 @@ def _mount_source(path: str) -> str:
             mounts = parse_mountinfo(f.read())
     except OSError:
         return ""
-    best = None
-    for m in mounts:                     # later mounts hide earlier ones at the same place
-        if (path == m.target or path.startswith(m.target.rstrip("/") + "/")) \
-                and (best is None or len(m.target) >= len(best.target)):
-            best = m
+    best = mount_in(mounts, path)
     return best.source if best is not None else ""
 
 

@@ -32,7 +32,7 @@ class VolumeChanger:
 
     def check(self) -> None:
         """Refuse now an output that could not be opened once the tree is walked."""
-        check_output(self.name(1))
+        check_output(self.name(1), self.settings)
 
     def open(self, volume: int):
         return open_output(self.name(volume), self.settings)

@@ -130,21 +130,23 @@ class TreeWriter:
 
     # -- Pass III ----------------------------------------------------------
     def dump_dirs(self) -> None:
+        """Pass III.  A file to be dumped whose name is gone from its directory by the
+        time the directory is written is left out of it: restore then meets neither
+        its name nor, when no name of it is left, its inode (it stays in the TS_BITS
+        map written before, which restore tolerates silently), instead of naming it
+        "not found on tape".  A name removed after its directory was written is still
+        listed (stock dump does the same)."""
         m = self.map
         order = sorted((m[d.key], di) for di, d in enumerate(self.sel.dirs) if d.dumped)
+        dropped: dict[tuple[int, int], int] = {}
         for dino, di in order:
-            self._dump_dir(dino, self.sel.dirs[di])
+            self._dump_dir(dino, di, self.sel.dirs[di], dropped)
+        if dropped:
+            self._without_dropped_names(dropped)
 
-    def _dump_dir(self, dino: int, node: DirNode) -> None:
+    def _dump_dir(self, dino: int, di: int, node: DirNode, dropped: dict) -> None:
         m = self.map
         show = show_path(node.relpath)
-        parent = ROOTINO if node.key == ROOT_KEY else m[self.sel.dirs[node.parent].key]
-        entries = [(dino, DT_DIR, b"."), (parent, DT_DIR, b"..")]
-        entries += [(m[k], dt, name) for name, k, dt in zip(node.names, node.keys, node.dtypes)]
-        data = pack_dir(entries)
-        if len(data) > MAX_DIR_SIZE:
-            self.rep.file_problem(show, "directory too large for the dump format")
-            data = pack_dir(entries[:2])
         fd = None
         try:
             fd = self._open_dir(node)
@@ -154,6 +156,23 @@ class TreeWriter:
             fd = None
             st = self._lost_dir(node, e)
             flags = 0
+        parent = ROOTINO if node.key == ROOT_KEY else m[self.sel.dirs[node.parent].key]
+        entries = [(dino, DT_DIR, b"."), (parent, DT_DIR, b"..")]
+        files = self.sel.files
+        present = None
+        for i, (name, k, dt) in enumerate(zip(node.names, node.keys, node.dtypes)):
+            ino = m[k]
+            if fd is not None and dt != DT_DIR and files[ino]:
+                if present is None:
+                    present = _names_in(fd)
+                if name not in present:
+                    dropped[(di, i)] = ino
+                    continue
+            entries.append((ino, dt, name))
+        data = pack_dir(entries)
+        if len(data) > MAX_DIR_SIZE:
+            self.rep.file_problem(show, "directory too large for the dump format")
+            data = pack_dir(entries[:2])
         inode = self._inode(st, fd, size=len(data), flags=flags)
         self._note(dino, inode)
         for i in range(0, len(data), TP_BSIZE):
@@ -161,6 +180,29 @@ class TreeWriter:
                                  crc=self.checksums)
         if fd is not None and not node.foreign:
             self._xattrs(dino, inode, fd, show, single=True)
+
+    def _without_dropped_names(self, dropped: dict[tuple[int, int], int]) -> None:
+        """After Pass III: a file none of whose names was written is not dumped (a
+        note says it vanished); one whose first name was left out is read in Pass IV
+        through another of its names that was written."""
+        files, dirs = self.sel.files, self.sel.dirs
+        moved = {ino: (di, i) for (di, i), ino in dropped.items()
+                 if files[ino] - 1 == (di << 32 | i)}        # the name Pass IV would open
+        if not moved:
+            return
+        keys = {dirs[di].keys[i]: ino for ino, (di, i) in moved.items()}
+        for di, node in enumerate(dirs):
+            if node.dumped and not keys.keys().isdisjoint(node.keys):
+                for i, k in enumerate(node.keys):
+                    ino = keys.get(k)
+                    if ino is not None and (di, i) not in dropped:
+                        files[ino] = (di << 32 | i) + 1
+                        del keys[k]
+        for ino in keys.values():
+            di, i = moved[ino]
+            files[ino] = 0
+            prefix = dirs[di].relpath + b"/" if dirs[di].relpath else b""
+            self.rep.info(f"{show_path(prefix + dirs[di].names[i])}: vanished during the dump")
 
     def _lost_dir(self, node: DirNode, e: OSError) -> os.stat_result:
         """Report a directory that cannot be opened (once), and the attributes to
@@ -307,6 +349,11 @@ class TreeWriter:
             self.rep.warning(f"{show}: file shrank during the dump; the missing end was written as zeros")
         else:
             _changed_while_read(self.rep, fd, st, show)
+
+
+def _names_in(dir_fd: int) -> set[bytes]:
+    # names of a directory descriptor come as str (surrogateescape): back to bytes
+    return set(map(os.fsencode, os.listdir(dir_fd)))
 
 
 def _changed_while_read(rep: Reporter, fd: int, before: os.stat_result, show: str) -> None:

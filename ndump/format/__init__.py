@@ -6,7 +6,8 @@ from ndump.format.extattr import (
     unpack_ea_record,
 )
 from ndump.format.header import (
-    BadChecksumError, BadMagicError, BadTypeError, Header, HeaderError, Totals, checksum_ok,
+    BadChecksumError, BadMagicError, BadTypeError, Header, HeaderDecoder, HeaderError, Totals,
+    checksum_ok,
     detect_order, is_header, make_inode, pack_header, unpack_header,
 )
 from ndump.format.inode import Inode, NODUMP_FL, symlink_payload
@@ -21,7 +22,7 @@ from ndump.format.stream import (
 __all__ = [
     "DirEntry", "dirsiz", "pack_dir", "unpack_dir", "ACL_ACCESS", "ACL_DEFAULT", "ExtAttrError",
     "acl_from_disk", "acl_to_disk", "pack_ea_records", "unpack_ea_record", "BadChecksumError",
-    "BadMagicError", "BadTypeError", "Header", "HeaderError", "Totals", "checksum_ok",
+    "BadMagicError", "BadTypeError", "Header", "HeaderDecoder", "HeaderError", "Totals", "checksum_ok",
     "detect_order", "is_header", "make_inode", "pack_header", "unpack_header", "Inode", "NODUMP_FL",
     "symlink_payload", "ALGORITHMS", "BlockSource", "RecordError",
     "compress_record", "zstd_available", "DumpFormatError", "DumpIdent",

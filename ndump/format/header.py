@@ -213,8 +213,34 @@ def unpack_header(block: bytes | memoryview, order: str | None = None, *,
 
     Every layout stock restore reads is recognised by its magic (bsd.py for the old
     BSD and UFS2 ones); ``old_inodes`` takes owner and group from the 16-bit fields,
-    as a dump whose TS_TAPE lacks DR_NEWINODEFMT (4.2BSD-4.3BSD) needs.
+    as a dump whose TS_TAPE lacks DR_NEWINODEFMT (4.2BSD-4.3BSD) needs.  A reader of
+    a whole dump uses a HeaderDecoder instead, which decodes the identification
+    strings once.
     """
+    return _unpack(block, order, old_inodes, None)
+
+
+class HeaderDecoder:
+    """unpack_header for the headers of one dump: the label, file system, device
+    and host strings, the same in every header of a dump, are decoded once."""
+
+    def __init__(self):
+        self._ident: tuple[bytes, str, tuple] | None = None     # (raw, order, decoded)
+
+    def unpack(self, block: bytes | memoryview, order: str | None = None, *,
+               old_inodes: bool = False) -> Header:
+        return _unpack(block, order, old_inodes, self)
+
+    def ident(self, raw: bytes, order: str) -> tuple[str, int, str, str, str]:
+        last = self._ident
+        if last is not None and last[0] == raw and last[1] == order:
+            return last[2]
+        found = _ident(raw, order)
+        self._ident = (raw, order, found)
+        return found
+
+
+def _unpack(block, order: str | None, old_inodes: bool, decoder: HeaderDecoder | None) -> Header:
     found = detect_format(block)
     if found is None or (order is not None and found[1] != order):
         raise BadMagicError("no dump magic")
@@ -226,7 +252,7 @@ def unpack_header(block: bytes | memoryview, order: str | None = None, *,
         h = _unpack_bsd(bytes(block[:TP_BSIZE]), magic, order)
     else:
         v = (_READ_LE if order == "<" else _READ_BE).unpack_from(block)
-        h = _build(v, block[904:908] == NDX_MAGIC and bytes(block[904:1024]), order)
+        h = _build(v, block[904:908] == NDX_MAGIC and bytes(block[904:1024]), order, decoder)
         if old_inodes:
             uid, gid = struct.unpack_from(order + "HH", block, 36)
             h = replace(h, inode=replace(h.inode, uid=uid, gid=gid))
@@ -243,28 +269,22 @@ def _unpack_bsd(block: bytes, magic: int, order: str) -> Header:
 # What a reader needs of a header: the fields below, with the unused ones
 # (magic, checksum, 16-bit ids, di_db[2:], di_ib, di_spare) skipped, and the
 # identification strings + level kept as one 212-byte value decoded once per
-# dump (see _ident).  Offsets as in _LAYOUT; c_spare (904-1023) separately.
+# dump (see HeaderDecoder).  Offsets as in _LAYOUT; c_spare (904-1023) separately.
 _READ_FIELDS = "iiiiII8xHh4xQiiiiiiii52xIIiII8xi512s212siiii"
 _READ_LE = struct.Struct("<" + _READ_FIELDS)
 _READ_BE = struct.Struct(">" + _READ_FIELDS)
 assert _READ_LE.size == 904
-_IDENT_CACHE: dict[tuple[bytes, str], tuple[str, int, str, str, str]] = {}
 
 
 def _ident(raw: bytes, order: str) -> tuple[str, int, str, str, str]:
     """(label, level, filesys, dev, host) from header bytes 676-887."""
-    key = (raw, order)
-    found = _IDENT_CACHE.get(key)
-    if found is None:
-        if len(_IDENT_CACHE) > 64:
-            _IDENT_CACHE.clear()
-        level, = struct.unpack_from(order + "i", raw, 16)
-        found = _IDENT_CACHE[key] = (_uncstr(raw[:16]), level, _uncstr(raw[20:84]),
-                                     _uncstr(raw[84:148]), _uncstr(raw[148:212]))
-    return found
+    level, = struct.unpack_from(order + "i", raw, 16)
+    return (_uncstr(raw[:16]), level, _uncstr(raw[20:84]), _uncstr(raw[84:148]),
+            _uncstr(raw[148:212]))
 
 
-def _build(v: tuple, spare: bytes | bool, order: str = "<") -> Header:
+def _build(v: tuple, spare: bytes | bool, order: str = "<",
+           decoder: "HeaderDecoder | None" = None) -> Header:
     (htype, date, ddate, volume, tapea, inumber, mode, nlink, size,
      asec, ausec, msec, musec, csec, cusec, db0, db1, flags_i, blocks, gen, uid, gid,
      count, addr, ident, flags, firstrec, ntrec, extattr) = v
@@ -288,13 +308,14 @@ def _build(v: tuple, spare: bytes | bool, order: str = "<") -> Header:
                 totals = Totals(dbytes, inodes, nblocks)
     if not 0 <= ans < 1_000_000_000 or not 0 <= mns < 1_000_000_000 or not 0 <= cns < 1_000_000_000:
         ans = mns = cns = 0
-    inode = _new_inode(mode=mode, nlink=nlink, size=size, uid=uid, gid=gid,
+    inode = make_inode(mode=mode, nlink=nlink, size=size, uid=uid, gid=gid,
                        atime=(ahi << 32) + asec, atime_ns=ans,
                        mtime=(mhi << 32) + msec, mtime_ns=mns,
                        ctime=(chi << 32) + csec, ctime_ns=cns,
                        rdev=decode_rdev(db0, db1) if mode & 0o170000 in (0o020000, 0o060000) else 0,
                        flags=flags_i, blocks=blocks, gen=gen, birth=birth)
-    label, level, filesys, dev, host = _ident(ident, order)
+    label, level, filesys, dev, host = (decoder.ident(ident, order) if decoder is not None
+                                        else _ident(ident, order))
     return _new_header(type=htype, date=date, ddate=ddate, volume=volume, tapea=tapea,
                        inumber=inumber, inode=inode, count=count, addr=addr,
                        label=label, level=level, filesys=filesys,
@@ -320,13 +341,15 @@ def _fast_constructor(cls):
     return scope["make"]
 
 
-_new_inode = _fast_constructor(Inode)
+make_inode = _fast_constructor(Inode)
+make_inode.__name__ = make_inode.__qualname__ = "make_inode"
+make_inode.__doc__ = """make_inode(mode=, nlink=, size=, uid=, gid=, atime=, atime_ns=, mtime=,
+mtime_ns=, ctime=, ctime_ns=, rdev=, flags=, blocks=, gen=, birth=) -> Inode
+
+Every field by keyword, none checked, without the frozen dataclass __init__: the
+dump writer builds one per file and the reader one per header, and Inode(...)
+costs a third more of that per-file time."""
 _new_header = _fast_constructor(Header)
-# make_inode(mode=, nlink=, size=, uid=, gid=, atime=, atime_ns=, mtime=, mtime_ns=,
-# ctime=, ctime_ns=, rdev=, flags=, blocks=, gen=, birth=) -> Inode: every field by
-# keyword, none checked, without the frozen dataclass __init__ (the dump writer
-# builds one per file; Inode(...) costs a third more of the per-file time)
-make_inode = _new_inode
 
 
 # --------------------------------------------------------------------------

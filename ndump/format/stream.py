@@ -20,7 +20,7 @@ from ndump.format.constants import (
 from ndump.format.bsd import unpack_bsd_extattrs
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
-    Header, HeaderError, HeaderPacker, Totals, detect_format, inode_spare, pack_header, with_crc,
+    Header, HeaderDecoder, HeaderError, HeaderPacker, Totals, detect_format, inode_spare, pack_header, with_crc,
     unpack_header,
 )
 from ndump.format.inode import Inode
@@ -240,6 +240,7 @@ class FormatReader:
         self._peeked: Header | None = None
         self.blocks_read = 0
         self.ended = False
+        self._headers = HeaderDecoder()
         self._src = BlockSource(read)
         try:
             first = self._src.probe_first()
@@ -314,7 +315,7 @@ class FormatReader:
         src = BlockSource(read)
         first = src.probe_first()
         try:
-            h = unpack_header(first, old_inodes=self._old_inodes)
+            h = self._headers.unpack(first, old_inodes=self._old_inodes)
         except HeaderError:
             raise DumpFormatError(f"volume {want} does not start with a dump header") from None
         if h.type != TS_TAPE or h.volume != want:
@@ -331,7 +332,7 @@ class FormatReader:
     # -- headers -----------------------------------------------------------
     def _block_is_header(self, block) -> Header | None:
         try:
-            h = unpack_header(block, old_inodes=self._old_inodes)
+            h = self._headers.unpack(block, old_inodes=self._old_inodes)
         except HeaderError:
             return None
         return h if h.date == self.tape.date else None

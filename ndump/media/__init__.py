@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import stat
 
-from ndump.errors import StartupError
+from ndump.errors import StartupError, UsageError, reason
 from ndump.media.base import EndOfMedia, Input, Output
 from ndump.media.file import FileInput, FileOutput
 from ndump.media.pipe import stdin_input, stdout_output
-from ndump.media.rmt import RemoteDrive, parse_remote
-from ndump.media.tape import LocalDrive, TapeInput, TapeOutput, is_tape_device
+from ndump.media.rmt import RemoteDrive, check_remote, parse_remote
+from ndump.media.tape import LocalDrive, TapeInput, TapeOutput, check_drive, is_tape_device
 from ndump.settings import Settings
 
 __all__ = ["EndOfMedia", "Input", "Output", "FileInput", "FileOutput", "TapeInput", "TapeOutput",
@@ -26,14 +26,19 @@ def volume_name(spec: str, volume: int, multi: bool) -> str:
     return f"{spec}{volume:03d}" if multi else spec
 
 
-def check_output(spec: str) -> None:
+def check_output(spec: str, settings: Settings | None = None) -> None:
     """Raise StartupError now where ``open_output`` would refuse ``spec`` later,
     as far as can be told without opening it (opening would truncate a file, and
     block on a FIFO until its reader comes)."""
-    if spec == "-" or parse_remote(spec) is not None or is_tape_device(spec):
+    if spec == "-":
         return
-    if spec.startswith("/dev/") and not os.path.exists(spec) and _in_device_directory(spec):
-        raise StartupError(f"cannot open {spec}: no such device")
+    if parse_remote(spec) is not None:
+        check_remote(spec, settings or Settings())
+        return
+    if is_tape_device(spec):
+        check_drive(spec, write=True)
+        return
+    _refuse_in_dev(spec)
     path = os.path.abspath(spec)
     try:
         st = os.stat(path)
@@ -60,10 +65,31 @@ def open_output(spec: str, settings: Settings | None = None) -> Output:
         return TapeOutput(RemoteDrive(spec, settings, write=True))
     if is_tape_device(spec):
         return TapeOutput(LocalDrive(spec, write=True))
-    if spec.startswith("/dev/") and not os.path.exists(spec) and _in_device_directory(spec):
-        # never leave a dump as a plain file in /dev when the drive is missing
-        raise StartupError(f"cannot open {spec}: no such device")
+    _refuse_in_dev(spec)
     return FileOutput(spec)
+
+
+def _refuse_in_dev(spec: str) -> None:
+    """Never leave a dump as a plain file in /dev when the drive is missing, nor write
+    over one that an earlier run left there in its place (/dev/shm is a tmpfs: fine)."""
+    if not spec.startswith("/dev/"):
+        return
+    try:
+        st = os.stat(spec)
+    except OSError:
+        if _in_device_directory(spec):
+            raise StartupError(f"cannot open {spec}: no such device") from None
+        return
+    if stat.S_ISREG(st.st_mode) and _on_dev_filesystem(st):
+        raise StartupError(f"cannot open {spec}: not a device but a regular file in /dev"
+                           " (left by a run without the drive?); remove it, or name the drive")
+
+
+def _on_dev_filesystem(st: os.stat_result) -> bool:
+    try:
+        return st.st_dev == os.stat("/dev").st_dev
+    except OSError:
+        return False
 
 
 def _in_device_directory(path: str) -> bool:
@@ -87,9 +113,14 @@ def open_input(spec: str, settings: Settings | None = None, *, blocksize: int | 
                          skip_files=skip_files)
     if is_tape_device(spec):
         return TapeInput(LocalDrive(spec, write=False), blocksize=blocksize, skip_files=skip_files)
-    if spec.startswith("/dev/") and not os.path.exists(spec):
-        raise StartupError(f"cannot open {spec}: no such device")     # dump's words, too
+    try:
+        st = os.stat(spec)
+    except OSError as e:
+        # a missing drive is not "a file": say what is missing, in dump's words for /dev
+        why = "no such device" if spec.startswith("/dev/") else reason(e)
+        raise StartupError(f"cannot open {spec}: {why}") from None
     if skip_files:
-        from ndump.errors import UsageError
-        raise UsageError(f"-s needs a tape; {spec} is a file")
+        kind = "a regular file" if stat.S_ISREG(st.st_mode) else \
+            "a directory" if stat.S_ISDIR(st.st_mode) else "not a tape drive"
+        raise UsageError(f"-s needs a tape drive; {spec} is {kind}")
     return FileInput(spec)

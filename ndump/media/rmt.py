@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 
 from ndump.errors import MediaError, StartupError
+from ndump.media.tape import MT_ST_BLKSIZE_MASK
 from ndump.settings import Settings
 
 _USER = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -32,10 +33,18 @@ def parse_remote(spec: str) -> tuple[str | None, str, str] | None:
     return user or None, host, path
 
 
+def check_remote(spec: str, settings: Settings) -> None:
+    """Raise StartupError now where reaching ``spec`` would fail later: start $RSH,
+    have rmt answer once, and hang up (no connection is held while a dump walks its
+    tree; the remote file or drive itself is opened only when writing starts)."""
+    RemoteDrive(spec, settings, write=None).close()
+
+
 class RemoteDrive:
     """A file or tape on another host, through rmt."""
 
-    def __init__(self, spec: str, settings: Settings, write: bool):
+    def __init__(self, spec: str, settings: Settings, write: bool | None):
+        """``write`` None: only reach rmt (check_remote)."""
         user, host, path = parse_remote(spec)
         if len(path) > MAX_LINE - 1:
             raise StartupError(f"remote path {path!r} is longer than {MAX_LINE - 1} characters,"
@@ -53,12 +62,22 @@ class RemoteDrive:
             raise StartupError(f"cannot start {settings.rsh} for {spec}: {e.strerror.lower()}") from None
         mode = "1 O_WRONLY|O_CREAT|O_TRUNC" if write else "0 O_RDONLY"
         try:
-            self._call(f"O{path}\n{mode}\n".encode())
+            if write is None:
+                self._answers()
+            else:
+                self._call(f"O{path}\n{mode}\n".encode())
         except MediaError as e:
             self.proc.kill()
             self.proc.wait()
             self._stderr.close()
             raise StartupError(f"cannot open {spec}: {e}") from None
+
+    def _answers(self) -> None:
+        """rmt is there: it answers a close with nothing open (an error reply will do)."""
+        try:
+            self._call_raw(b"C\n")
+        except OSError:
+            pass
 
     def _lost(self) -> MediaError:
         """The connection is gone: say what $RSH said and how it ended."""
@@ -88,6 +107,13 @@ class RemoteDrive:
 
     def _call(self, request: bytes, payload=None) -> int:
         try:
+            return self._call_raw(request, payload)
+        except OSError as e:
+            raise MediaError((e.strerror or str(e)).lower()) from None
+
+    def _call_raw(self, request: bytes, payload=None) -> int:
+        """A request and its reply; an error reply raises OSError."""
+        try:
             self.proc.stdin.write(request)
             if payload is not None:
                 self.proc.stdin.write(payload)
@@ -95,8 +121,6 @@ class RemoteDrive:
             return self._reply()
         except BrokenPipeError:
             raise self._lost() from None
-        except OSError as e:
-            raise MediaError((e.strerror or str(e)).lower()) from None
 
     def write_record(self, data) -> int:
         try:
@@ -120,6 +144,14 @@ class RemoteDrive:
         self.proc.stdin.write(b"I%d\n%d\n" % (op, count))
         self.proc.stdin.flush()
         self._reply()
+
+    def block_size(self) -> int | None:
+        """mt_dsreg's block size through rmt's extended status request ``sD`` (the rmt
+        of Linux dump answers it; another rmt may not, then None)."""
+        try:
+            return self._call(b"sD") & MT_ST_BLKSIZE_MASK
+        except MediaError:
+            return None
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -17,14 +17,18 @@ import struct
 from typing import Protocol
 
 from ndump.errors import BadBlockingFactorError, MediaError, StartupError
+from ndump.format.constants import MAXNTREC
 from ndump.media.base import EndOfMedia
 
 MTIOCTOP = 0x40086D01
 MTFSF, MTBSF, MTFSR, MTBSR, MTWEOF, MTREW, MTOFFL = 1, 2, 3, 4, 5, 6, 7
+_MTGET = struct.Struct("lllllii")      # struct mtget (linux/mtio.h): type resid dsreg gstat erreg fileno blkno
+MTIOCGET = 0x80000000 | (_MTGET.size << 16) | (ord("m") << 8) | 2      # _IOR('m', 2, struct mtget)
+MT_ST_BLKSIZE_MASK = 0xFFFFFF          # mt_dsreg: the block size (0: variable), density above it
+GMT_DR_OPEN, GMT_WR_PROT = 0x00040000, 0x04000000     # mt_gstat: no cartridge; write-protected
 LARGEST_RECORD = 1 << 20               # a dump's largest record without compression
 MAX_RECORD = LARGEST_RECORD + 16       # 1 MiB records, plus a compression prefix
 SCSI_TAPE_MAJOR = 9
-
 
 
 class Drive(Protocol):
@@ -33,6 +37,9 @@ class Drive(Protocol):
     def write_record(self, data) -> int: ...
     def read_record(self, size: int) -> bytes: ...
     def op(self, op: int, count: int) -> None: ...
+    def block_size(self) -> int | None:
+        """The drive's fixed block size in bytes, 0 in variable-block mode, None when
+        it cannot tell (MTIOCGET's mt_dsreg)."""
     def close(self) -> None: ...
 
 
@@ -48,6 +55,40 @@ def is_tape_device(path: str) -> bool:
     return os.major(st.st_rdev) == SCSI_TAPE_MAJOR or base.startswith(("st", "nst", "sa", "nsa", "rmt"))
 
 
+def check_drive(path: str, write: bool) -> None:
+    """Raise StartupError now where opening the drive to write would fail, as far as
+    can be told without writing or waiting for a cartridge: the drive is opened
+    O_RDONLY|O_NONBLOCK (st then opens without a medium; closing an unwritten drive
+    leaves the tape where it is, or rewinds a rewinding device as any close does) and
+    asked for its status."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise StartupError(f"cannot open {path}: {_open_reason(e)}") from None
+    try:
+        raw = fcntl.ioctl(fd, MTIOCGET, bytes(_MTGET.size))
+    except OSError:
+        return                               # not st: the open will tell
+    finally:
+        os.close(fd)
+    problem = status_problem(_MTGET.unpack(raw)[3], write)
+    if problem:
+        raise StartupError(f"cannot open {path}: {problem}")
+
+
+def status_problem(gstat: int, write: bool) -> str | None:
+    """What MTIOCGET's mt_gstat says stops a dump (``write``) or a restore, or None."""
+    if gstat & GMT_DR_OPEN:
+        return "no medium found (no cartridge in the drive)"
+    if write and gstat & GMT_WR_PROT:
+        return "the cartridge is write-protected"
+    return None
+
+
+def _open_reason(e: OSError) -> str:
+    return "device busy" if e.errno == errno.EBUSY else (e.strerror or str(e)).lower()
+
+
 class LocalDrive:
     """A tape character device on this machine."""
 
@@ -57,8 +98,7 @@ class LocalDrive:
         try:
             self.fd = os.open(path, flags)
         except OSError as e:
-            reason = "device busy" if e.errno == errno.EBUSY else (e.strerror or str(e)).lower()
-            raise StartupError(f"cannot open {path}: {reason}") from None
+            raise StartupError(f"cannot open {path}: {_open_reason(e)}") from None
 
     def write_record(self, data) -> int:
         return os.write(self.fd, data)
@@ -68,6 +108,13 @@ class LocalDrive:
 
     def op(self, op: int, count: int) -> None:
         fcntl.ioctl(self.fd, MTIOCTOP, struct.pack("hxxi", op, count))
+
+    def block_size(self) -> int | None:
+        try:
+            raw = fcntl.ioctl(self.fd, MTIOCGET, bytes(_MTGET.size))
+        except OSError:
+            return None
+        return _MTGET.unpack(raw)[2] & MT_ST_BLKSIZE_MASK
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -91,6 +138,8 @@ class TapeOutput:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise EndOfMedia(f"end of medium on {self.name}") from None
+            if e.errno == errno.EINVAL:
+                raise MediaError(write_refused(self.name, len(data), self.drive.block_size())) from None
             raise MediaError(f"write error on {self.name}: {(e.strerror or str(e)).lower()}") from None
         if n != len(data):
             raise EndOfMedia(f"end of medium on {self.name}")
@@ -140,11 +189,21 @@ class TapeInput:
         except OSError as e:
             if e.errno == errno.EINVAL and self.read_size == MAX_RECORD:
                 # st refuses (without moving) a read longer than the drive's largest block,
-                # often exactly 1 MiB, the largest record a dump has without compression
-                self.read_size = LARGEST_RECORD
+                # often exactly 1 MiB, the largest record a dump has without compression,
+                # and in fixed-block mode one that is not a whole number of blocks
+                block = self.drive.block_size()
+                self.read_size = LARGEST_RECORD // block * block if block else LARGEST_RECORD
                 return self._next_record()
+            if e.errno == errno.EINVAL and self.read_size < MAX_RECORD:
+                block = self.drive.block_size()
+                if block and self.read_size % block:
+                    raise BadBlockingFactorError(read_refused(self.name, self.read_size, block)) from None
             if e.errno in (errno.ENOMEM, errno.EINVAL, errno.EOVERFLOW) and self.read_size < MAX_RECORD:
                 raise BadBlockingFactorError(self._too_small_b(e.errno == errno.ENOMEM)) from None
+            if e.errno == errno.EIO and self.record_size is None:
+                block = self.drive.block_size()
+                if block:          # st: "Incorrect block size" (a record larger than a block)
+                    raise BadBlockingFactorError(first_read_failed(self.name, block)) from None
             raise MediaError(f"read error on {self.name}: {(e.strerror or str(e)).lower()}") from None
         if self.record_size is None and data:
             self.record_size = len(data)
@@ -187,3 +246,43 @@ class TapeInput:
 
     def close(self) -> None:
         self.drive.close()
+
+
+# -- what a drive's refusal means (st: a fixed-block drive takes only whole blocks) --
+
+def write_refused(name: str, record: int, block: int | None) -> str:
+    """The message for a tape write of ``record`` bytes refused with EINVAL, given the
+    drive's block size (Drive.block_size())."""
+    what = f"{record // 1024} KiB (-b {record // 1024})" if record % 1024 == 0 else f"{record} bytes"
+    if block and record % block:
+        return (f"write error on {name}: the drive is in fixed-block mode with {_size(block)}"
+                f" blocks, and a record of {what} is not a whole number of them:"
+                f" {_use_b(block)}set variable-block mode with 'mt -f {name} setblk 0'")
+    if block == 0:
+        return (f"write error on {name}: invalid argument: the drive (in variable-block mode)"
+                f" refuses a record of {what}; use a smaller -b")
+    return f"write error on {name}: invalid argument"
+
+
+def read_refused(name: str, size: int, block: int) -> str:
+    """The message for a restore -b whose ``size`` bytes the drive refuses in
+    fixed-block mode with ``block``-byte blocks."""
+    return (f"{name} is in fixed-block mode with {_size(block)} blocks, and -b {size // 1024}"
+            f" is not a whole number of them: {_use_b(block)}leave -b out")
+
+
+def first_read_failed(name: str, block: int) -> str:
+    """The message for an I/O error on the first read with the drive in fixed-block
+    mode: st reports one for a record that is not the drive's block size."""
+    return (f"read error on {name}: input/output error at the first record, with the drive"
+            f" in fixed-block mode with {_size(block)} blocks: if the dump was written with"
+            f" other records, set variable-block mode with 'mt -f {name} setblk 0'")
+
+
+def _use_b(block: int) -> str:
+    kib = block // 1024
+    return f"use -b {kib}, or " if block % 1024 == 0 and 4 <= kib <= MAXNTREC else ""
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes // 1024} KiB" if nbytes % 1024 == 0 else f"{nbytes}-byte"

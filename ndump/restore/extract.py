@@ -24,7 +24,9 @@ from ndump.fsmeta import SETTABLE_FLAGS
 from ndump.format import DumpFormatError, FormatReader, Hole, Inode, InodeRecord, MAX_SYMLINK
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
-from ndump.restore.target import NO_SPACE, O_NEWFILE, Target, check_space, reason, type_name
+from ndump.restore.target import (
+    NO_SPACE, O_NEWFILE, Target, check_space, reason, type_name, unlink_quietly,
+)
 
 _SEEK_CUR = os.SEEK_CUR
 _NODE_TYPES = (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK)
@@ -233,23 +235,23 @@ class Extractor:
             if err.errno in NO_SPACE:
                 self.problem(e, "not restored: the target is full")
                 if temp is None:
-                    _unlink_quietly(dfd, e.name)     # an unfinished file only takes room
+                    unlink_quietly(dfd, e.name)     # an unfinished file only takes room
                 check_space(err, e.spath())
             _drain(gen)
             self.problem(e, reason(err))
         except DumpFormatError:
             self.problem(e, "incomplete: the dump ends inside this file")
             if partial:
-                _unlink_quietly(dfd, e.name)
+                unlink_quietly(dfd, e.name)
             raise
         except BaseException:           # a signal (Interrupted): no partial file under its name
             if partial:
-                _unlink_quietly(dfd, e.name)
+                unlink_quietly(dfd, e.name)
             raise
         finally:
             os.close(fd)
             if temp is not None:
-                _unlink_quietly(dfd, temp)
+                unlink_quietly(dfd, temp)
 
     def _open_first(self, names: list[Entry], ino: int, inode: Inode):
         """Create the first name that can be created -> (index, entry, dfd, fd, temp)."""
@@ -373,12 +375,5 @@ def _write_rest(fd: int, view: memoryview) -> None:
 
 def _drain(gen: Iterator) -> None:
     for _ in gen:
-        pass
-
-
-def _unlink_quietly(dfd: int, name: bytes) -> None:
-    try:
-        os.unlink(name, dir_fd=dfd)
-    except OSError:
         pass
 

@@ -39,7 +39,7 @@ from ndump.restore.dirs import DirRecord, Entry, Tree
 from ndump.restore import nodeupdates, space
 from ndump.restore.extract import Extractor, ExtractList
 from ndump.restore.symtab import COMPLETE, EXTRACTING, NoSymtabError, SymbolTable, SymtabError
-from ndump.restore.target import check_space, reason
+from ndump.restore.target import check_space, reason, unlink_quietly
 
 TMP_PREFIX = b"RSTTMP"
 _REPLACE_TEMP = re.compile(rb"\.ndump-[0-9]+-[0-9a-f]{8}\Z")
@@ -376,7 +376,7 @@ class _NameUpdate:
         for ino, e in list(self.parked.items()):
             if e.is_dir:
                 continue
-            _unlink_quietly(root_fd, e.name)      # a file whose every new name failed
+            unlink_quietly(root_fd, e.name)      # a file whose every new name failed
         for e in self.doomed:
             self.fds.forget(e)
             try:
@@ -401,7 +401,7 @@ def _sweep_temps(target, tree: Tree) -> None:
             names = {c.name for c in e.children}
             for name in map(os.fsencode, os.listdir(dfd)):
                 if _REPLACE_TEMP.match(name) and name not in names:
-                    _unlink_quietly(dfd, name)
+                    unlink_quietly(dfd, name)
         except OSError:
             continue
 
@@ -418,13 +418,6 @@ def _exists(dfd: int, name: bytes) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-def _unlink_quietly(dfd: int, name: bytes) -> None:
-    try:
-        os.unlink(name, dir_fd=dfd)
-    except OSError:
-        pass
 
 
 def rebuild(run, *, resume: bool) -> None:

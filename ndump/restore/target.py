@@ -201,10 +201,10 @@ class Target:
         try:
             os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except OSError:
-            _unlink_quietly(dfd, temp)
+            unlink_quietly(dfd, temp)
             raise
         # rename() between two names of one inode does nothing: drop the temp name
-        _unlink_quietly(dfd, temp)
+        unlink_quietly(dfd, temp)
 
     def exists(self, dfd: int, name: bytes) -> bool:
         try:
@@ -358,7 +358,7 @@ class Target:
                     os_problem(e, err)
         finally:
             for priv, node in made.values():
-                _unlink_quietly(priv, node)
+                unlink_quietly(priv, node)
 
     def _private_node(self, priv: int, inode: Inode, xattrs, symlink: bytes | None, e: Entry) -> bytes:
         name = b"n%d-%s" % (inode.mode, secrets.token_hex(4).encode())
@@ -383,7 +383,7 @@ class Target:
                 os.utime(name, ns=(inode.atime_total_ns, inode.mtime_total_ns), dir_fd=priv,
                          follow_symlinks=False)
         except BaseException:
-            _unlink_quietly(priv, name)
+            unlink_quietly(priv, name)
             raise
         return name
 
@@ -542,7 +542,7 @@ def _sweep_private(root_fd: int) -> None:
 def _remove_private(fd: int, parent: int, name: bytes) -> None:
     try:
         for node in os.listdir(fd):
-            _unlink_quietly(fd, os.fsencode(node))
+            unlink_quietly(fd, os.fsencode(node))
     except OSError:
         pass
     os.close(fd)
@@ -564,7 +564,9 @@ def _new_file_gid(dfd: int) -> int | None:
     return st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
 
 
-def _unlink_quietly(dfd: int, name: bytes) -> None:
+def unlink_quietly(dfd: int, name: bytes) -> None:
+    """Remove a name left by a step that failed, when it can be: the failure
+    being reported matters more than what is left."""
     try:
         os.unlink(name, dir_fd=dfd)
     except OSError:

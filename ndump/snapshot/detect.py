@@ -146,11 +146,17 @@ def _read_mountinfo() -> list[Mount]:
 
 
 def _mountinfo_lookup(real: str) -> Mount:
+    best = mount_in(_read_mountinfo(), real)
+    if best is None:
+        raise SnapshotError(f"cannot find the filesystem of {real} in /proc/self/mountinfo")
+    return best
+
+
+def mount_in(mounts: list[Mount], real: str) -> Mount | None:
+    """The mount of ``mounts`` (in mount order) that holds the resolved path ``real``."""
     best = None
-    for m in _read_mountinfo():          # later mounts hide earlier ones at the same place
+    for m in mounts:                     # later mounts hide earlier ones at the same place
         if real == m.target or real.startswith(m.target.rstrip("/") + "/"):
             if best is None or len(m.target) >= len(best.target):
                 best = m
-    if best is None:
-        raise SnapshotError(f"cannot find the filesystem of {real} in /proc/self/mountinfo")
     return best

@@ -54,7 +54,7 @@ def test_one_file_near_the_end_of_a_2_gib_image(tmp_path, run_ndump, ndump_env):
     dump = subprocess.Popen([sys.executable, "-m", "ndump", "dump", "-0", "--snapshot", "none",
                              "--no-checksums", "-f", "-", str(src)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, PYTHONPATH=str(__import__("conftest").REPO_ROOT)))
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
     subprocess.run(["cp", "--sparse=always", "/dev/stdin", str(image)], stdin=dump.stdout,
                    check=True)
     dump.stdout.close()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -182,7 +183,7 @@ def test_no_catalog_writes_none(tmp_path, run_ndump, ndump_env):
 def test_two_dumps_at_once(tmp_path, run_ndump, ndump_env):
     trees = [build_tree(tmp_path / f"t{i}", {f"d{j}/f{k}": b"x" * k for j in range(20)
                                              for k in range(100)}) for i in range(2)]
-    env = dict(os.environ, PYTHONPATH=str(__import__("conftest").REPO_ROOT))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     procs = [subprocess.Popen([sys.executable, "-m", "ndump", "dump", "-0v", "--snapshot", "none",
                                "-f", str(tmp_path / f"t{i}.dump"), str(t)], env=env,
                               stderr=subprocess.PIPE, text=True)

@@ -109,6 +109,76 @@ def test_output_under_dev_shm_works_and_missing_devices_are_refused(tmp_path, ru
     assert "cannot open /dev/nst97: no such device" in proc.stderr
 
 
+def _refused_before_the_walk(run_ndump, ndump_env, src, output, says):
+    before = _snapshot(ndump_env.state_dir)
+    proc = run_ndump("dump", "-0", "-u", "-f", output, src, status=1)
+    assert proc.stderr.strip().splitlines()[-1] == f"DUMP: cannot open {output}: {says}"
+    assert "Pass I" not in proc.stderr and _snapshot(ndump_env.state_dir) == before
+    return proc
+
+
+def test_missing_devices_are_refused_before_the_walk(tmp_path, run_ndump, ndump_env):
+    src = build_tree(tmp_path / "src", {"a": b"a"})
+    for name in ("/dev/nst97", "/dev/tape/by-id/ndump-test-missing-nst"):
+        assert not os.path.lexists(name)
+        _refused_before_the_walk(run_ndump, ndump_env, src, name, "no such device")
+        assert not os.path.lexists(name)
+    for args in (["-t"], ["-t", "-s", "2"]):       # restore says so too, -s or not
+        proc = run_ndump("restore", *args, "-f", "/dev/nst97", status=1)
+        assert proc.stderr == "RESTORE: cannot open /dev/nst97: no such device\n"
+    proc = run_ndump("restore", "-t", "-s", "2", "-f", tmp_path / "no.dump", status=1)
+    assert proc.stderr.strip() == f"RESTORE: cannot open {tmp_path / 'no.dump'}: no such file or directory"
+
+
+@pytest.mark.root
+def test_a_regular_file_in_dev_is_not_taken_for_the_drive(tmp_path, run_ndump, ndump_env):
+    """A regular file on /dev's own filesystem (what a dump without the drive leaves,
+    stock dump's included) is refused before the walk and left alone; restore -s
+    says it is no tape."""
+    src = build_tree(tmp_path / "src", {"a": b"a"})
+    fd, name = tempfile.mkstemp(prefix="nst-ndump-test-", dir="/dev")
+    os.write(fd, b"left over")
+    os.close(fd)
+    try:
+        _refused_before_the_walk(run_ndump, ndump_env, src, name,
+                                 "not a device but a regular file in /dev (left by a run without"
+                                 " the drive?); remove it, or name the drive")
+        assert Path(name).read_bytes() == b"left over"
+        proc = run_ndump("restore", "-t", "-s", "2", "-f", name, status=1)
+        assert proc.stderr == f"RESTORE: -s needs a tape drive; {name} is a regular file\n"
+    finally:
+        os.unlink(name)
+
+
+@pytest.mark.root
+def test_a_tape_drive_that_cannot_be_opened_is_refused_before_the_walk(tmp_path, run_ndump,
+                                                                         ndump_env):
+    """A tape device node (st's major 9) without a drive behind it: opened O_RDONLY|
+    O_NONBLOCK before the walk, refused with the system's reason."""
+    src = build_tree(tmp_path / "src", {"a": b"a"})
+    node = tmp_path / "nst0"
+    os.mknod(node, 0o20600, os.makedev(9, 128 + 31))
+    try:
+        os.close(os.open(node, os.O_RDONLY | os.O_NONBLOCK))
+        pytest.skip("this machine has a tape drive 31")
+    except OSError as e:
+        says = os.strerror(e.errno).lower()
+    _refused_before_the_walk(run_ndump, ndump_env, src, str(node), says)
+
+
+@pytest.mark.parametrize("gstat, write, says", [
+    (0x00040000, True, "no medium found (no cartridge in the drive)"),
+    (0x00040000, False, "no medium found (no cartridge in the drive)"),
+    (0x04000000 | 0x01000000, True, "the cartridge is write-protected"),
+    (0x04000000 | 0x01000000, False, None),           # restore reads a protected cartridge
+    (0x01000000 | 0x80000000, True, None),            # online, at BOT
+])
+def test_drive_status_before_the_walk(gstat, write, says):
+    """MTIOCGET's mt_gstat -> what stops the run; a real st drive in tests/vm."""
+    from ndump.media.tape import status_problem
+    assert status_problem(gstat, write) == says
+
+
 @pytest.mark.root
 def test_full_output_filesystem_without_an_operator_names_file_and_enospc(tmp_path, run_ndump):
     small = tmp_path / "small"

@@ -5,8 +5,8 @@ import struct
 import pytest
 
 from ndump.format import (
-    BadChecksumError, BadMagicError, Header, Inode, Totals, checksum_ok, pack_header,
-    unpack_header,
+    BadChecksumError, BadMagicError, Header, HeaderDecoder, Inode, Totals, checksum_ok,
+    pack_header, unpack_header,
 )
 from ndump.format.constants import CHECKSUM, TS_ADDR, TS_INODE, TS_TAPE
 from ndump.format.header import HEADER_LE
@@ -36,6 +36,23 @@ def test_field_offsets_match_format_md():
     assert block[144:152] == struct.pack("<II", 70000, 80000)
     assert block[160:168] == bytes.fromhex("0400000001010101")
     assert block[888:892] == b"\0\0\0\0"
+
+
+def test_a_decoder_keeps_its_own_identification_strings():
+    """HeaderDecoder (one per reader) decodes each dump's strings once; headers of
+    other dumps through the same or another decoder still read as they are."""
+    one = [pack_header(Header(type=TS_INODE, date=1, inumber=n, label="one", filesys="/a",
+                              dev="/dev/sda1", host="h1", level=n % 3)) for n in range(3)]
+    two = pack_header(Header(type=TS_INODE, date=2, label="two", filesys="/b", host="h2"))
+    first, second = HeaderDecoder(), HeaderDecoder()
+    for block in one + [two] + one:
+        expect = unpack_header(block)
+        assert first.unpack(block) == expect
+        assert second.unpack(block, "<") == expect
+    assert [first.unpack(b).level for b in one] == [0, 1, 2]
+    assert (first.unpack(two).label, first.unpack(two).host) == ("two", "h2")
+    with pytest.raises(BadMagicError):
+        first.unpack(two, ">")
 
 
 def test_round_trip_with_extension():

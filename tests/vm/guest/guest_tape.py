@@ -116,10 +116,62 @@ def test_fixed_block_mode_setblk_65536(tapes, tmp_path, run_ndump):
     stock.mkdir()
     stock_restore_r(["-b", "64", "-f", tape], stock)
     assert_trees_equal(src, stock)
-    # 32 KiB records do not fit 64 KiB blocks: st refuses the write, the dump stops
+    # st reads whole blocks ahead (read-ahead, its default): any restore -b reads them
+    for b in ("16", "128"):
+        sh("mt", "-f", tape, "rewind")
+        assert "fixed.txt" in run_ndump("restore", "-t", "-b", b, "-f", tape, status=0).stdout
+    # 32 KiB records do not fit 64 KiB blocks: st refuses the write (EINVAL), the dump
+    # stops naming the cause from the drive's block size (MTIOCGET)
     sh("mt", "-f", tape, "rewind")
     res = run_ndump("dump", "-0", "-b", "32", "-f", tape, src, status=3)
-    assert tape in res.stderr.strip().splitlines()[-1], res.stderr
+    assert (f"DUMP: write error on {tape}: the drive is in fixed-block mode with 64 KiB blocks,"
+            " and a record of 32 KiB (-b 32) is not a whole number of them: use -b 64, or set"
+            f" variable-block mode with 'mt -f {tape} setblk 0'") in res.stderr.splitlines(), res.stderr
+
+
+def test_a_drive_in_fixed_block_mode_reading_other_records_says_so(tapes, tmp_path, run_ndump):
+    """64 KiB records written in variable-block mode, read with the drive set to 32 KiB
+    fixed blocks: st fails the read (EIO, "Incorrect block size"); the message names
+    the drive's mode and mt setblk 0, with or without -b."""
+    tape = tapes.load()
+    src = small_tree(tmp_path / "src", "variable")
+    run_ndump("dump", "-0", "-b", "64", "-f", tape, src, status=0)
+    sh("mt", "-f", tape, "rewind")
+    sh("mt", "-f", tape, "setblk", "32768")
+    for args in ([], ["-b", "64"]):
+        sh("mt", "-f", tape, "rewind")
+        res = run_ndump("restore", "-t", *args, "-f", tape, status=1)
+        assert res.stderr.strip().splitlines()[-1] == (
+            f"RESTORE: read error on {tape}: input/output error at the first record, with the"
+            " drive in fixed-block mode with 32 KiB blocks: if the dump was written with other"
+            f" records, set variable-block mode with 'mt -f {tape} setblk 0'"), res.stderr
+    sh("mt", "-f", tape, "setblk", "0")
+    sh("mt", "-f", tape, "rewind")
+    assert "variable.txt" in run_ndump("restore", "-t", "-f", tape, status=0).stdout
+
+
+def test_a_missing_or_empty_drive_is_named_before_the_walk(tapes, tmp_path, run_ndump):
+    """A drive that is not there is "no such device" for dump and for restore, -s or
+    not; a drive without a cartridge is named before Pass I."""
+    missing = "/dev/nst9"
+    assert not os.path.exists(missing)
+    src = small_tree(tmp_path / "src", "nodrive")
+    res = run_ndump("dump", "-0", "-f", missing, src, status=1)
+    assert res.stderr.strip().splitlines()[-1] == f"DUMP: cannot open {missing}: no such device"
+    assert "Pass I" not in res.stderr and not os.path.exists(missing)
+    for args in (["-t"], ["-t", "-s", "2"], ["-r", "-s", "2", "--target", tmp_path]):
+        res = run_ndump("restore", *args, "-f", missing, status=1)
+        assert res.stderr == f"RESTORE: cannot open {missing}: no such device\n", res.stderr
+    tape = tapes.load()
+    sh("tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "update", "--tid", "1",
+       "--lun", "1", "--params", "online=0")              # the cartridge taken out
+    try:
+        res = run_ndump("dump", "-0", "-f", tape, src, status=1)
+        assert "Pass I" not in res.stderr, res.stderr
+        assert res.stderr.strip().splitlines()[-1].startswith(f"DUMP: cannot open {tape}: no medium"), \
+            res.stderr
+    finally:
+        tapes.load()
 
 
 def test_record_size_mismatch_names_the_b_to_use(tapes, tmp_path, run_ndump):
@@ -184,3 +236,21 @@ def test_ndump_is_the_wheel_in_the_venv_and_dump_is_stock():
     assert ndump.__file__.startswith(sys.prefix + "/lib/"), ndump.__file__
     assert sh(*ndump_argv("--version")).stdout.startswith("ndump, version ")
     assert sh("dpkg-query", "-W", "-f", "${Version}", "dump").stdout.startswith("0.4b47")
+
+
+def test_a_write_protected_cartridge_is_named_before_the_walk(tapes, tmp_path, run_ndump):
+    tape = tapes.load()
+    lun = ["tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "update", "--tid", "1",
+           "--lun", "1", "--params"]
+    sh(*lun, "readonly=1")
+    try:
+        tapes.insert(tapes.blank(8))                     # the drive senses the cartridge again
+        assert "WR_PROT" in sh("mt", "-f", tape, "status").stdout
+        src = small_tree(tmp_path / "src", "protected")
+        res = run_ndump("dump", "-0", "-f", tape, src, status=1)
+        assert "Pass I" not in res.stderr, res.stderr
+        assert res.stderr.strip().splitlines()[-1] == (
+            f"DUMP: cannot open {tape}: the cartridge is write-protected"), res.stderr
+    finally:
+        sh(*lun, "readonly=0")
+        tapes.load()
