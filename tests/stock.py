@@ -42,10 +42,15 @@ def run_tool(argv: Sequence[object], *, check: bool = True, cwd: Path | None = N
     """Run a tool without a controlling terminal (it can never prompt on /dev/tty);
     stdin is ``input`` or /dev/null. Text output, undecodable bytes kept as surrogates."""
     argv = [str(a) for a in argv]
-    proc = subprocess.run(argv, cwd=cwd, input=input, capture_output=True, text=True,
-                          errors="surrogateescape", timeout=timeout, env=env,
-                          stdin=None if input is not None else subprocess.DEVNULL,
-                          start_new_session=True)
+    with tempfile.TemporaryDirectory(prefix="ndump-tool-") as private:
+        if argv[0] == RESTORE:
+            # stock restore names its work files $TMPDIR/rstdir<seconds>: two restores started
+            # in the same second (another run on this machine) would collide in /tmp
+            env = {**(env if env is not None else os.environ), "TMPDIR": private}
+        proc = subprocess.run(argv, cwd=cwd, input=input, capture_output=True, text=True,
+                              errors="surrogateescape", timeout=timeout, env=env,
+                              stdin=None if input is not None else subprocess.DEVNULL,
+                              start_new_session=True)
     if check and proc.returncode != 0:
         raise StockToolError(f"{' '.join(argv)} exited {proc.returncode}\n"
                              f"--- stdout:\n{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}")

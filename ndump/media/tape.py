@@ -17,7 +17,6 @@ import struct
 from typing import Protocol
 
 from ndump.errors import BadBlockingFactorError, MediaError, StartupError
-from ndump.format.constants import MAXNTREC
 from ndump.media.base import EndOfMedia
 
 MTIOCTOP = 0x40086D01
@@ -281,7 +280,7 @@ def first_read_failed(name: str, block: int) -> str:
 
 def _use_b(block: int) -> str:
     kib = block // 1024
-    return f"use -b {kib}, or " if block % 1024 == 0 and 4 <= kib <= MAXNTREC else ""
+    return f"use -b {kib}, or " if block % 1024 == 0 and 4 <= kib <= LARGEST_RECORD // 1024 else ""
 
 
 def _size(nbytes: int) -> str:

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 APP = Path("/usr/lib/amanda/application/amndump")
 SUDOERS = Path("/etc/sudoers.d/amndump")
 SECURITY = Path("/etc/amanda-security.conf")
-CONF = "ndumptest"
+CONF = f"ndumptest{os.getpid()}"      # its own Amanda configuration: runs on one machine never share one
 HOST = "localhost"
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -383,7 +383,8 @@ def test_ls_is_the_stock_restore_s(golden_dir, run_ndump, tmp_path):
     commands = ("ls\nls names\ncd dir1\nls\nls c\nadd c\nls /dir1\nadd /text.txt\nls /\n"
                 "verbose\nls /\nls /names\nls /many\n")
     stock = subprocess.run(["/usr/sbin/restore", "-i", "-f", str(image)], input=commands.encode(),
-                           capture_output=True, cwd=tmp_path, timeout=60)
+                           capture_output=True, cwd=tmp_path, timeout=60,
+                           env={**os.environ, "TMPDIR": str(tmp_path)})   # its rstdir<seconds> files
     ours = run_ndump("restore", "-i", "-f", image, input=commands, status=0)
     expected = [line for line in stock.stderr.decode("utf-8", "replace").splitlines()
                 if not line.startswith("verbose mode")]
