@@ -3,17 +3,20 @@
 
 Run as root from a checkout:
 
-    python benchmarks/bench.py [--quick] [--million] \
-        [--only dump,restore,incr,compress] [--json OUT] [--keep]
+    python benchmarks/bench.py [--quick] [--million] [--corpus classic,heavy] \
+        [--only dump,restore,incr,compress,startup] [--json OUT] [--keep]
 
 What it does (see benchmarks/README.md for details):
 
-* builds a deterministic corpus on a fresh ext4 loop filesystem,
+* builds deterministic corpora on fresh ext4 loop filesystems: the classic one
+  (files up to 64 KiB) and the heavy-tailed one of issue 16 (lognormal sizes up
+  to 1 MiB), and runs the sections below on each,
 * warms the page cache, then times stock dump, ndump dump and ``tar -cS``
   (level 0), stock ``restore -r``, ``ndump restore -r`` and ``tar -x``, the
   ndump/stock incremental (level 1 after touching 1 % of the files) and the
   compressed dumps, each best-of-N, measuring wall time and the peak RSS of
   the child process (``os.wait4``),
+* times the start-up of tiny runs against the bare interpreter,
 * with ``--million``, builds a second filesystem holding 1,000,000 tiny files
   and measures the time and peak RSS of a level-0 dump of it,
 * prints markdown tables and (``--json``) writes every run's raw numbers.
