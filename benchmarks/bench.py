@@ -3,17 +3,20 @@
 
 Run as root from a checkout:
 
-    python benchmarks/bench.py [--quick] [--million] \
-        [--only dump,restore,incr,compress] [--json OUT] [--keep]
+    python benchmarks/bench.py [--quick] [--million] [--corpus classic,heavy] \
+        [--only dump,restore,incr,compress,startup] [--json OUT] [--keep]
 
 What it does (see benchmarks/README.md for details):
 
-* builds a deterministic corpus on a fresh ext4 loop filesystem,
+* builds deterministic corpora on fresh ext4 loop filesystems: the classic one
+  (files up to 64 KiB) and the heavy-tailed one of issue 16 (lognormal sizes up
+  to 1 MiB), and runs the sections below on each,
 * warms the page cache, then times stock dump, ndump dump and ``tar -cS``
   (level 0), stock ``restore -r``, ``ndump restore -r`` and ``tar -x``, the
   ndump/stock incremental (level 1 after touching 1 % of the files) and the
   compressed dumps, each best-of-N, measuring wall time and the peak RSS of
   the child process (``os.wait4``),
+* times the start-up of tiny runs against the bare interpreter,
 * with ``--million``, builds a second filesystem holding 1,000,000 tiny files
   and measures the time and peak RSS of a level-0 dump of it,
 * prints markdown tables and (``--json``) writes every run's raw numbers.
@@ -57,7 +60,12 @@ STOCK_DUMP = "/usr/sbin/dump"
 STOCK_RESTORE = "/usr/sbin/restore"
 TAR = shutil.which("tar") or "/usr/bin/tar"
 
-SECTIONS = ("dump", "restore", "incr", "compress", "catalog", "million")
+SECTIONS = ("dump", "restore", "incr", "compress", "catalog", "startup", "million")
+CORPORA = ("classic", "heavy")   # build_corpus / build_heavy_corpus
+CORPUS_TITLES = {
+    "classic": "classic corpus (files of 100 B..64 KiB, median ~4 KiB)",
+    "heavy": "heavy-tailed corpus (lognormal sizes, median ~4 KiB, sigma 1.6, capped at 1 MiB)",
+}
 
 # Figures measured earlier on this kind of machine, full corpus (20k files,
 # 577 MB).  Printed next to this run's numbers for orientation only.
@@ -240,6 +248,7 @@ class Result:
     rss_kib: list[int] = field(default_factory=list)
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    corpus: str = ""         # classic / heavy; "" for the sections without a corpus
 
     @property
     def best(self) -> float | None:
@@ -267,7 +276,8 @@ class Result:
             "section": self.section, "op": self.op, "tool": self.tool, "cmd": self.cmd,
             "bytes": self.nbytes, "runs_s": self.times, "maxrss_kib": self.rss_kib,
             "best_s": self.best, "median_s": self.median, "mb_per_s": self.mbps,
-            "peak_rss_mib": self.peak_rss_mib, "error": self.error, **self.extra,
+            "peak_rss_mib": self.peak_rss_mib, "error": self.error, "corpus": self.corpus,
+            **self.extra,
         }
 
 
@@ -461,6 +471,73 @@ def build_corpus(root: str, quick: bool, seed: int) -> Corpus:
                   sparse_data, time.perf_counter() - t0)
 
 
+def build_heavy_corpus(root: str, quick: bool, seed: int) -> Corpus:
+    """The heavy-tailed corpus of issue 16: 20,000 files with lognormal sizes
+    (median ~4 KiB, sigma 1.6, capped at 1 MiB), 8 files of 32 MiB and a 1 GiB
+    sparse file, in ~200 directories 1-4 levels deep (quick: divided by 10)."""
+    t0 = time.perf_counter()
+    scale = 10 if quick else 1
+    rng = random.Random(seed ^ 0x16)
+
+    # ~200 directories, 1-4 levels deep: each new one under a random existing
+    # directory (or the root) that is less than 4 deep.
+    n_dirs = 200 // scale
+    dirs: list[str] = []
+    for k in range(n_dirs):
+        parents = [""] + [d for d in dirs if d.count("/") < 3]
+        parent = rng.choice(parents)
+        d = f"{parent}/h{k:03d}" if parent else f"h{k:03d}"
+        dirs.append(d)
+        os.makedirs(os.path.join(root, d))
+
+    cap = MiB
+    pool_rand = rng.randbytes(4 * MiB + cap)
+    pool_text = text_block(rng, 2 * MiB + cap)
+    n_small = 20000 // scale
+    mu, sigma = math.log(4096), 1.6
+    files: list[str] = []
+    data = 0
+    for i in range(n_small):
+        size = int(min(cap, max(1, rng.lognormvariate(mu, sigma))))
+        d = rng.choice(dirs)
+        rel = f"{d}/f{i:05d}.{'txt' if i % 3 == 0 else 'bin'}"
+        pool = pool_text if i % 3 == 0 else pool_rand
+        off = rng.randrange(0, len(pool) - size)
+        with open(os.path.join(root, rel), "wb", buffering=0) as f:
+            f.write(pool[off:off + size])
+        files.append(rel)
+        data += size
+
+    big_size = (32 * MiB // scale) // 4096 * 4096
+    big: list[str] = []
+    for i in range(8):
+        rel = f"{rng.choice(dirs)}/big{i:02d}.{'log' if i < 2 else 'dat'}"
+        content = text_block(rng, big_size) if i < 2 else rng.randbytes(big_size)
+        with open(os.path.join(root, rel), "wb", buffering=0) as f:
+            f.write(content)
+        big.append(rel)
+        data += big_size
+
+    sparse_size = GiB // scale
+    chunk = 64 * KiB
+    n_chunks = 64 if not quick else 8
+    slots = sorted(rng.sample(range(sparse_size // chunk), n_chunks))
+    rel_sparse = "sparse.img"
+    fd = os.open(os.path.join(root, rel_sparse), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, sparse_size)
+        for s in slots:
+            os.pwrite(fd, rng.randbytes(chunk), s * chunk)
+    finally:
+        os.close(fd)
+    sparse_data = n_chunks * chunk
+    data += sparse_data
+    os.sync()
+    apparent = data - sparse_data + sparse_size
+    return Corpus(files, big, rel_sparse, len(dirs), data, apparent, sparse_size,
+                  sparse_data, time.perf_counter() - t0)
+
+
 def warm_cache(root: str, dev: str | None) -> float:
     """Read every file (and the block device stock dump reads) once."""
     t0 = time.perf_counter()
@@ -512,6 +589,9 @@ class Bench:
         self.runs = args.runs
         self.results: list[Result] = []
         self.corpus: Corpus | None = None
+        self.cname = ""                            # the corpus being measured
+        self.corpora: dict[str, Corpus] = {}
+        self.startup: dict = {}
         self.million: dict = {}
         self.snapshot_flag_ok: bool | None = None  # does the CLI take --snapshot none?
         self.out = os.path.join(tmp, "out")        # the tmpfs
@@ -529,6 +609,13 @@ class Bench:
             "LC_ALL": "C",
         })
         self.env.pop("TAPE", None)
+        # Byte code is cached, as for an installed package (pip compiles it at
+        # install): without it every run recompiles each module it imports,
+        # which more than doubles the start-up.  The cache lives in the temp dir.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "ndump")],
+                       env=self.env, check=False, stdout=subprocess.DEVNULL)
         self.stock_dumpdates = os.path.join(tmp, "stock-dumpdates")
         open(self.stock_dumpdates, "a").close()
 
@@ -578,13 +665,22 @@ class Bench:
 
     # ---- sections -------------------------------------------------------
 
-    def setup_corpus(self) -> None:
-        img = os.path.join(self.tmp, "corpus.img")
-        self.mnt = os.path.join(self.tmp, "corpus")
+    def keep(self, *results: Result) -> None:
+        """Add finished results, labelled with the corpus they were measured on."""
+        for r in results:
+            r.corpus = self.cname
+            self.results.append(r)
+
+    def setup_corpus(self, kind: str = "classic") -> None:
+        img = os.path.join(self.tmp, f"corpus-{kind}.img")
+        self.mnt = os.path.join(self.tmp, f"corpus-{kind}")
         size = 256 * MiB if self.args.quick else 2 * GiB
         self.dev = self.mounts.loop_fs(img, size, self.mnt, [])
-        log(f"building {'quick ' if self.args.quick else ''}corpus on {self.dev} at {self.mnt}")
-        self.corpus = build_corpus(self.mnt, self.args.quick, self.args.seed)
+        log(f"building {'quick ' if self.args.quick else ''}{kind} corpus on {self.dev} at {self.mnt}")
+        build = build_heavy_corpus if kind == "heavy" else build_corpus
+        self.corpus = build(self.mnt, self.args.quick, self.args.seed)
+        self.cname = kind
+        self.corpora[kind] = self.corpus
         c = self.corpus
         log(f"corpus: {len(c.files) + len(c.big) + 1} files in {c.n_dirs} dirs, "
             f"{c.data_bytes / MB:.1f} MB data ({c.data_bytes / MiB:.1f} MiB), "
@@ -649,7 +745,7 @@ class Bench:
                 else:
                     self.rm(arch[tool])
         if timed:
-            self.results.extend(res.values())
+            self.keep(*res.values())
 
     def restore_cmd(self, tool: str, archive: str) -> list[str]:
         if tool == "stock":
@@ -679,7 +775,7 @@ class Bench:
                 if ok and i == 0:
                     r.extra["restored_check"] = self.check_restored(d)
                 self.rm(d)  # not timed
-        self.results.extend(res.values())
+        self.keep(*res.values())
 
     def check_restored(self, d: str) -> str:
         """Cheap sanity check of a restored tree: file count and a few sizes."""
@@ -752,7 +848,7 @@ class Bench:
                     log(f"incr level 1 {tool} run {i + 1}/{self.runs}")
                     one(tool, 1, l1[tool])
         for t in ("stock", "ndump"):
-            self.results += [l0[t], l1[t]]
+            self.keep(l0[t], l1[t])
 
     def section_compress(self) -> None:
         c = self.corpus
@@ -780,7 +876,62 @@ class Bench:
                 if self.record(r, o):
                     r.extra["output_bytes"] = os.path.getsize(out)
                 self.rm(out)
-        self.results.extend(res.values())
+        self.keep(*res.values())
+
+    def section_startup(self) -> None:
+        """Interpreter start and imports: what a tiny run costs (issue 16 goal 4)."""
+        tiny = self.fresh_dir("startup-tree")
+        with open(os.path.join(tiny, "a"), "w") as f:
+            f.write("tiny\n")
+        image = os.path.join(self.out, "startup.ndump")
+        self.rm(image)
+        o, _ = self.run_ndump_dump(["-0"], image, tiny)
+        cases = [
+            ("python -c pass (interpreter floor)", [sys.executable, "-c", "pass"], None),
+            ("ndump --help", self.ndump("--help"), None),
+            ("ndump restore -t (tiny image)", self.ndump("restore", "-t", "-f", image), None),
+            ("ndump dump -0 (one file, to a file)", None, None),
+        ]
+        runs = max(5, self.runs)
+        for op, cmd, _ in cases:
+            r = Result("startup", op, "python" if op.startswith("python") else "ndump", cmd or [], 0)
+            if op.startswith("ndump restore") and not o.ok:
+                r.error = "no tiny image (its dump failed): " + error_summary(o)
+            for _i in range(runs):
+                if r.error:
+                    break
+                if cmd is None:
+                    out = os.path.join(self.out, "startup-dump.ndump")
+                    self.rm(out)
+                    oo, r.cmd = self.run_ndump_dump(["-0"], out, tiny)
+                else:
+                    oo = self.runner.run(cmd, env=self.env, cwd=self.out)
+                self.record(r, oo)
+            self.keep(r)
+        # import time of the tiny restore -t, as python -X importtime sees it
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "ndump", "restore", "-t",
+                            "-f", image], env=self.env, capture_output=True, text=True,
+                           cwd=self.out)
+        total_us = ndump_us = 0
+        modules = 0
+        for ln in p.stderr.splitlines():
+            parts = ln.split("|")
+            if len(parts) != 3 or not ln.startswith("import time:"):
+                continue
+            try:
+                cum = int(parts[1])
+            except ValueError:
+                continue
+            name = parts[2]
+            modules += 1
+            if len(name) - len(name.lstrip()) == 1:      # top-level imports only
+                total_us += cum
+                if name.strip().startswith("ndump"):
+                    ndump_us += cum
+        self.startup = {"import_total_ms": total_us / 1000, "import_ndump_ms": ndump_us / 1000,
+                        "modules": modules}
+        self.rm(image)
+        self.rm(tiny)
 
     def section_million(self) -> None:
         img = os.path.join(self.tmp, "million.img")
@@ -894,8 +1045,8 @@ class Bench:
             for p in (db, db + "-wal", db + "-shm"):
                 self.rm(p)
         self.rm(out)
-        self.results.extend(res.values())
-        self.results.extend(self.catalog_find())
+        self.keep(*res.values())
+        self.keep(*self.catalog_find())
 
     def catalog_find(self) -> list[Result]:
         """catalog find (the CLI, start-up included) over a catalog of CATALOG_ROWS rows
@@ -929,9 +1080,11 @@ class Bench:
     # ---- orchestration --------------------------------------------------
 
     def run(self, only: set[str]) -> None:
-        main = only & {"dump", "restore", "incr", "compress", "catalog"}
-        if main:
-            self.setup_corpus()
+        # the catalog section needs a corpus, but only the first one (issue 15's target)
+        kinds = (self.args.corpora if only & {"dump", "restore", "incr", "compress"}
+                 else self.args.corpora[:1] if "catalog" in only else ())
+        for kind in kinds:
+            self.setup_corpus(kind)
             if only & {"dump", "restore"}:
                 self.section_dump(timed="dump" in only)
             if "restore" in only:
@@ -943,8 +1096,11 @@ class Bench:
                 self.section_incr()
             if "compress" in only:
                 self.section_compress()
-            if "catalog" in only:
+            if "catalog" in only and kind == self.args.corpora[0]:   # issue 15: one corpus
                 self.section_catalog()
+        self.cname = ""
+        if "startup" in only:
+            self.section_startup()
         if "million" in only:
             self.section_million()
 
@@ -965,76 +1121,26 @@ def report(b: Bench, only: set[str]) -> str:
     global _rss_floor_kib
     _rss_floor_kib = b.rss_floor_kib
     a = b.args
-    res = b.results
     L: list[str] = []
-    L.append(f"# ndump benchmark{' (--quick corpus)' if a.quick else ''}")
+    L.append(f"# ndump benchmark{' (--quick corpora)' if a.quick else ''}")
     L.append("")
     L.append(f"- host: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}, "
              f"Python {platform.python_version()}")
-    L.append(f"- runs per measurement: {b.runs} (best and median wall time; peak RSS is the "
-             f"largest ru_maxrss of the measured child over its runs)")
-    if b.corpus:
-        c = b.corpus
-        L.append(f"- corpus: {len(c.files):,} small files (100 B..64 KiB, median ~4 KiB), "
-                 f"{len(c.big)} big files, 1 sparse file ({c.sparse_size / MiB:.0f} MiB, "
-                 f"{c.sparse_data / MiB:.1f} MiB data) in {c.n_dirs} directories; "
-                 f"{c.data_bytes / MB:.1f} MB of data ({c.data_bytes / MiB:.1f} MiB), "
-                 f"apparent {c.apparent_bytes / MB:.1f} MB; built in {c.build_s:.1f} s")
+    L.append(f"- load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+             f"(other work on the machine inflates times; compare the ratios of one run)")
+    L.append(f"- runs per measurement: {b.runs} (best and median wall time; ratios are of the "
+             f"best times; peak RSS is the largest ru_maxrss of the measured child over its runs)")
     L.append(f"- peak RSS = ru_maxrss of the command itself (os.wait4 in a small helper); "
              f"measurement floor {b.rss_floor_kib / KiB:.1f} MiB (what /bin/true shows)")
     L.append("- MB/s = MB (10^6 bytes) of file data (holes excluded) per second of wall time")
     L.append("")
+    targets: list[tuple[str, float | None, bool]] = []
+    for kind, c in b.corpora.items():
+        res = [r for r in b.results if r.corpus == kind]
+        L += corpus_tables(kind, c, res, a.quick)
+        targets += corpus_targets(kind, res, only)
 
-    main = [r for r in res if r.section in ("dump", "restore")]
-    if main:
-        L.append("## Level-0 dump and full restore")
-        L.append("")
-        L.append("| operation | tool | best s | median s | MB/s | peak RSS MiB | output MB "
-                 "| ndump/stock | ndump/tar |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for sec in ("dump", "restore"):
-            stock, tar = find(res, sec, "stock"), find(res, sec, "tar")
-            for r in (x for x in main if x.section == sec):
-                L.append(row(r, stock if r.tool == "ndump" else None,
-                             tar if r.tool == "ndump" else None))
-        L.append("")
-        if not a.quick:
-            L.append("Reference (measured earlier on this kind of machine, full corpus): "
-                     + ", ".join(f"{'stock dump' if k == ('dump', 'stock') else 'tar -cS' if k == ('dump', 'tar') else 'stock restore -r' if k == ('restore', 'stock') else 'tar -x'} {v} s"
-                                 for k, v in REFERENCE.items()))
-            L.append("")
-
-    inc = [r for r in res if r.section == "incr"]
-    if inc:
-        L.append("## Incremental (level 1 after appending a byte to 1 % of the files)")
-        L.append("")
-        L.append("| operation | tool | best s | median s | MB/s | peak RSS MiB | output MB "
-                 "| ndump/stock | level 1 / level 0 |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for r in inc:
-            other = find(res, "incr", "stock", r.op.split(" (")[0]) if r.tool == "ndump" else None
-            l0 = find(res, "incr", r.tool, "dump level 0")
-            rel = ratio(r, l0) if r.op.startswith("dump level 1") else None
-            L.append(row(r, other, None, last=fmt(rel)))
-        L.append("")
-        L.append("MB/s for level 1 is computed over the touched files' bytes.")
-        L.append("")
-
-    comp = [r for r in res if r.section == "compress"]
-    if comp:
-        L.append("## Compressed level-0 dumps (tool defaults: stock dump uses level 2)")
-        L.append("")
-        L.append("| operation | tool | best s | median s | MB/s in | peak RSS MiB | output MB "
-                 "| ndump/stock | in/out |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for r in comp:
-            other = find(res, "compress", "stock", r.op) if r.tool == "ndump" else None
-            ob = r.extra.get("output_bytes")
-            cr = r.nbytes / ob if ob and not r.error else None
-            L.append(row(r, other, None, last=fmt(cr)))
-        L.append("")
-
-    cat = [r for r in res if r.section == "catalog"]
+    cat = [r for r in b.results if r.section == "catalog"]
     if cat:
         L.append("## File-history catalog")
         L.append("")
@@ -1055,37 +1161,9 @@ def report(b: Bench, only: set[str]) -> str:
             L.append(f"| {r.op} | {fmt(r.best, '.3f')} | {fmt(r.median, '.3f')} | {rss_cell(r)} | {note} |")
         L.append("")
 
-    mil = [r for r in res if r.section == "million"]
-    if mil:
-        m = b.million
-        L.append(f"## {m['files']:,} tiny files in {m['directories']} directories "
-                 f"(built in {m['build_s']:.1f} s)")
-        L.append("")
-        L.append("| operation | tool | best s | files/s | peak RSS MiB | output MB | ndump/stock |")
-        L.append("|---|---|---:|---:|---:|---:|---:|")
-        for r in mil:
-            stock = find(res, "million", "stock", r.op.split(",")[0]) if r.tool == "ndump" else None
-            if r.error:
-                L.append(f"| {r.op} | {r.tool} | failed: {md_escape(r.error)} | | | | |")
-                continue
-            ob = r.extra.get("output_bytes")
-            L.append(f"| {r.op} | {r.tool} | {fmt(r.best)} | {fmt(r.extra.get('files_per_s'), ',.0f')} "
-                     f"| {rss_cell(r)} | {fmt(ob / MB if ob else None, '.1f')} "
-                     f"| {fmt(ratio(r, stock)) if r.tool == 'ndump' else ''} |")
-        L.append("")
-
-    # Targets
-    targets = []
-    if "dump" in only:
-        q = ratio(find(res, "dump", "ndump"), find(res, "dump", "stock"))
-        targets.append(("ndump dump <= stock dump (ratio <= 1.0)", q, q is not None and q <= 1.0))
-    if "restore" in only:
-        q = ratio(find(res, "restore", "ndump"), find(res, "restore", "stock"))
-        targets.append(("ndump restore -r <= stock restore -r (ratio <= 1.0)", q,
-                        q is not None and q <= 1.0))
-    if "catalog" in only:
-        without = find(res, "catalog", "ndump", "dump level 0, no catalog")
-        with_ = find(res, "catalog", "ndump", "dump level 0, catalog")
+    if cat:
+        without = find(b.results, "catalog", "ndump", "dump level 0, no catalog")
+        with_ = find(b.results, "catalog", "ndump", "dump level 0, catalog")
         q = ratio(with_, without)
         cost = 100 * (q - 1) if q is not None else None
         share = with_.extra.get("catalog_share") if with_ else None
@@ -1098,21 +1176,65 @@ def report(b: Bench, only: set[str]) -> str:
         per = with_.extra.get("bytes_per_name") if with_ else None
         targets.append((f"catalog database bytes per name < {CATALOG_BYTES_TARGET}", per,
                         per is not None and per < CATALOG_BYTES_TARGET))
-        slowest = max((r.best for r in res if r.section == "catalog" and r.op.startswith("find")
+        slowest = max((r.best for r in b.results if r.section == "catalog" and r.op.startswith("find")
                        and r.best is not None), default=None)
         targets.append((f"catalog find over {CATALOG_ROWS:,} rows < {CATALOG_FIND_TARGET_S} s"
                         " (slowest pattern, start-up included)", slowest,
                         slowest is not None and slowest < CATALOG_FIND_TARGET_S))
-    if "million" in only:
-        r = find(res, "million", "ndump")
+    st = [r for r in b.results if r.section == "startup"]
+    if st:
+        L.append("## Start-up (tiny runs: interpreter start and imports)")
+        L.append("")
+        L.append("| operation | best s | median s | minus interpreter floor s |")
+        L.append("|---|---:|---:|---:|")
+        floor = find(b.results, "startup", "python")
+        for r in st:
+            if r.error:
+                L.append(f"| {r.op} | failed: {md_escape(r.error)} | | |")
+                continue
+            extra = (r.best - floor.best) if floor and floor.best and r.tool == "ndump" else None
+            L.append(f"| {r.op} | {fmt(r.best, '.3f')} | {fmt(r.median, '.3f')} | {fmt(extra, '.3f')} |")
+        if b.startup:
+            L.append("")
+            L.append(f"`python -X importtime -m ndump restore -t` (tiny image): "
+                     f"{b.startup['modules']} modules, top-level imports "
+                     f"{b.startup['import_total_ms']:.1f} ms of which ndump's "
+                     f"{b.startup['import_ndump_ms']:.1f} ms.")
+        L.append("")
+        r = find(b.results, "startup", "ndump", "ndump restore -t")
+        if r and floor and r.best is not None and floor.best is not None:
+            extra = r.best - floor.best
+            targets.append(("start-up of a tiny restore -t beyond the interpreter < 0.1 s", extra,
+                            extra < 0.1))
+
+    mil = [r for r in b.results if r.section == "million"]
+    if mil:
+        m = b.million
+        L.append(f"## {m['files']:,} tiny files in {m['directories']} directories "
+                 f"(built in {m['build_s']:.1f} s)")
+        L.append("")
+        L.append("| operation | tool | best s | files/s | peak RSS MiB | output MB | ndump/stock |")
+        L.append("|---|---|---:|---:|---:|---:|---:|")
+        for r in mil:
+            stock = find(b.results, "million", "stock", r.op.split(",")[0]) if r.tool == "ndump" else None
+            if r.error:
+                L.append(f"| {r.op} | {r.tool} | failed: {md_escape(r.error)} | | | | |")
+                continue
+            ob = r.extra.get("output_bytes")
+            L.append(f"| {r.op} | {r.tool} | {fmt(r.best)} | {fmt(r.extra.get('files_per_s'), ',.0f')} "
+                     f"| {rss_cell(r)} | {fmt(ob / MB if ob else None, '.1f')} "
+                     f"| {fmt(ratio(r, stock)) if r.tool == 'ndump' else ''} |")
+        L.append("")
+        r = find(b.results, "million", "ndump")
         rss = r.peak_rss_mib if r else None
         n = b.million.get("files", 0)
         targets.append((f"ndump dump of {n:,} files: peak RSS < {MILLION_RSS_TARGET_MIB} MiB", rss,
                         rss is not None and rss < MILLION_RSS_TARGET_MIB))
-        r = find(res, "million", "ndump", "restore -t")
+        r = find(b.results, "million", "ndump", "restore -t")
         rss = r.peak_rss_mib if r else None
         targets.append((f"ndump restore -t of {n:,} entries: peak RSS < {LIST_RSS_TARGET_MIB} MiB",
                         rss, rss is not None and rss < LIST_RSS_TARGET_MIB))
+
     if targets:
         L.append("## Targets")
         L.append("")
@@ -1122,6 +1244,95 @@ def report(b: Bench, only: set[str]) -> str:
             L.append(f"| {name} | {fmt(val)} | {'PASS' if ok else ('FAIL' if val is not None else 'n/a (failed)')} |")
         L.append("")
     return "\n".join(L)
+
+
+def corpus_tables(kind: str, c: Corpus, res: list[Result], quick: bool) -> list[str]:
+    """The tables of one corpus: level 0 and restore, incremental, compressed."""
+    L: list[str] = []
+    L.append(f"## {CORPUS_TITLES[kind]}")
+    L.append("")
+    L.append(f"{len(c.files):,} files, {len(c.big)} big files, 1 sparse file "
+             f"({c.sparse_size / MiB:.0f} MiB, {c.sparse_data / MiB:.1f} MiB data) in "
+             f"{c.n_dirs} directories; {c.data_bytes / MB:.1f} MB of data "
+             f"({c.data_bytes / MiB:.1f} MiB), apparent {c.apparent_bytes / MB:.1f} MB; "
+             f"built in {c.build_s:.1f} s.")
+    L.append("")
+    main = [r for r in res if r.section in ("dump", "restore")]
+    if main:
+        L.append(f"### Level-0 dump and full restore ({kind})")
+        L.append("")
+        L.append("| operation | tool | best s | median s | MB/s | peak RSS MiB | output MB "
+                 "| ndump/stock | ndump/tar |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for sec in ("dump", "restore"):
+            stock, tar = find(res, sec, "stock"), find(res, sec, "tar")
+            for r in (x for x in main if x.section == sec):
+                L.append(row(r, stock if r.tool == "ndump" else None,
+                             tar if r.tool == "ndump" else None))
+        L.append("")
+        if not quick and kind == "classic":
+            L.append("Reference (measured earlier on this kind of machine, classic corpus): "
+                     + ", ".join(f"{'stock dump' if k == ('dump', 'stock') else 'tar -cS' if k == ('dump', 'tar') else 'stock restore -r' if k == ('restore', 'stock') else 'tar -x'} {v} s"
+                                 for k, v in REFERENCE.items()))
+            L.append("")
+
+    inc = [r for r in res if r.section == "incr"]
+    if inc:
+        L.append(f"### Incremental ({kind}: level 1 after appending a byte to 1 % of the files)")
+        L.append("")
+        L.append("| operation | tool | best s | median s | MB/s | peak RSS MiB | output MB "
+                 "| ndump/stock | level 1 / level 0 |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in inc:
+            other = find(res, "incr", "stock", r.op.split(" (")[0]) if r.tool == "ndump" else None
+            l0 = find(res, "incr", r.tool, "dump level 0")
+            rel = ratio(r, l0) if r.op.startswith("dump level 1") else None
+            L.append(row(r, other, None, last=fmt(rel)))
+        L.append("")
+        L.append("MB/s for level 1 is computed over the touched files' bytes.")
+        L.append("")
+
+    comp = [r for r in res if r.section == "compress"]
+    if comp:
+        L.append(f"### Compressed level-0 dumps ({kind}; tool defaults: stock dump uses level 2)")
+        L.append("")
+        L.append("| operation | tool | best s | median s | MB/s in | peak RSS MiB | output MB "
+                 "| ndump/stock | in/out |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in comp:
+            other = find(res, "compress", "stock", r.op) if r.tool == "ndump" else None
+            ob = r.extra.get("output_bytes")
+            cr = r.nbytes / ob if ob and not r.error else None
+            L.append(row(r, other, None, last=fmt(cr)))
+        L.append("")
+    return L
+
+
+def corpus_targets(kind: str, res: list[Result], only: set[str]) -> list[tuple[str, float | None, bool]]:
+    """The issue-16 goals that one corpus's results measure."""
+    out: list[tuple[str, float | None, bool]] = []
+
+    def goal(name: str, q: float | None, limit: float) -> None:
+        out.append((f"{kind}: {name} (ratio <= {limit})", q, q is not None and q <= limit))
+
+    if "dump" in only:
+        goal("ndump dump <= stock dump", ratio(find(res, "dump", "ndump"), find(res, "dump", "stock")), 1.0)
+        goal("ndump dump <= 1.5 x tar -cS", ratio(find(res, "dump", "ndump"), find(res, "dump", "tar")), 1.5)
+    if "restore" in only:
+        goal("ndump restore -r <= stock restore -r",
+             ratio(find(res, "restore", "ndump"), find(res, "restore", "stock")), 1.0)
+        goal("ndump restore -r <= 1.5 x tar -x",
+             ratio(find(res, "restore", "ndump"), find(res, "restore", "tar")), 1.5)
+    if "incr" in only:
+        goal("ndump level 1 (1 % touched) <= 0.10 x its level 0",
+             ratio(find(res, "incr", "ndump", "dump level 1"), find(res, "incr", "ndump", "dump level 0")),
+             0.10)
+    if "compress" in only:
+        for name in ("-z", "-j"):
+            op = f"dump level 0 {name}"
+            goal(f"ndump dump {name} <= 0.6 x stock dump {name}",
+                 ratio(find(res, "compress", "ndump", op), find(res, "compress", "stock", op)), 0.6)
+    return out
 
 
 def row(r: Result, stock: Result | None, tar: Result | None, last: str | None = None) -> str:
@@ -1148,9 +1359,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="10x smaller corpus (fast check)")
     p.add_argument("--million", action="store_true",
                    help="also dump a tree of 1,000,000 tiny files (peak RSS target < 500 MiB)")
-    p.add_argument("--only", default="dump,restore,incr,compress,catalog",
-                   help="comma list of sections: dump,restore,incr,compress,catalog,million "
+    p.add_argument("--only", default="dump,restore,incr,compress,catalog,startup",
+                   help="comma list of sections: dump,restore,incr,compress,catalog,startup,million "
                         "(default: all but million)")
+    p.add_argument("--corpus", default=",".join(CORPORA),
+                   help="comma list of corpora for the dump, restore, incr and compress "
+                        "sections: classic,heavy (default: both)")
     p.add_argument("--json", metavar="OUT", help="write all raw numbers to this JSON file")
     p.add_argument("--keep", action="store_true",
                    help="leave the temp dir, mounts and level-0 archives in place")
@@ -1171,6 +1385,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.million:
         only.add("million")
     a.sections = only
+    a.corpora = [c.strip() for c in a.corpus.split(",") if c.strip()]
+    bad = set(a.corpora) - set(CORPORA)
+    if bad or not a.corpora:
+        p.error(f"unknown corpus for --corpus: {', '.join(sorted(bad)) or '(none)'}")
     if a.runs < 1:
         p.error("--runs must be >= 1")
     if a.compress_runs is None and a.quick:
@@ -1244,7 +1462,8 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick, "runs": args.runs, "sections": sorted(args.sections),
                 "host": {"node": platform.node(), "cpus": os.cpu_count(),
                          "kernel": platform.release(), "python": platform.python_version()},
-                "corpus": bench.corpus.as_json() if bench.corpus else None,
+                "corpora": {k: c.as_json() for k, c in bench.corpora.items()},
+                "startup": bench.startup or None,
                 "million": bench.million or None,
                 "rss_floor_kib": bench.rss_floor_kib,
                 "reference_full_corpus_s": {f"{k[0]}/{k[1]}": v for k, v in REFERENCE.items()},

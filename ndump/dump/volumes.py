@@ -15,7 +15,6 @@ numbers only from TS_TAPE.
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from ndump.format.constants import TP_BSIZE
@@ -61,7 +60,7 @@ class VolumeWriter:
         self.blocks = 0
         self.bytes_out = 0
         self.volumes = 1
-        self._pool = ThreadPoolExecutor(2) if algorithm is not None else None
+        self._pool = _threads(2) if algorithm is not None else None
 
     def start(self, output) -> None:
         """Begin volume 1 on an output already opened (and so checked)."""
@@ -291,6 +290,13 @@ class VolumeWriter:
         self._vol_bytes = 0
         self._submitted = 0
         self.on_volume(self.volume, ino)
+
+
+def _threads(n: int):
+    """The compression threads; concurrent.futures (and the logging it loads) is
+    imported only by a compressed dump (start-up of the others, issue 16)."""
+    from concurrent.futures import ThreadPoolExecutor
+    return ThreadPoolExecutor(n)
 
 
 def _pack_records(records: list, algorithm: int, level: int, first: bool) -> list:

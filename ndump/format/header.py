@@ -452,3 +452,32 @@ _SPARE_PAD = bytes(120 - _EXT_INODE.size)
 
 def _high(sec: int) -> int:
     return 0 if -0x80000000 <= sec < 0x80000000 else split_seconds(sec)[1]
+
+# -- walking the header chain without decoding whole headers ---------------------
+_LINK_LE = struct.Struct("<iiiiI")          # type date ddate volume tapea
+_COUNT_LE = struct.Struct("<i")
+_NFS_LE = struct.pack("<I", NFS_MAGIC)
+_COUNT_AT, _ADDR_AT, _FLAGS_AT = 160, 164, 888
+
+
+def chain_link(block: bytes | memoryview) -> tuple[int, int, int, int, bool, int] | None:
+    """(type, date, volume, tapea, is_inode, blocks that follow) of a little-endian
+    Linux header, or None when the block is not one (bad magic, checksum or type).
+
+    The same answers as unpack_header(block, "<") and Header.present(), for the
+    few fields a walk along the headers needs (restore/parallel.py), at a
+    fraction of the cost.
+    """
+    if len(block) < TP_BSIZE or block[_MAGIC_AT:_MAGIC_AT + 4] != _NFS_LE \
+            or not checksum_ok(block, "<"):
+        return None
+    htype, date, _, volume, tapea = _LINK_LE.unpack_from(block)
+    if htype not in TS_NAMES:
+        return None
+    count, = _COUNT_LE.unpack_from(block, _COUNT_AT)
+    flags, = _COUNT_LE.unpack_from(block, _FLAGS_AT)
+    if htype in (TS_INODE, TS_ADDR) and not flags & DR_EXTATTRIBUTES:
+        n = max(0, min(count, 512))
+        present = n - bytes(block[_ADDR_AT:_ADDR_AT + n]).count(0)
+        return htype, date, volume, tapea, htype == TS_INODE, present
+    return htype, date, volume, tapea, False, max(0, count)

@@ -27,12 +27,15 @@ import sys
 import traceback
 
 from ndump.errors import FileProblem, RunEndingError
-from ndump.format import TP_BSIZE, TS_END, FormatReader, HeaderError, unpack_header
+from ndump.format import TP_BSIZE, TS_END, FormatReader
+from ndump.format.header import chain_link
 from ndump.report import Reporter
 
 MIN_RANGE = 24 << 20          # bytes of file data that make another process worth it
 MAX_WORKERS = 4
 PARENT_SHARE = 0.85           # of a worker's share of the file part, for this process
+WALK_WINDOW = 64 << 10        # bytes read at a time while walking the headers: a big
+                              # file's data between two of its headers is seeked over, not read
 
 
 def plan(dump, reader: FormatReader) -> list[int]:
@@ -78,20 +81,20 @@ def _walk_cuts(fd: int, block: int, targets: list[int], date: int) -> list[int]:
     while targets:
         off = (block - at) * TP_BSIZE
         if not 0 <= off <= len(window) - TP_BSIZE:
-            window, at, off = os.pread(fd, 1 << 20, block * TP_BSIZE), block, 0
+            window, at, off = os.pread(fd, WALK_WINDOW, block * TP_BSIZE), block, 0
             if len(window) < TP_BSIZE:
                 break
-        try:
-            h = unpack_header(window[off:off + TP_BSIZE], "<")
-        except HeaderError:
+        link = chain_link(window[off:off + TP_BSIZE])
+        if link is None:
             break
-        if h.date != date or h.type == TS_END:
+        htype, hdate, volume, tapea, is_inode, present = link
+        if hdate != date or htype == TS_END:
             break
-        if block >= targets[0] and h.is_inode and h.volume == 1 and h.tapea == block:
+        if block >= targets[0] and is_inode and volume == 1 and tapea == block:
             cuts.append(block)
             while targets and targets[0] <= block:
                 targets.pop(0)
-        block += 1 + h.present()
+        block += 1 + present
     return cuts
 
 

@@ -150,3 +150,27 @@ def test_bsd_layouts_are_recognised_by_their_magic():
         block = old._header(2, 9, {"mode": 0o100600, "uid": 300, "gid": 400}, 0, b"", 5)
         assert unpack_header(block).inode.uid == 0          # the 32-bit field is a spare
         assert unpack_header(block, old_inodes=True).inode.uid == 300
+
+
+def test_chain_link_agrees_with_unpack_header_on_every_block_of_a_stock_dump():
+    """chain_link (restore's parallel split walks headers with it) answers what
+    unpack_header + Header.present() answer, and refuses what they refuse."""
+    from ndump.format.header import HeaderError, chain_link
+    here = os.path.dirname(__file__)
+    data = open(os.path.join(here, "..", "data", "l0-basic.dump"), "rb").read()
+    headers = 0
+    for off in range(0, len(data) - 1023, 1024):
+        block = data[off:off + 1024]
+        try:
+            h = unpack_header(block, "<")
+        except HeaderError:
+            assert chain_link(block) is None
+            continue
+        headers += 1
+        assert chain_link(block) == (h.type, h.date, h.volume, h.tapea, h.is_inode, h.present())
+        assert chain_link(memoryview(block)) == chain_link(block)
+    assert headers > 10
+    damaged = bytearray(data[1024:2048])
+    damaged[700] ^= 0xFF
+    assert chain_link(bytes(damaged)) is None
+    assert chain_link(data[:100]) is None

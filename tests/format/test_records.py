@@ -101,3 +101,28 @@ def test_record_prefix_in_both_byte_orders():
     # a big-endian compiler packs compressed:1, flags:3, length:28 from the top bit
     assert decode_prefix(struct.pack(">I", 1 << 31 | 1 << 28 | 894), ">") == (True, 1, 894)
     assert decode_prefix(struct.pack(">I", 10240), ">") == (False, 0, 10240)
+
+
+def test_zstd_records_from_reused_compressors_are_whole_frames_at_their_level():
+    """Each thread keeps one zstd compressor per level: every record is still a
+    complete frame that decodes alone, and a change of level takes effect."""
+    zstd = pytest.importorskip("zstandard")
+    import threading
+    from ndump.format.constants import COMPRESS_ZSTD
+    from ndump.format.records import decompress_payload
+    import random
+    rng = random.Random(5)
+    words = [bytes(rng.choices(b"abcdefghij", k=rng.randint(2, 8))) for _ in range(400)]
+    rec = b" ".join(rng.choices(words, k=3000))[:10240]     # levels 1 and 19 differ on it
+    outs = [compress_record(rec, COMPRESS_ZSTD, 1) for _ in range(3)]
+    outs.append(compress_record(rec, COMPRESS_ZSTD, 19))
+    other: list = []
+    t = threading.Thread(target=lambda: other.append(compress_record(rec, COMPRESS_ZSTD, 1)))
+    t.start()
+    t.join()
+    outs += other
+    for out in outs:
+        assert decompress_payload(out[4:], COMPRESS_ZSTD, 10240) == rec
+    assert outs[0] == outs[1] == outs[2] == outs[4]
+    assert outs[0][4:] == zstd.ZstdCompressor(level=1).compress(rec)
+    assert outs[3][4:] == zstd.ZstdCompressor(level=19).compress(rec) != outs[0][4:]
