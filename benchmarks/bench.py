@@ -400,6 +400,55 @@ def text_block(rng: random.Random, size: int) -> bytes:
     return b"".join(parts)[:size]
 
 
+def _small_files(root: str, rng: random.Random, dirs: list[str], n: int, pool_text: bytes,
+                 pool_rand: bytes, size_of) -> tuple[list[str], int]:
+    """n files of size_of() bytes in random directories, every third one text: their
+    names and their data bytes."""
+    files: list[str] = []
+    data = 0
+    for i in range(n):
+        size = size_of()
+        d = rng.choice(dirs)
+        rel = f"{d}/f{i:05d}.{'txt' if i % 3 == 0 else 'bin'}"
+        pool = pool_text if i % 3 == 0 else pool_rand
+        off = rng.randrange(0, len(pool) - size)
+        with open(os.path.join(root, rel), "wb", buffering=0) as f:
+            f.write(pool[off:off + size])
+        files.append(rel)
+        data += size
+    return files, data
+
+
+def _big_files(root: str, rng: random.Random, dirs: list[str], n: int, size: int) -> list[str]:
+    """n big files of size bytes; the first two compressible (text)."""
+    big: list[str] = []
+    for i in range(n):
+        rel = f"{rng.choice(dirs)}/big{i:02d}.{'log' if i < 2 else 'dat'}"
+        content = text_block(rng, size) if i < 2 else rng.randbytes(size)
+        with open(os.path.join(root, rel), "wb", buffering=0) as f:
+            f.write(content)
+        big.append(rel)
+    return big
+
+
+def _sparse_file(root: str, rng: random.Random, quick: bool) -> tuple[str, int, int]:
+    """One sparse file: 1 GiB apparent (quick: 100 MiB), 64 (quick: 8) chunks of
+    64 KiB of data; (name, apparent size, data bytes)."""
+    sparse_size = GiB // (10 if quick else 1)
+    chunk = 64 * KiB
+    n_chunks = 64 if not quick else 8
+    slots = sorted(rng.sample(range(sparse_size // chunk), n_chunks))
+    rel_sparse = "sparse.img"
+    fd = os.open(os.path.join(root, rel_sparse), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, sparse_size)
+        for s in slots:
+            os.pwrite(fd, rng.randbytes(chunk), s * chunk)
+    finally:
+        os.close(fd)
+    return rel_sparse, sparse_size, n_chunks * chunk
+
+
 def build_corpus(root: str, quick: bool, seed: int) -> Corpus:
     t0 = time.perf_counter()
     scale = 10 if quick else 1
@@ -425,44 +474,16 @@ def build_corpus(root: str, quick: bool, seed: int) -> Corpus:
 
     n_small = 20000 // scale
     mu, sigma = math.log(4096), 0.6   # median ~4 KiB, mean ~4.7 KiB
-    files: list[str] = []
-    data = 0
-    for i in range(n_small):
-        size = int(min(64 * KiB, max(100, rng.lognormvariate(mu, sigma))))
-        d = rng.choice(dirs)
-        rel = f"{d}/f{i:05d}.{'txt' if i % 3 == 0 else 'bin'}"
-        pool = pool_text if i % 3 == 0 else pool_rand
-        off = rng.randrange(0, len(pool) - size)
-        with open(os.path.join(root, rel), "wb", buffering=0) as f:
-            f.write(pool[off:off + size])
-        files.append(rel)
-        data += size
+    files, data = _small_files(root, rng, dirs, n_small, pool_text, pool_rand,
+                               lambda: int(min(64 * KiB, max(100, rng.lognormvariate(mu, sigma)))))
 
     # 15 big files; two of them compressible.
     big_size = (32 * MiB // scale) // 4096 * 4096
-    big: list[str] = []
-    for i in range(15):
-        rel = f"{rng.choice(dirs)}/big{i:02d}.{'log' if i < 2 else 'dat'}"
-        content = text_block(rng, big_size) if i < 2 else rng.randbytes(big_size)
-        with open(os.path.join(root, rel), "wb", buffering=0) as f:
-            f.write(content)
-        big.append(rel)
-        data += big_size
+    big = _big_files(root, rng, dirs, 15, big_size)
+    data += len(big) * big_size
 
     # One sparse file: 1 GiB apparent (quick: 100 MiB), a few MiB of data.
-    sparse_size = GiB // scale
-    chunk = 64 * KiB
-    n_chunks = 64 if not quick else 8
-    slots = sorted(rng.sample(range(sparse_size // chunk), n_chunks))
-    rel_sparse = "sparse.img"
-    fd = os.open(os.path.join(root, rel_sparse), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.ftruncate(fd, sparse_size)
-        for s in slots:
-            os.pwrite(fd, rng.randbytes(chunk), s * chunk)
-    finally:
-        os.close(fd)
-    sparse_data = n_chunks * chunk
+    rel_sparse, sparse_size, sparse_data = _sparse_file(root, rng, quick)
     data += sparse_data
 
     os.sync()
@@ -495,42 +516,14 @@ def build_heavy_corpus(root: str, quick: bool, seed: int) -> Corpus:
     pool_text = text_block(rng, 2 * MiB + cap)
     n_small = 20000 // scale
     mu, sigma = math.log(4096), 1.6
-    files: list[str] = []
-    data = 0
-    for i in range(n_small):
-        size = int(min(cap, max(1, rng.lognormvariate(mu, sigma))))
-        d = rng.choice(dirs)
-        rel = f"{d}/f{i:05d}.{'txt' if i % 3 == 0 else 'bin'}"
-        pool = pool_text if i % 3 == 0 else pool_rand
-        off = rng.randrange(0, len(pool) - size)
-        with open(os.path.join(root, rel), "wb", buffering=0) as f:
-            f.write(pool[off:off + size])
-        files.append(rel)
-        data += size
+    files, data = _small_files(root, rng, dirs, n_small, pool_text, pool_rand,
+                               lambda: int(min(cap, max(1, rng.lognormvariate(mu, sigma)))))
 
     big_size = (32 * MiB // scale) // 4096 * 4096
-    big: list[str] = []
-    for i in range(8):
-        rel = f"{rng.choice(dirs)}/big{i:02d}.{'log' if i < 2 else 'dat'}"
-        content = text_block(rng, big_size) if i < 2 else rng.randbytes(big_size)
-        with open(os.path.join(root, rel), "wb", buffering=0) as f:
-            f.write(content)
-        big.append(rel)
-        data += big_size
+    big = _big_files(root, rng, dirs, 8, big_size)
+    data += len(big) * big_size
 
-    sparse_size = GiB // scale
-    chunk = 64 * KiB
-    n_chunks = 64 if not quick else 8
-    slots = sorted(rng.sample(range(sparse_size // chunk), n_chunks))
-    rel_sparse = "sparse.img"
-    fd = os.open(os.path.join(root, rel_sparse), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.ftruncate(fd, sparse_size)
-        for s in slots:
-            os.pwrite(fd, rng.randbytes(chunk), s * chunk)
-    finally:
-        os.close(fd)
-    sparse_data = n_chunks * chunk
+    rel_sparse, sparse_size, sparse_data = _sparse_file(root, rng, quick)
     data += sparse_data
     os.sync()
     apparent = data - sparse_data + sparse_size
