@@ -10,18 +10,15 @@ from pathlib import Path
 import click
 
 from ndump.catalog import Catalog, DumpInfo, default_path, file_type
-from ndump.cli.common import quiet_option, settings, verbose_option
+from ndump.cli.common import catalog_option, quiet_option, settings, verbose_option
 from ndump.errors import ExitStatus
 from ndump.report import make_reporter
 
 # the engines are imported by the commands that need them: find and list start fast
 
 
-def catalog_option(f):
-    return click.option("-A", "--catalog", "catalog", metavar="FILE", default=None,
-                        type=click.Path(dir_okay=False, path_type=Path),
-                        help="The catalog database (default $NDUMP_STATE_DIR/catalog.db,"
-                        " else /var/lib/ndump/catalog.db).")(f)
+_catalog = catalog_option("The catalog database (default $NDUMP_STATE_DIR/catalog.db,"
+                          " else /var/lib/ndump/catalog.db).")
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -54,7 +51,7 @@ def catalog() -> None:
 
 
 @catalog.command("find")
-@catalog_option
+@_catalog
 @json_option
 @click.option("-n", "--limit", "limit", type=click.IntRange(1), default=None, metavar="N",
               help="Show at most N matches.")
@@ -81,7 +78,7 @@ def find(catalog, as_json, limit, pattern):
 
 
 @catalog.command("list")
-@catalog_option
+@_catalog
 @json_option
 @click.argument("tree", required=False)
 def list_(catalog, as_json, tree):
@@ -102,7 +99,7 @@ def list_(catalog, as_json, tree):
 
 
 @catalog.command("chain")
-@catalog_option
+@_catalog
 @json_option
 @click.option("--at", "at", metavar="DATE", default=None,
               help="Restore TREE as it was at DATE (ISO 8601 or ctime form; default now).")
@@ -124,7 +121,7 @@ def chain(catalog, as_json, at, tree):
 
 
 @catalog.command("add")
-@catalog_option
+@_catalog
 @click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
               help="Each IMAGE is a prefix: read volumes IMAGE001, IMAGE002, ...")
 @verbose_option
@@ -139,7 +136,7 @@ def add(catalog, multi_volume, verbose, quiet, images):
 
 
 @catalog.command("check")
-@catalog_option
+@_catalog
 def check(catalog):
     """Verify the catalog: SQLite's integrity check and the rows of every dump."""
     path = _path(catalog)
@@ -155,7 +152,7 @@ def check(catalog):
 
 
 @catalog.command("rebuild")
-@catalog_option
+@_catalog
 @click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
               help="Each IMAGE is a prefix: read volumes IMAGE001, IMAGE002, ...")
 @verbose_option

@@ -1,6 +1,8 @@
 """Options and types shared by the commands, declared once."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ndump.settings import Settings
@@ -19,6 +21,11 @@ def file_option(help_text: str):
 def blocksize_option(help_text: str, default=None):
     return click.option("-b", "--blocksize", "blocksize", type=click.IntRange(1, 1024),
                         default=default, metavar="KIB", help=help_text)
+
+
+def catalog_option(help_text: str):
+    return click.option("-A", "--catalog", "catalog", metavar="FILE", default=None,
+                        type=click.Path(dir_okay=False, path_type=Path), help=help_text)
 
 
 verbose_option = click.option("-v", "--verbose", count=True, help="Say more; -vv names every file.")

@@ -7,7 +7,7 @@ import click
 
 from ndump.cli import result
 from ndump.cli.common import (
-    CompressType, file_option, quiet_option, settings, verbose_option,
+    CompressType, catalog_option, file_option, quiet_option, settings, verbose_option,
 )
 from ndump.dump import DumpOptions, run_dump, show_history
 from ndump.dump.dumpdates import parse_date
@@ -63,10 +63,8 @@ from ndump.report import make_reporter
 @click.option("--max-sessions", "max_sessions", type=click.IntRange(1, None), metavar="N",
               help="Dump and restore sessions allowed at once (default $NDUMP_MAX_SESSIONS, else"
               " 4, 16 or 32 by memory).")
-@click.option("-A", "--catalog", "catalog", metavar="FILE", default=None,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Record the file history in the catalog FILE (default"
-              " $NDUMP_STATE_DIR/catalog.db, else /var/lib/ndump/catalog.db).")
+@catalog_option("Record the file history in the catalog FILE (default"
+                " $NDUMP_STATE_DIR/catalog.db, else /var/lib/ndump/catalog.db).")
 @click.option("--no-catalog", "no_catalog", is_flag=True,
               help="Record no file history for this dump.")
 @quiet_option

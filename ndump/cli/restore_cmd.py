@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from ndump.cli import result
-from ndump.cli.common import blocksize_option, file_option, quiet_option, settings, verbose_option
+from ndump.cli.common import (
+    blocksize_option, catalog_option, file_option, quiet_option, settings, verbose_option,
+)
 from ndump.report import make_reporter
 from ndump.restore import RestoreOptions, run_restore
 from ndump.restore.compare import TIME_PRECISIONS
@@ -77,10 +79,8 @@ _MODE_FLAGS = (("rebuild", "r"), ("resume", "R"), ("extract_files", "x"), ("list
               default="auto", show_default=True,
               help="-C: how closely modification times must agree (auto: to the nanosecond,"
               " or to the microsecond when no file differs by more, as after stock restore).")
-@click.option("-A", "--catalog", "catalog", metavar="FILE", default=None,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="With -x and named files: seek to each file's position as the catalog FILE"
-              " records it, instead of reading the whole dump.")
+@catalog_option("With -x and named files: seek to each file's position as the catalog FILE"
+                " records it, instead of reading the whole dump.")
 @_rules_options
 @result.json_option
 @click.argument("paths", nargs=-1)

@@ -136,14 +136,7 @@ class Extractor:
                 self._os_problem(e, err)
 
     def _dir_attrs(self, e: Entry, inode: Inode, xattrs) -> None:
-        t = self.target
-        fd = t.fds.get(e)
-        t.owner_fd(fd, inode)
-        if xattrs:
-            t.xattrs(fd, xattrs, e)
-        t.mode_fd(fd, inode)
-        t.times_fd(fd, inode)
-        t.flags_fd(fd, inode.flags, e)
+        self.target.attrs_fd(self.target.fds.get(e), inode, xattrs, e)
 
     # -- files ---------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]], *,

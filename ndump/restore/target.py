@@ -257,6 +257,16 @@ class Target:
             os.close(fd)
 
     # -- metadata: open files (regular files, directories) ---------------------
+    def attrs_fd(self, fd: int, inode: Inode, xattrs, e: Entry) -> None:
+        """All of an open file's metadata, in the order that keeps each: owner
+        (chown clears setuid bits), attributes, mode, times, flags last."""
+        self.owner_fd(fd, inode)
+        if xattrs:
+            self.xattrs(fd, xattrs, e)
+        self.mode_fd(fd, inode)
+        self.times_fd(fd, inode)
+        self.flags_fd(fd, inode.flags, e)
+
     def owner_fd(self, fd: int, inode: Inode, parent: Entry | None = None) -> None:
         """Owner first: chown clears setuid/setgid and file capabilities.
 
@@ -485,14 +495,10 @@ class Target:
         finally:
             os.close(pfd)
         try:
-            if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (st.st_dev, st.st_ino):
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
                 return "changed while it was restored; not changed"
-            self.owner_fd(fd, inode)
-            if xattrs:
-                self.xattrs(fd, xattrs, e)
-            self.mode_fd(fd, inode)
-            self.times_fd(fd, inode)
-            self.flags_fd(fd, inode.flags, e)
+            self.attrs_fd(fd, inode, xattrs, e)
         finally:
             os.close(fd)
         return None
