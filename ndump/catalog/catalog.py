@@ -135,12 +135,26 @@ class Catalog:
                                        check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")
             if self.writable:
-                self._db.execute("PRAGMA journal_mode = WAL")
+                self._wal(timeout)
                 self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except (sqlite3.Error, OSError) as e:
             self.close()
             raise CatalogError(f"catalog {self.path}: {_reason(e)}") from None
+
+    def _wal(self, timeout: float) -> None:
+        """Switch to WAL.  SQLite answers "locked" at once, without its busy wait,
+        while another connection makes the same switch (two dumps starting on a
+        new catalog): wait for that one as for any other lock."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -1,6 +1,8 @@
 """ndump/catalog: the database on its own (schema, migrations, queries, checks)."""
 import multiprocessing
+import os
 import sqlite3
+import time
 
 import pytest
 
@@ -130,6 +132,35 @@ def test_concurrent_writers_take_turns(tmp_path):
         dumps = cat.dumps()
         assert cat.check() == []
     assert len(dumps) == 6 and all(d.files == 12000 and d.status == "done" for d in dumps)
+
+
+def _write_at(path, start, failures):
+    while time.time() < start:
+        pass
+    try:
+        _writer(path, 1, f"/t{os.getpid()}")
+    except CatalogError as e:
+        failures.put(str(e))
+
+
+def test_first_writers_at_once_all_succeed(tmp_path):
+    """Dumps that start together on a machine's first catalog: the switch to WAL
+    must wait for the others like any other lock, not give up at once (it did:
+    one of six writers in a few tries lost its file history)."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        path = tmp_path / f"c{attempt}.db"
+        failures = ctx.Queue()
+        start = time.time() + 0.3
+        procs = [ctx.Process(target=_write_at, args=(path, start, failures)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 6
+        assert failures.empty(), failures.get()
+        with Catalog(path, writable=False) as cat:
+            assert cat.check() == []
 
 
 def test_dump_made_as_a_header_names_it(tmp_path):
