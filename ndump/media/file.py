@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import stat
 
 from ndump.errors import MediaError, StartupError
 from ndump.media.base import EndOfMedia
@@ -87,9 +89,16 @@ class FileInput:
                 raise StartupError(f"cannot read {path}: is a directory")
         except OSError:
             pass
+        self._poll = _waiter(fd)
 
     def read(self, n: int) -> bytes:
         try:
+            if self._poll is not None:
+                # wait in short polls: a signal whose handler (Interrupted) had not run
+                # when a read began would leave that read blocked while the writer
+                # keeps the pipe open and sends nothing; between polls it runs
+                while not self._poll.poll(_POLL_MS):
+                    pass
             return os.read(self.fd, n)
         except OSError as e:
             if e.errno == errno.EISDIR:
@@ -100,3 +109,19 @@ class FileInput:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+_POLL_MS = 500
+
+
+def _waiter(fd: int):
+    """A poll object for an input that can wait for ever (a pipe or a socket)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return None
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLPRI)
+    return p
