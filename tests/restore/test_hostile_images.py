@@ -1,0 +1,47 @@
+"""More hostile images (the audit of restore against crafted input): each gives
+one line per bad thing and an exit status, never a traceback."""
+from __future__ import annotations
+
+import os
+import struct
+
+from craft import Craft
+
+from ndump.format.bsd import unpack_bsd_extattrs
+from ndump.format.extattr import unpack_ea_record
+
+
+def test_an_extended_attribute_name_with_a_nul_byte_is_damage_not_a_crash(restore, image_file,
+                                                                           tmp_path):
+    """setxattr(2) cannot take such a name: os.setxattr raised ValueError (an internal
+    error with a traceback, the run ended); now the file is restored without it."""
+    img = Craft().dir(2, {"a": 3, "b": 4})
+    img.file(3, b"a\n", xattrs=[("user.x\x00y", b"v"), ("user.ok", b"1")])
+    img.file(4, b"b\n")
+    image = image_file(img)
+    for mode in ("r", "x"):
+        out = tmp_path / f"out-{mode}"
+        out.mkdir()
+        r = restore(image, mode, target=out)
+        assert r.status == 2, r.err
+        assert r.err == "RESTORE: ./a: damaged on the tape: EA name with a NUL byte\n"
+        assert (out / "a").read_bytes() == b"a\n" and (out / "b").read_bytes() == b"b\n"
+        assert os.getxattr(out / "a", "user.ok") == b"1"
+    assert restore(image, "C", target=tmp_path / "out-r").status == 2
+
+
+def test_the_ea_decoder_drops_a_name_with_a_nul_byte():
+    entry = struct.pack("<BBHIII", 3, 1, 100, 0, 1, 0) + b"a\0b" + b"\0"
+    record = struct.pack("<IIII16x", 0xEA020000, 1, 1, 0) + entry + bytes(4)
+    record = record.ljust(100, b"\0") + b"v"
+    assert unpack_ea_record(record.ljust(1024, b"\0")) == ([], ["EA name with a NUL byte"])
+
+
+def test_a_ufs2_attribute_name_with_a_nul_byte_marks_the_area_damaged():
+    def entry(name, value):
+        base = (7 + len(name) + 7) // 8 * 8
+        pad = -len(value) % 8
+        head = struct.pack("<IBBB", base + len(value) + pad, 1, pad, len(name)) + name
+        return head + bytes(base - len(head)) + value + bytes(pad)
+    raw = entry(b"a\0b", b"1") + entry(b"c", b"2") + bytes(16)
+    assert unpack_bsd_extattrs(raw, "<") == ([("user.c", b"2")], 0, True)
