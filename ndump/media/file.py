@@ -94,11 +94,7 @@ class FileInput:
     def read(self, n: int) -> bytes:
         try:
             if self._poll is not None:
-                # wait in short polls: a signal whose handler (Interrupted) had not run
-                # when a read began would leave that read blocked while the writer
-                # keeps the pipe open and sends nothing; between polls it runs
-                while not self._poll.poll(_POLL_MS):
-                    pass
+                _wait(self._poll)
             return os.read(self.fd, n)
         except OSError as e:
             if e.errno == errno.EISDIR:
@@ -115,7 +111,8 @@ _POLL_MS = 500
 
 
 def _waiter(fd: int):
-    """A poll object for an input that can wait for ever (a pipe or a socket)."""
+    """A poll object for an input that can wait for ever (a pipe or a socket);
+    None for anything else."""
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
@@ -123,5 +120,14 @@ def _waiter(fd: int):
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         return None
     p = select.poll()
-    p.register(fd, select.POLLIN | select.POLLPRI)
+    p.register(fd, select.POLLIN)
     return p
+
+
+def _wait(poll) -> None:
+    """Wait in short polls until there is something to read (or the writer is gone).
+    A signal whose handler (Interrupted) had not run when a blocking read(2) began
+    does not interrupt it (PEP 475), and the writer may keep the pipe open and send
+    nothing for ever; between polls the handler runs."""
+    while not poll.poll(_POLL_MS):
+        pass
