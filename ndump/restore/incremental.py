@@ -298,7 +298,7 @@ class _NameUpdate:
                 continue
             self.fds.next_op()
             try:
-                os.utime(self.fds.get(names[0]), ns=times)
+                self.target.put_back_times(self.fds.get(names[0]), times)
             except OSError as err:
                 self.reporter.file_problem(names[0].spath(), f"cannot set times: {reason(err)}")
 
