@@ -45,3 +45,18 @@ def test_a_ufs2_attribute_name_with_a_nul_byte_marks_the_area_damaged():
         return head + bytes(base - len(head)) + value + bytes(pad)
     raw = entry(b"a\0b", b"1") + entry(b"c", b"2") + bytes(16)
     assert unpack_bsd_extattrs(raw, "<") == ([("user.c", b"2")], 0, True)
+
+
+def test_a_restoresymtable_nested_too_deep_is_damaged_not_a_crash(tmp_path, run_ndump):
+    """json.loads raised RecursionError (an internal error with a traceback)."""
+    from ndump.restore.symtab import MAGIC, VERSION
+    img = Craft(level=1, ddate=1_600_000_000).dir(2, {"a": 3}).file(3, b"a\n")
+    image = tmp_path / "l1.dump"
+    image.write_bytes(img.build())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "restoresymtable").write_bytes(f"{MAGIC} {VERSION}\n".encode() + b"[" * 100_000)
+    r = run_ndump("restore", "-r", "-f", image, "--target", out)
+    assert r.stderr == "RESTORE: restoresymtable is damaged (nested too deep)\n"
+    assert r.returncode == 1
+    assert sorted(os.listdir(out)) == ["restoresymtable"]
