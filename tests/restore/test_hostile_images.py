@@ -60,3 +60,24 @@ def test_a_restoresymtable_nested_too_deep_is_damaged_not_a_crash(tmp_path, run_
     assert r.stderr == "RESTORE: restoresymtable is damaged (nested too deep)\n"
     assert r.returncode == 1
     assert sorted(os.listdir(out)) == ["restoresymtable"]
+
+
+def test_names_with_control_characters_keep_each_message_on_one_line(restore, image_file,
+                                                                      tmp_path):
+    """A newline in a name split a message in two; an escape sequence reached the
+    terminal as is.  Messages show them escaped (the files keep their names)."""
+    img = Craft().dir(2, {"two\nlines": 3, "\x1b]0;owned\x07\x1b[31mred": 99998, "gone\r": 99999})
+    img.file(3, b"3")
+    bad = "RESTORE: ./\\x1b]0;owned\\x07\\x1b[31mred: bad inode number 99998; skipped\n" \
+          "RESTORE: ./gone\\r: bad inode number 99999; skipped\n"
+    r = restore(image_file(img), "r")
+    assert r.status == 2
+    assert r.err == bad
+    assert (tmp_path / "out" / "two\nlines").read_bytes() == b"3"
+    out = tmp_path / "out2"
+    out.mkdir()
+    (out / "two\nlines").mkdir()                     # a directory in the way
+    (out / "two\nlines" / "x").write_text("x")
+    r = restore(image_file(img), "x", target=out)
+    assert r.status == 2
+    assert r.err == bad + "RESTORE: ./two\\nlines: an existing directory is in the way; not replaced\n"
