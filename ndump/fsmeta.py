@@ -110,6 +110,7 @@ def _load_statx():
 
 _statx = _load_statx()
 _STATX_ATTR_NODUMP = 0x40
+_STATX_ATTR_MOUNT_ROOT = 0x2000
 
 
 class Statx:
@@ -145,3 +146,13 @@ class Statx:
         if not buf.stx_attributes_mask & _STATX_ATTR_NODUMP:
             return None
         return bool(buf.stx_attributes & _STATX_ATTR_NODUMP)
+
+    def mount_root(self, path: bytes, dir_fd: int = -100) -> bool:
+        """Whether something is mounted on this name (Linux 5.8+ says so; a bind
+        mount of the same filesystem has the same st_dev).  False where unknown."""
+        if _statx is None:
+            return False
+        buf = self._buf
+        if _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(buf)) != 0:
+            return False
+        return bool(buf.stx_attributes_mask & buf.stx_attributes & _STATX_ATTR_MOUNT_ROOT)

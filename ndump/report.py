@@ -15,6 +15,13 @@ from ndump.errors import FileProblem
 from ndump.settings import Settings
 
 
+# control characters in a message (a name from the tree or from a hostile dump) are
+# shown escaped: a newline must not split the message's one line, and an escape
+# sequence must not reach the terminal
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+
+
 class Reporter:
     """Plain reporter: one-line messages with the command prefix on stderr."""
 
@@ -35,7 +42,7 @@ class Reporter:
 
     # -- lines -------------------------------------------------------------
     def _line(self, text: str) -> None:
-        self.stream.write(f"{self.prefix}: {text}\n")
+        self.stream.write(f"{self.prefix}: {text.translate(_CONTROLS)}\n")
         self.stream.flush()
 
     def info(self, text: str) -> None:
@@ -98,7 +105,7 @@ class TtyReporter(Reporter):
 
     def _line(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.write(f"{self.prefix}: {text}", file=self.stream)
+            self._bar.write(f"{self.prefix}: {text.translate(_CONTROLS)}", file=self.stream)
         else:
             super()._line(text)
 

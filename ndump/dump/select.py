@@ -121,7 +121,10 @@ class Walk:
                 continue
             if self._excluded(prefix + name, dfd, name, st, honor):
                 continue
-            self._visit(di, node, name, prefix + name, st, sel, stack)
+            # a bind mount of this filesystem has its st_dev: statx tells (directories)
+            mounted = stat.S_ISDIR(st.st_mode) and st.st_dev == self.dev \
+                and self._statx.mount_root(name, dfd)
+            self._visit(di, node, name, prefix + name, st, sel, stack, mounted)
 
     def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool) -> bool:
         if stat.S_ISSOCK(st.st_mode):
@@ -137,16 +140,17 @@ class Walk:
         return False
 
     def _visit(self, di: int, node: DirNode, name: bytes, relpath: bytes, st: os.stat_result,
-               sel: Selection, stack: list[int]) -> None:
+               sel: Selection, stack: list[int], mounted: bool = False) -> None:
         fmt = stat.S_IFMT(st.st_mode)
-        if st.st_dev != self.dev:
+        if st.st_dev != self.dev or mounted:
             if fmt != stat.S_IFDIR:
                 return
             key = foreign_key(relpath)
             # a mount point, or a btrfs subvolume (its own st_dev): a snapshot of
             # this filesystem would not hold it either (SPEC §3.1)
-            self.reporter.warning(f"{show_path(relpath)}: another filesystem or btrfs subvolume;"
-                                  " dumped as an empty directory")
+            what = "a bind mount" if st.st_dev == self.dev else \
+                "another filesystem or btrfs subvolume"
+            self.reporter.warning(f"{show_path(relpath)}: {what}; dumped as an empty directory")
         else:
             key = st.st_ino
         if len(name) >= 255:

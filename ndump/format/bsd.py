@@ -108,6 +108,7 @@ def unpack_bsd_extattrs(raw: bytes, order: str) -> tuple[list[tuple[str, bytes]]
     out: list[tuple[str, bytes]] = []
     skipped = 0
     pos = 0
+    bad_name = False
     while pos + head.size <= len(raw):
         length, space, pad, namelen = head.unpack_from(raw, pos)
         base = (7 + namelen + 7) & ~7
@@ -119,8 +120,10 @@ def unpack_bsd_extattrs(raw: bytes, order: str) -> tuple[list[tuple[str, bytes]]
         prefix = _EA_NAMESPACES.get(space)
         if prefix is None:
             skipped += 1
+        elif b"\0" in name:
+            bad_name = True                  # no system call takes such a name
         elif name:
             out.append((f"{prefix}.{name.decode('utf-8', 'surrogateescape')}",
                         raw[pos + base:pos + length - pad]))
         pos += length
-    return out, skipped, False
+    return out, skipped, bad_name

@@ -226,6 +226,9 @@ def unpack_ea_record(data: bytes | memoryview, limit: int = XATTR_MAXSIZE
             problems.append("EA entry out of bounds")
             continue
         value = data[start:start + vsize]
+        if b"\0" in suffix:            # no system call takes such a name
+            problems.append("EA name with a NUL byte")
+            continue
         name = _full_name(idx, suffix)
         if name is None:
             problems.append(f"unknown EA index {idx}")

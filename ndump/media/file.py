@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import stat
 
 from ndump.errors import MediaError, StartupError
 from ndump.media.base import EndOfMedia
@@ -87,9 +89,12 @@ class FileInput:
                 raise StartupError(f"cannot read {path}: is a directory")
         except OSError:
             pass
+        self._poll = _waiter(fd)
 
     def read(self, n: int) -> bytes:
         try:
+            if self._poll is not None:
+                _wait(self._poll)
             return os.read(self.fd, n)
         except OSError as e:
             if e.errno == errno.EISDIR:
@@ -100,3 +105,29 @@ class FileInput:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+_POLL_MS = 500
+
+
+def _waiter(fd: int):
+    """A poll object for an input that can wait for ever (a pipe or a socket);
+    None for anything else."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return None
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return p
+
+
+def _wait(poll) -> None:
+    """Wait in short polls until there is something to read (or the writer is gone).
+    A signal whose handler (Interrupted) had not run when a blocking read(2) began
+    does not interrupt it (PEP 475), and the writer may keep the pipe open and send
+    nothing for ever; between polls the handler runs."""
+    while not poll.poll(_POLL_MS):
+        pass

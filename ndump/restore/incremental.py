@@ -73,9 +73,12 @@ def load_table(path) -> SymbolTable:
         os.close(fd)
 
 
-def _table_records(table: SymbolTable, skip=lambda ino: False) -> dict[int, DirRecord]:
-    """The table's directories as DirRecords (no inode: only names are known)."""
-    return {ino: DirRecord(ino, None, [DirEntry(child, 0, name) for name, child in names])
+def _table_records(table: SymbolTable, skip=lambda ino: False,
+                   alive=lambda ino: True) -> dict[int, DirRecord]:
+    """The table's directories as DirRecords (no inode: only names are known),
+    less the names of inodes ``alive`` says the dump does not hold."""
+    return {ino: DirRecord(ino, None, [DirEntry(child, 0, name) for name, child in names
+                                       if alive(child)])
             for ino, names in table.dirs.items() if not skip(ino)}
 
 
@@ -138,7 +141,11 @@ class IncrementalRestore:
         if self.resume:     # the table already is the new tree
             old = _table_records(self.table, lambda ino: ino in tape_dirs)
         else:
-            old = _table_records(self.table, lambda ino: ino in tape_dirs or in_bits(ino))
+            # a name in a directory that is not on the tape (unchanged) whose inode
+            # is not in use on it is gone: a nodump file (dump -h) leaves its
+            # directory's times alone (classic removeoldleaves() drops it too)
+            old = _table_records(self.table, lambda ino: ino in tape_dirs or in_bits(ino),
+                                 self.dump.in_clri)
         merged = {**old, **tape_dirs}
         self.reporter.verbose("Initialize symbol table.")
         return Tree(merged, max(self.dump.reader.maxino, self.table.maxino), self.reporter.file_problem)
@@ -153,6 +160,7 @@ class IncrementalRestore:
         names.place()
         self.reporter.verbose("Remove old nodes (directories).")
         names.remove()
+        names.restore_times()
 
     def _make_missing_dirs(self, target, new: Tree, tape_dirs: dict) -> None:
         """-R: directories made before the checkpoint exist; make any that do not."""
@@ -257,6 +265,9 @@ class _NameUpdate:
         self.parked: dict[int, Entry] = {}   # inode -> its entry under a temporary name
         self.park_failed: set[int] = set()   # inodes whose planned parking did not happen
         self.doomed: list[Entry] = []        # directories to remove
+        # directories not on this tape that lose a name (a nodump file left out):
+        # inode -> their (atime, mtime) before, put back after step 3
+        self.times: dict[int, tuple[int, int]] = {}
 
     # -- step 1 ----------------------------------------------------------------------
     def clear(self) -> None:
@@ -265,11 +276,31 @@ class _NameUpdate:
                 continue
             self.fds.next_op()
             try:
+                self._keep_times(e.parent)
                 self._clear_one(e, action)
             except OSError as err:
                 check_space(err, e.spath())
                 e.failed = True
                 self.reporter.file_problem(e.spath(), f"cannot remove or move the old name: {reason(err)}")
+
+    def _keep_times(self, d: Entry) -> None:
+        """Note the times of a directory that is not on this tape (nothing else sets
+        them) before the first name in it is removed."""
+        if d.ino in self.times or self.dump.in_bits(d.ino):
+            return
+        st = os.fstat(self.fds.get(d))
+        self.times[d.ino] = (st.st_atime_ns, st.st_mtime_ns)
+
+    def restore_times(self) -> None:
+        for ino, times in self.times.items():
+            names = self.new.by_ino.get(ino)
+            if not names or not names[0].is_dir or names[0].failed:
+                continue
+            self.fds.next_op()
+            try:
+                self.target.put_back_times(self.fds.get(names[0]), times)
+            except OSError as err:
+                self.reporter.file_problem(names[0].spath(), f"cannot set times: {reason(err)}")
 
     def _clear_one(self, e: Entry, action: str) -> None:
         """An old name someone removed since is no error: there is nothing to clear."""

@@ -106,6 +106,8 @@ class SymbolTable:
                 table.modes[_int(ino)] = _int(mode)
         except (ValueError, KeyError, TypeError) as e:
             raise SymtabError(f"restoresymtable is damaged ({e})") from None
+        except RecursionError:          # JSON nested deeper than Python recurses
+            raise SymtabError("restoresymtable is damaged (nested too deep)") from None
         if table.state not in (EXTRACTING, COMPLETE):
             raise SymtabError("restoresymtable is damaged (unknown state)")
         return table

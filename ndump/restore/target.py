@@ -297,6 +297,10 @@ class Target:
     def times_fd(self, fd: int, inode: Inode) -> None:
         os.utime(fd, ns=(inode.atime_total_ns, inode.mtime_total_ns))
 
+    def put_back_times(self, fd: int, times: tuple[int, int]) -> None:
+        """(atime, mtime) in ns, as an fstat() of ``fd`` gave them before a change."""
+        os.utime(fd, ns=times)
+
     def xattrs(self, target, xattrs: list[tuple[str, bytes]], entry: Entry) -> None:
         """Set extended attributes and ACLs; refusals warn once per namespace.
 

@@ -44,7 +44,9 @@ def test_blocking_factors(tmp_path, run_ndump, b):
 
 def test_pipes(tmp_path):
     src, state = _tree(tmp_path)
-    env = {**os.environ, "NDUMP_STATE_DIR": str(tmp_path / "st")}
+    # this checkout's ndump, whatever the cwd (the second pipeline runs in stock/)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "NDUMP_STATE_DIR": str(tmp_path / "st"), "PYTHONPATH": repo}
     nd = tmp_path / "nd"
     nd.mkdir()
     cmd = (f"{sys.executable} -m ndump dump -0 -q -f - {src} | "
