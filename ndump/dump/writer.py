@@ -51,7 +51,9 @@ class TreeWriter:
         self.on_inode = on_inode
         self.bytes_done = 0
         self._noatime = os.O_NOATIME
-        self._birth_time = Statx().birth_time
+        statx = Statx()
+        self._birth_time = statx.birth_time
+        self._fstat = statx.fstat             # os.fstat and the birth time, one system call
         self.fds = TreeFds(root)
 
     def close(self) -> None:
@@ -87,9 +89,12 @@ class TreeWriter:
             self.rep.file_problem(show, f"not dumped: {reason(e)}")
 
     def _inode(self, st: os.stat_result, fd: int | None, name: bytes | None = None,
-               dir_fd: int = -100, size: int | None = None, flags: int = 0) -> Inode:
-        birth = (self._birth_time(fd=fd) if fd is not None
-                 else self._birth_time(path=name, dir_fd=dir_fd))
+               dir_fd: int = -100, size: int | None = None, flags: int = 0,
+               birth: tuple[int, int] | None | bool = False) -> Inode:
+        """``birth``: the birth time when the caller has it already (None: unknown)."""
+        if birth is False:
+            birth = (self._birth_time(fd=fd) if fd is not None
+                     else self._birth_time(path=name, dir_fd=dir_fd))
         a, m, c = divmod(st.st_atime_ns, _NS), divmod(st.st_mtime_ns, _NS), divmod(st.st_ctime_ns, _NS)
         # make_inode skips the frozen dataclass __init__, a third of the per-file cost
         return make_inode(mode=st.st_mode, nlink=st.st_nlink,
@@ -304,11 +309,11 @@ class TreeWriter:
         """An open name of a regular file: dump it if it still is one."""
         try:
             try:
-                st = os.fstat(fd)
+                st, birth = self._fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     self._replaced(show, stat.S_IFMT(st.st_mode))
                     return
-                inode = self._inode(st, fd, flags=get_flags(fd))
+                inode = self._inode(st, fd, flags=get_flags(fd), birth=birth)
             except OSError as e:
                 self.rep.file_problem(show, f"not dumped: {reason(e)}")
                 return
