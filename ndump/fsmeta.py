@@ -129,7 +129,7 @@ _STATX_ALL = _STATX_BASIC_STATS | _STATX_BTIME
 # struct statx up to stx_dev_minor: mask, blksize, attributes, nlink, uid, gid,
 # mode, (pad), ino, size, blocks, attributes_mask, then atime, btime, ctime,
 # mtime (sec, nsec, pad), rdev major/minor, dev major/minor
-_STATX_RAW = struct.Struct("<II8xIIIH2xQQQ8xqI4xqI4xqI4xqI4xIIII")
+_STATX_RAW = struct.Struct("<IIQIIIH2xQQQQqI4xqI4xqI4xqI4xIIII")
 _NS = 1_000_000_000
 
 
@@ -162,15 +162,38 @@ class Statx:
         if _raw_statx is None or _raw_statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW,
                                             _STATX_ALL, self._ref) != 0:
             return os.fstat(fd), self.birth_time(fd=fd)
-        (mask, blksize, nlink, uid, gid, mode, ino, size, blocks, asec, ans, bsec, bns, csec,
-         cns, msec, mns, rmaj, rmin, dmaj, dmin) = _STATX_RAW.unpack_from(self._buf)
-        if mask & _STATX_BASIC_STATS != _STATX_BASIC_STATS:
+        found = self._result()
+        if found is None:
             return os.fstat(fd), self.birth_time(fd=fd)
+        return found[0], found[1]
+
+    def lstat(self, name: bytes, dir_fd: int) -> tuple[os.stat_result, bool | None]:
+        """os.lstat(name, dir_fd=dir_fd) and the nodump attribute (as
+        nodump_attribute gives it) in one statx call: the walk's per-file stat.
+        Raises OSError as os.lstat does."""
+        if _raw_statx is None:
+            return os.lstat(name, dir_fd=dir_fd), self.nodump_attribute(name, dir_fd)
+        if _raw_statx(dir_fd, name, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_STATS, self._ref) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fsdecode(name))
+        found = self._result()
+        if found is None:
+            return os.lstat(name, dir_fd=dir_fd), self.nodump_attribute(name, dir_fd)
+        return found[0], found[2]
+
+    def _result(self) -> tuple[os.stat_result, tuple[int, int] | None, bool | None] | None:
+        """(stat, birth time, nodump attribute) of the last call; None when statx
+        left out a basic field."""
+        (mask, blksize, attrs, nlink, uid, gid, mode, ino, size, blocks, attrs_mask, asec, ans,
+         bsec, bns, csec, cns, msec, mns, rmaj, rmin, dmaj, dmin) = _STATX_RAW.unpack_from(self._buf)
+        if mask & _STATX_BASIC_STATS != _STATX_BASIC_STATS:
+            return None
         st = os.stat_result((mode, ino, os.makedev(dmaj, dmin), nlink, uid, gid, size, asec, msec,
                              csec, asec + ans * 1e-9, msec + mns * 1e-9, csec + cns * 1e-9,
                              asec * _NS + ans, msec * _NS + mns, csec * _NS + cns, blksize, blocks,
                              os.makedev(rmaj, rmin)))
-        return st, ((bsec, bns) if mask & _STATX_BTIME else None)
+        return (st, (bsec, bns) if mask & _STATX_BTIME else None,
+                bool(attrs & _STATX_ATTR_NODUMP) if attrs_mask & _STATX_ATTR_NODUMP else None)
 
     def nodump_attribute(self, path: bytes, dir_fd: int = -100) -> bool | None:
         """The nodump flag as statx reports it, without opening the file; None where

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+import sys
 from array import array
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from ndump.report import Reporter
 _DTYPES = {stat.S_IFDIR: DT_DIR, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
            stat.S_IFCHR: DT_CHR, stat.S_IFBLK: DT_BLK, stat.S_IFIFO: DT_FIFO}
 ROOT_KEY = 0           # the dumped directory, whatever its inode number (no inode is 0)
+# os.fsencode's encoding, without its per-name call
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 @dataclass(slots=True)
@@ -104,26 +107,33 @@ class Walk:
         try:
             dfd = fds.open(node.relpath)
             # names of a directory descriptor come as str (surrogateescape): back to bytes
-            names = sorted(map(os.fsencode, os.listdir(dfd)))
+            names = sorted([n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dfd)])
         except OSError as e:
             node.unreadable = True
             self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {reason(e)}")
             return
         prefix = node.relpath + b"/" if node.relpath else b""
         lstat = os.lstat
+        # with the nodump flag honoured, one statx gives the stat and the flag
+        statx_lstat = self._statx.lstat if honor else None
+        nodump = None
         for name in names:
             try:
-                st = lstat(name, dir_fd=dfd)
+                if statx_lstat is None:
+                    st = lstat(name, dir_fd=dfd)
+                else:
+                    st, nodump = statx_lstat(name, dfd)
             except FileNotFoundError:
                 continue
             except OSError as e:
                 self.reporter.file_problem(show_path(prefix + name), reason(e))
                 continue
-            if self._excluded(prefix + name, dfd, name, st, honor):
+            if self._excluded(prefix + name, dfd, name, st, honor, nodump):
                 continue
             self._visit(di, node, name, prefix + name, st, sel, stack)
 
-    def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool) -> bool:
+    def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool,
+                  nodump: bool | None = None) -> bool:
         if stat.S_ISSOCK(st.st_mode):
             self.reporter.verbose(f"{show_path(relpath)}: socket not dumped")
             return True
@@ -131,7 +141,8 @@ class Walk:
             self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
         if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
-                and st.st_dev == self.dev and _nodump(self._statx, dfd, name):
+                and st.st_dev == self.dev and (nodump if nodump is not None
+                                               else _nodump(self._statx, dfd, name)):
             self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
             return True
         return False
