@@ -36,7 +36,7 @@ def get_flags(fd: int) -> int:
         if e.errno in _NOT_SUPPORTED:
             return 0
         raise
-    return struct.unpack("<l", buf[:4])[0] & 0xFFFFFFFF
+    return int.from_bytes(buf[:4], "little")
 
 
 def set_flags(fd: int, flags: int) -> None:

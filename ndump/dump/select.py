@@ -134,13 +134,14 @@ class Walk:
 
     def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool,
                   nodump: bool | None = None) -> bool:
-        if stat.S_ISSOCK(st.st_mode):
+        fmt = st.st_mode & 0o170000
+        if fmt == stat.S_IFSOCK:
             self.reporter.verbose(f"{show_path(relpath)}: socket not dumped")
             return True
         if self.excludes and _matches(self.excludes, name, relpath):
             self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
-        if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
+        if honor and (fmt == stat.S_IFREG or fmt == stat.S_IFDIR) \
                 and st.st_dev == self.dev and (nodump if nodump is not None
                                                else _nodump(self._statx, dfd, name)):
             self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
@@ -149,7 +150,7 @@ class Walk:
 
     def _visit(self, di: int, node: DirNode, name: bytes, relpath: bytes, st: os.stat_result,
                sel: Selection, stack: list[int]) -> None:
-        fmt = stat.S_IFMT(st.st_mode)
+        fmt = st.st_mode & 0o170000
         if st.st_dev != self.dev:
             if fmt != stat.S_IFDIR:
                 return
