@@ -222,3 +222,13 @@ def test_one_pack_inode_header_equals_pack_header():
                                   firstrec=7, ntrec=64, data_crc=crc))
         assert got == want, (htype, inode, crc, count, tapea)
         assert unpack_header(got).inumber == ino + 3
+
+
+def test_positional_inode_constructor_equals_inode():
+    from dataclasses import fields
+    from ndump.format.header import make_inode_args
+    from ndump.format.inode import Inode
+    values = list(range(1, 16)) + [(7, 8)]
+    made = make_inode_args(*values)
+    assert made == Inode(**{f.name: v for f, v in zip(fields(Inode), values)})
+    assert type(made) is Inode and hash(made) == hash(Inode(*values))
