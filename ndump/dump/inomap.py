@@ -40,6 +40,7 @@ class InodeMap:
         self._next = FIRST_INO
         self._lock_fd: int | None = None
         self.persistent = path is not None
+        self.changed = False      # numbers given or forgotten since the map was loaded
 
     @classmethod
     def for_tree(cls, state_dir: Path, identifier: str) -> "InodeMap":
@@ -89,9 +90,11 @@ class InodeMap:
                     alive[d] = 1
             gone = [k for k, d in m.items() if not alive[d] and k >= 0]
             free = sorted((m.pop(k) for k in gone), reverse=True)
+            self.changed |= bool(gone)
         m = self.map
         for key in keys:
             if key not in m:
+                self.changed = True
                 if free:
                     m[key] = free.pop()
                 else:
@@ -99,7 +102,10 @@ class InodeMap:
                     self._next += 1
 
     def save(self) -> None:
-        if self.path is None:
+        """Write the map, when it changed: an incremental of a tree whose files
+        were only modified (no new inode) leaves the file as it was, unwritten
+        and not synced."""
+        if self.path is None or not self.changed:
             return
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
@@ -111,6 +117,7 @@ class InodeMap:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self.changed = False
 
     def close(self) -> None:
         if self._lock_fd is not None:
