@@ -123,7 +123,9 @@ def _load_raw_statx():
     return fn
 
 
-_raw_statx = _load_raw_statx()
+# the stat_result built from it has Linux CPython's 19 fields (10 in the tuple, then
+# float times, ns times, st_blksize, st_blocks, st_rdev); elsewhere os.*stat is used
+_raw_statx = _load_raw_statx() if os.stat_result.n_fields == 19 else None
 _STATX_BASIC_STATS = 0x7FF
 _STATX_ALL = _STATX_BASIC_STATS | _STATX_BTIME
 # struct statx up to stx_dev_minor: mask, blksize, attributes, nlink, uid, gid,
