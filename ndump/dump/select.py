@@ -258,4 +258,4 @@ def _nodump(statx: Statx, dfd: int, name: bytes) -> bool:
 
 def show_path(relpath: bytes) -> str:
     """A path relative to the dumped directory, for messages: './a/b', as restore names it."""
-    return "./" + os.fsdecode(relpath) if relpath else "."
+    return "./" + relpath.decode(_FS_ENCODING, _FS_ERRORS) if relpath else "."
