@@ -117,7 +117,7 @@ class Walk:
         # with the nodump flag honoured, one statx gives the stat and the flag
         statx_lstat = self._statx.lstat if honor else None
         nodump = None
-        check = honor or bool(self.excludes)
+        excludes = bool(self.excludes)
         for name in names:
             try:
                 if statx_lstat is None:
@@ -129,8 +129,10 @@ class Walk:
             except OSError as e:
                 self.reporter.file_problem(show_path(prefix + name), reason(e))
                 continue
-            # (sockets, -e patterns and the nodump flag: most trees need none of them)
-            if (check or st.st_mode & 0o170000 == stat.S_IFSOCK) \
+            # (sockets, -e patterns and the nodump flag: most names need none of them;
+            # a flag statx reported clear needs no look either)
+            if (excludes or (honor and nodump is not False)
+                    or st.st_mode & 0o170000 == stat.S_IFSOCK) \
                     and self._excluded(prefix + name, dfd, name, st, honor, nodump):
                 continue
             self._visit(di, node, name, prefix + name, st, sel, stack)
