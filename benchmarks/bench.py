@@ -60,7 +60,7 @@ STOCK_DUMP = "/usr/sbin/dump"
 STOCK_RESTORE = "/usr/sbin/restore"
 TAR = shutil.which("tar") or "/usr/bin/tar"
 
-SECTIONS = ("dump", "restore", "incr", "compress", "catalog", "startup", "million")
+SECTIONS = ("dump", "restore", "incr", "compress", "catalog", "startup", "million", "scale")
 CORPORA = ("classic", "heavy")   # build_corpus / build_heavy_corpus
 CORPUS_TITLES = {
     "classic": "classic corpus (files of 100 B..64 KiB, median ~4 KiB)",
@@ -76,7 +76,8 @@ REFERENCE = {
     ("restore", "tar"): 1.2,
 }
 
-MILLION_RSS_TARGET_MIB = 500
+MILLION_RSS_TARGET_MIB = 400        # issue 16 goal 3 (issue 10 had 500)
+MILLION_STOCK_TARGET = 1.0          # issue 16 goal 3: 1M empty files dump, ndump/stock
 LIST_RSS_TARGET_MIB = 150          # restore -t of the same dump (issue 10)
 CATALOG_COST_TARGET = 0.05          # of a level-0 dump's time
 CATALOG_BYTES_TARGET = 300          # database bytes per name
@@ -585,6 +586,7 @@ class Bench:
         self.cname = ""                            # the corpus being measured
         self.corpora: dict[str, Corpus] = {}
         self.startup: dict = {}
+        self.scale: list[dict] = []
         self.million: dict = {}
         self.snapshot_flag_ok: bool | None = None  # does the CLI take --snapshot none?
         self.out = os.path.join(tmp, "out")        # the tmpfs
@@ -988,6 +990,63 @@ class Bench:
             if listed is not None:
                 self.results.append(listed)
 
+    def section_scale(self) -> None:
+        """Memory against tree size (issue 16 goal 6): for each --scale N, a tree of
+        N empty files (metadata only) in directories of 1,000 on its own ext4, and
+        a level-0 dump of it with the file history (a fresh catalog) to /dev/null:
+        peak RSS, its growth per million files, and the time."""
+        floor = None
+        for n_files in self.args.scale_sizes:
+            img = os.path.join(self.tmp, f"scale-{n_files}.img")
+            mnt = os.path.join(self.tmp, f"scale-{n_files}")
+            n_dirs = max(1, n_files // 1000)
+            # ext4: 256-byte inodes, one per file and directory, plus the blocks of
+            # the directories (~28 KiB per 1,000 names): 3 KiB a file is ample
+            dev = self.mounts.loop_fs(img, max(GiB, n_files * 3 * KiB), mnt,
+                                      ["-N", str(n_files + n_dirs + 10000)])
+            log(f"scale: building {n_files:,} empty files in {n_dirs:,} directories on {dev}")
+            t0 = time.perf_counter()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            k = 0
+            for d in range(n_dirs):
+                dname = os.path.join(mnt, f"d{d // 1000:04d}", f"e{d % 1000:03d}")
+                os.makedirs(dname)
+                dfd = os.open(dname, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    for i in range(min(1000, n_files - k)):
+                        os.close(os.open(f"f{i:03d}", flags, 0o644, dir_fd=dfd))
+                        k += 1
+                finally:
+                    os.close(dfd)
+            os.sync()
+            build_s = time.perf_counter() - t0
+            for dirpath, _dirs, names in os.walk(mnt):      # warm the inode cache
+                for name in names:
+                    os.lstat(os.path.join(dirpath, name))
+            log(f"scale: built in {build_s:.0f} s; ndump dump")
+            env = dict(self.env, NDUMP_STATE_DIR=self.fresh_dir(f"scale-state-{n_files}"))
+            r = Result("scale", f"dump level 0, {k:,} empty files", "ndump", [], 0)
+            r.cmd = self.ndump_dump_cmd(["-0"], "/dev/null", mnt)
+            o = self.runner.run(r.cmd, env=env)
+            if self.record(r, o):
+                r.extra.update(files=k, build_s=build_s, files_per_s=k / o.wall)
+            self.rm(env["NDUMP_STATE_DIR"])
+            self.results.append(r)
+            self.scale.append({"files": k, "dump_s": r.best, "peak_rss_mib": r.peak_rss_mib})
+            if floor is None:
+                floor = self.tiny_dump_rss()
+        for row in self.scale:
+            row["floor_mib"] = floor
+
+    def tiny_dump_rss(self) -> float | None:
+        """Peak RSS of a level-0 dump of one file: the interpreter and ndump's modules."""
+        tiny = self.fresh_dir("scale-tiny")
+        with open(os.path.join(tiny, "a"), "w") as f:
+            f.write("tiny\n")
+        o = self.runner.run(self.ndump_dump_cmd(["-0"], "/dev/null", tiny), env=self.env)
+        self.rm(tiny)
+        return o.maxrss_kib / KiB if o.ok else None
+
     def million_list(self, tool: str, archive: str, k: int) -> Result:
         """restore -t of the million-file dump (its own archive): time and peak RSS."""
         r = Result("million", f"restore -t, {k:,} entries", tool, [], 0)
@@ -1096,6 +1155,8 @@ class Bench:
             self.section_startup()
         if "million" in only:
             self.section_million()
+        if "scale" in only:
+            self.section_scale()
 
 
 # --------------------------------------------------------------------------
@@ -1227,6 +1288,34 @@ def report(b: Bench, only: set[str]) -> str:
         rss = r.peak_rss_mib if r else None
         targets.append((f"ndump restore -t of {n:,} entries: peak RSS < {LIST_RSS_TARGET_MIB} MiB",
                         rss, rss is not None and rss < LIST_RSS_TARGET_MIB))
+        nd = find(b.results, "million", "ndump", "dump")
+        st = find(b.results, "million", "stock", "dump")
+        q = ratio(nd, st)
+        targets.append((f"ndump dump of {n:,} files: ndump/stock <= {MILLION_STOCK_TARGET}", q,
+                        q is not None and q <= MILLION_STOCK_TARGET))
+
+    if b.scale:
+        L.append("## Scale: peak RSS of a level-0 dump (file history on) against tree size")
+        L.append("")
+        floor = b.scale[0].get("floor_mib")
+        L.append(f"Empty files, 1,000 to a directory, dumped to /dev/null. A one-file dump "
+                 f"peaks at {fmt(floor, '.1f')} MiB (interpreter and modules); per million "
+                 f"files is (peak - that) / millions, and the slope is between two sizes.")
+        L.append("")
+        L.append("| files | dump s | files/s | peak RSS MiB | MiB per million files | slope MiB per million |")
+        L.append("|---:|---:|---:|---:|---:|---:|")
+        prev = None
+        for row in b.scale:
+            n, rss = row["files"], row["peak_rss_mib"]
+            per = (rss - floor) / (n / 1e6) if rss is not None and floor is not None else None
+            slope = ((rss - prev["peak_rss_mib"]) / ((n - prev["files"]) / 1e6)
+                     if prev and rss is not None and prev["peak_rss_mib"] is not None
+                     and n != prev["files"] else None)
+            dump_s = row["dump_s"]
+            L.append(f"| {n:,} | {fmt(dump_s)} | {fmt(n / dump_s if dump_s else None, ',.0f')} "
+                     f"| {fmt(rss, '.1f')} | {fmt(per, '.0f')} | {fmt(slope, '.0f')} |")
+            prev = row
+        L.append("")
 
     if targets:
         L.append("## Targets")
@@ -1355,6 +1444,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="dump,restore,incr,compress,catalog,startup",
                    help="comma list of sections: dump,restore,incr,compress,catalog,startup,million "
                         "(default: all but million)")
+    p.add_argument("--scale", metavar="N[,N...]", default=None,
+                   help="also dump trees of N empty files each (e.g. 1000000,2000000) and "
+                        "report peak RSS per million files (issue 16 goal 6)")
     p.add_argument("--corpus", default=",".join(CORPORA),
                    help="comma list of corpora for the dump, restore, incr and compress "
                         "sections: classic,heavy (default: both)")
@@ -1377,6 +1469,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown section(s) for --only: {', '.join(sorted(bad))}")
     if a.million:
         only.add("million")
+    try:
+        a.scale_sizes = sorted({int(x) for x in (a.scale or "").split(",") if x.strip()})
+    except ValueError:
+        p.error(f"--scale wants file counts such as 1000000,2000000, not {a.scale!r}")
+    if a.scale_sizes:
+        if min(a.scale_sizes) < 1:
+            p.error("--scale sizes must be at least 1")
+        only.add("scale")
+    elif "scale" in only:
+        a.scale_sizes = [100_000, 200_000] if a.quick else [1_000_000, 2_000_000]
     a.sections = only
     a.corpora = [c.strip() for c in a.corpus.split(",") if c.strip()]
     bad = set(a.corpora) - set(CORPORA)
@@ -1458,6 +1560,7 @@ def main(argv: list[str] | None = None) -> int:
                 "corpora": {k: c.as_json() for k, c in bench.corpora.items()},
                 "startup": bench.startup or None,
                 "million": bench.million or None,
+                "scale": bench.scale or None,
                 "rss_floor_kib": bench.rss_floor_kib,
                 "reference_full_corpus_s": {f"{k[0]}/{k[1]}": v for k, v in REFERENCE.items()},
                 "results": [r.as_json() for r in bench.results],

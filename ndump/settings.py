@@ -6,7 +6,6 @@ Nothing else under ``ndump/`` reads ``os.environ``; ``cli`` calls
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ class Settings:
     extract: str | None = None
     force: bool = False
     debug: bool = False
-    hostname: str = field(default_factory=socket.gethostname)
+    hostname: str = field(default_factory=lambda: os.uname().nodename)   # gethostname(2), without socket's import
     is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
     clock: Callable[[], float] = time.time
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import traceback
 
 import click
 
@@ -59,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+
+def _print_traceback() -> None:
+    import traceback                # only on the error paths: start-up stays lean
+    traceback.print_exc()
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prefix = _PREFIX.get(argv[0] if argv else "", "NDUMP")
@@ -92,7 +97,7 @@ def _main(argv: list[str] | None) -> int:
         _say(prefix, str(e))
         _notes(prefix, e)
         if settings.debug:
-            traceback.print_exc()
+            _print_traceback()
         return e.exit_status
     except BrokenPipeError as e:
         _say(prefix, "broken pipe, aborting")
@@ -102,11 +107,11 @@ def _main(argv: list[str] | None) -> int:
         _say(prefix, f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
         _notes(prefix, e)
         if settings.debug:
-            traceback.print_exc()
+            _print_traceback()
         return ExitStatus.ABORTED
     except Exception as e:  # a bug: say so, with the traceback
         _say(prefix, f"internal error: {type(e).__name__}: {e}")
-        traceback.print_exc()
+        _print_traceback()
         return ExitStatus.ABORTED
     if isinstance(rv, Outcome):
         if rv.aborted:

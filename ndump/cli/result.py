@@ -8,7 +8,6 @@ consume a dump or restore without parsing ``DUMP:`` lines.  TARGET is a file
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -118,6 +117,7 @@ def finish(status: int) -> None:
     run, _run = _run, None
     if run is None:
         return
+    import json                  # only with --json: start-up stays lean
     text = json.dumps(build(run, status, time.time(), time.monotonic() - run.clock),
                       ensure_ascii=False) + "\n"
     data = text.encode("utf-8", "surrogateescape")

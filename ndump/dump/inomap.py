@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import struct
 from pathlib import Path
@@ -22,6 +23,7 @@ from ndump.format.constants import FIRST_INO
 
 _MAGIC = b"NDIM1\n"
 _PAIR = struct.Struct("<QI")
+_SAVE_SLICE = 8192
 FOREIGN = 1 << 63
 
 
@@ -38,6 +40,7 @@ class InodeMap:
         self._next = FIRST_INO
         self._lock_fd: int | None = None
         self.persistent = path is not None
+        self.changed = False      # numbers given or forgotten since the map was loaded
 
     @classmethod
     def for_tree(cls, state_dir: Path, identifier: str) -> "InodeMap":
@@ -87,9 +90,11 @@ class InodeMap:
                     alive[d] = 1
             gone = [k for k, d in m.items() if not alive[d] and k >= 0]
             free = sorted((m.pop(k) for k in gone), reverse=True)
+            self.changed |= bool(gone)
         m = self.map
         for key in keys:
             if key not in m:
+                self.changed = True
                 if free:
                     m[key] = free.pop()
                 else:
@@ -97,15 +102,22 @@ class InodeMap:
                     self._next += 1
 
     def save(self) -> None:
-        if self.path is None:
+        """Write the map, when it changed: an incremental of a tree whose files
+        were only modified (no new inode) leaves the file as it was, unwritten
+        and not synced."""
+        if self.path is None or not self.changed:
             return
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(_MAGIC + self.identifier.encode("utf-8", "surrogateescape") + b"\n")
-            f.write(b"".join(_PAIR.pack(k, v) for k, v in self.map.items() if k > 0))
+            # in slices: a million pairs packed at once held ~140 MB of small objects
+            pairs = iter(self.map.items())
+            while part := list(itertools.islice(pairs, _SAVE_SLICE)):
+                f.write(b"".join([_PAIR.pack(k, v) for k, v in part if k > 0]))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self.changed = False
 
     def close(self) -> None:
         if self._lock_fd is not None:

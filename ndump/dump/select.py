@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+import sys
 from array import array
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from ndump.report import Reporter
 _DTYPES = {stat.S_IFDIR: DT_DIR, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
            stat.S_IFCHR: DT_CHR, stat.S_IFBLK: DT_BLK, stat.S_IFIFO: DT_FIFO}
 ROOT_KEY = 0           # the dumped directory, whatever its inode number (no inode is 0)
+# os.fsencode's encoding, without its per-name call
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 @dataclass(slots=True)
@@ -104,44 +107,58 @@ class Walk:
         try:
             dfd = fds.open(node.relpath)
             # names of a directory descriptor come as str (surrogateescape): back to bytes
-            names = sorted(map(os.fsencode, os.listdir(dfd)))
+            names = sorted([n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dfd)])
         except OSError as e:
             node.unreadable = True
             self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {reason(e)}")
             return
         prefix = node.relpath + b"/" if node.relpath else b""
         lstat = os.lstat
+        # with the nodump flag honoured, one statx gives the stat and the flag
+        statx_lstat = self._statx.lstat if honor else None
+        nodump = None
+        excludes = bool(self.excludes)
         for name in names:
             try:
-                st = lstat(name, dir_fd=dfd)
+                if statx_lstat is None:
+                    st = lstat(name, dir_fd=dfd)
+                else:
+                    st, nodump = statx_lstat(name, dfd)
             except FileNotFoundError:
                 continue
             except OSError as e:
                 self.reporter.file_problem(show_path(prefix + name), reason(e))
                 continue
-            if self._excluded(prefix + name, dfd, name, st, honor):
+            # (sockets, -e patterns and the nodump flag: most names need none of them;
+            # a flag statx reported clear needs no look either)
+            if (excludes or (honor and nodump is not False)
+                    or st.st_mode & 0o170000 == stat.S_IFSOCK) \
+                    and self._excluded(prefix + name, dfd, name, st, honor, nodump):
                 continue
             # a bind mount of this filesystem has its st_dev: statx tells (directories)
             mounted = stat.S_ISDIR(st.st_mode) and st.st_dev == self.dev \
                 and self._statx.mount_root(name, dfd)
             self._visit(di, node, name, prefix + name, st, sel, stack, mounted)
 
-    def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool) -> bool:
-        if stat.S_ISSOCK(st.st_mode):
+    def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool,
+                  nodump: bool | None = None) -> bool:
+        fmt = st.st_mode & 0o170000
+        if fmt == stat.S_IFSOCK:
             self.reporter.verbose(f"{show_path(relpath)}: socket not dumped")
             return True
         if self.excludes and _matches(self.excludes, name, relpath):
             self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
-        if honor and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) \
-                and st.st_dev == self.dev and _nodump(self._statx, dfd, name):
+        if honor and (fmt == stat.S_IFREG or fmt == stat.S_IFDIR) \
+                and st.st_dev == self.dev and (nodump if nodump is not None
+                                               else _nodump(self._statx, dfd, name)):
             self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
             return True
         return False
 
     def _visit(self, di: int, node: DirNode, name: bytes, relpath: bytes, st: os.stat_result,
                sel: Selection, stack: list[int], mounted: bool = False) -> None:
-        fmt = stat.S_IFMT(st.st_mode)
+        fmt = st.st_mode & 0o170000
         if st.st_dev != self.dev or mounted:
             if fmt != stat.S_IFDIR:
                 return
@@ -247,4 +264,4 @@ def _nodump(statx: Statx, dfd: int, name: bytes) -> bool:
 
 def show_path(relpath: bytes) -> str:
     """A path relative to the dumped directory, for messages: './a/b', as restore names it."""
-    return "./" + os.fsdecode(relpath) if relpath else "."
+    return "./" + relpath.decode(_FS_ENCODING, _FS_ERRORS) if relpath else "."

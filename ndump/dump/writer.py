@@ -12,9 +12,10 @@ import os
 import stat
 
 from ndump.format import (
-    FormatWriter, Inode, make_inode, pack_dir, pack_ea_records, symlink_payload,
+    FormatWriter, Inode, pack_dir, pack_ea_records, symlink_payload,
 )
 from ndump.format.extattr import pack_big_ea_record
+from ndump.format.header import make_inode_args
 from ndump.format.constants import (
     DT_DIR, DT_REG, EXT_NDUMP_XATTR, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
@@ -51,7 +52,9 @@ class TreeWriter:
         self.on_inode = on_inode
         self.bytes_done = 0
         self._noatime = os.O_NOATIME
-        self._birth_time = Statx().birth_time
+        statx = Statx()
+        self._birth_time = statx.birth_time
+        self._fstat = statx.fstat             # os.fstat and the birth time, one system call
         self.fds = TreeFds(root)
 
     def close(self) -> None:
@@ -87,16 +90,19 @@ class TreeWriter:
             self.rep.file_problem(show, f"not dumped: {reason(e)}")
 
     def _inode(self, st: os.stat_result, fd: int | None, name: bytes | None = None,
-               dir_fd: int = -100, size: int | None = None, flags: int = 0) -> Inode:
-        birth = (self._birth_time(fd=fd) if fd is not None
-                 else self._birth_time(path=name, dir_fd=dir_fd))
+               dir_fd: int = -100, size: int | None = None, flags: int = 0,
+               birth: tuple[int, int] | None | bool = False) -> Inode:
+        """``birth``: the birth time when the caller has it already (None: unknown)."""
+        if birth is False:
+            birth = (self._birth_time(fd=fd) if fd is not None
+                     else self._birth_time(path=name, dir_fd=dir_fd))
         a, m, c = divmod(st.st_atime_ns, _NS), divmod(st.st_mtime_ns, _NS), divmod(st.st_ctime_ns, _NS)
-        # make_inode skips the frozen dataclass __init__, a third of the per-file cost
-        return make_inode(mode=st.st_mode, nlink=st.st_nlink,
-                          size=st.st_size if size is None else size, uid=st.st_uid, gid=st.st_gid,
-                          atime=a[0], atime_ns=a[1], mtime=m[0], mtime_ns=m[1], ctime=c[0],
-                          ctime_ns=c[1], rdev=st.st_rdev, flags=flags, blocks=st.st_blocks, gen=0,
-                          birth=birth)
+        # make_inode_args skips the frozen dataclass __init__ (and keywords): fields in
+        # Inode's order, mode nlink size uid gid atime atime_ns mtime mtime_ns ctime
+        # ctime_ns rdev flags blocks gen birth
+        return make_inode_args(st.st_mode, st.st_nlink, st.st_size if size is None else size,
+                               st.st_uid, st.st_gid, a[0], a[1], m[0], m[1], c[0], c[1],
+                               st.st_rdev, flags, st.st_blocks, 0, birth)
 
     def _xattrs(self, ino: int, inode: Inode, target, show: str, single: bool) -> None:
         try:
@@ -304,11 +310,11 @@ class TreeWriter:
         """An open name of a regular file: dump it if it still is one."""
         try:
             try:
-                st = os.fstat(fd)
+                st, birth = self._fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     self._replaced(show, stat.S_IFMT(st.st_mode))
                     return
-                inode = self._inode(st, fd, flags=get_flags(fd))
+                inode = self._inode(st, fd, flags=get_flags(fd), birth=birth)
             except OSError as e:
                 self.rep.file_problem(show, f"not dumped: {reason(e)}")
                 return

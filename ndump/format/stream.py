@@ -20,13 +20,14 @@ from ndump.format.constants import (
 from ndump.format.bsd import unpack_bsd_extattrs
 from ndump.format.extattr import unpack_ea_record
 from ndump.format.header import (
-    Header, HeaderDecoder, HeaderError, HeaderPacker, Totals, detect_format, inode_spare, pack_header, with_crc,
+    Header, HeaderDecoder, HeaderError, HeaderPacker, Totals, detect_format, pack_header,
     unpack_header,
 )
 from ndump.format.inode import Inode
 from ndump.format.records import BlockSource, RecordError, UnsupportedCompressionError
 
 ALL_PRESENT = b"\x01" * TP_NINDIR
+_NO_ADDR = bytes(TP_NINDIR)           # the c_addr of an empty file (one object: its sum is cached)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,6 @@ class FormatWriter:
         self._packer = HeaderPacker(date=ident.date, ddate=ident.ddate, level=ident.level,
                                     label=ident.label, filesys=ident.filesys, dev=ident.dev,
                                     host=ident.host, ntrec=ident.ntrec)
-        self._din_for: Inode | None = None
-        self._din = (b"", 0)
 
     def _header(self, htype: int, ino: int, inode: Inode, count: int, addr: bytes,
                 flags: int = 0, ext: int = 0, crc: int | None = None,
@@ -81,14 +80,9 @@ class FormatWriter:
 
     def _inode_header(self, htype: int, ino: int, inode: Inode, count: int, addr: bytes,
                       flags: int, ext: int, crc: int | None) -> bytes:
-        """Fast path for TS_INODE/TS_ADDR: per-inode parts are packed once."""
-        if self._din_for is not inode:
-            self._din_for = inode
-            self._din = self._packer.dinode(inode)
-            self._spare = inode_spare(inode, None)
-        return self._packer.pack(htype, self.volume, self.tapea, ino, self._din, count, addr,
-                                 self._flags | flags, self.firstrec, ext,
-                                 with_crc(self._spare, crc))
+        """Fast path for TS_INODE/TS_ADDR (HeaderPacker.inode_header)."""
+        return self._packer.inode_header(htype, self.volume, self.tapea, ino, inode, count, addr,
+                                         self._flags | flags, self.firstrec, ext, crc)
 
     def _put(self, header: bytes, data, ino: int, nblocks: int) -> None:
         self.sink.put(header, data, ino, nblocks)
@@ -136,7 +130,8 @@ class FormatWriter:
                 raise ValueError("more data than the block map describes")
             data = bytes(data) + bytes(nblocks * TP_BSIZE - len(data))
         dcrc = zlib.crc32(data) if crc and nblocks else None
-        full_addr = addr + bytes(512 - count) if count < 512 else addr
+        full_addr = (_NO_ADDR if not count else addr + bytes(512 - count) if count < 512
+                     else addr)
         header = self._inode_header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,
                                     DR_METAONLY if metaonly else 0, 0, dcrc)
         self._put(header, data if nblocks else None, ino, nblocks)

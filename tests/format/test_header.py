@@ -174,3 +174,61 @@ def test_chain_link_agrees_with_unpack_header_on_every_block_of_a_stock_dump():
     damaged[700] ^= 0xFF
     assert chain_link(bytes(damaged)) is None
     assert chain_link(data[:100]) is None
+
+
+# -- the writer's one-pack inode header (HeaderPacker.inode_header) ------------------
+
+def _packer_cases():
+    import random
+    from ndump.format.header import make_inode
+    rng = random.Random(16)
+    edge_secs = [0, 1, -1, 0x7FFFFFFF, -0x80000000, 0x80000000, -0x80000001, 1 << 33,
+                 -(1 << 40), 1_700_000_000]
+    for n in range(300):
+        kind = rng.choice([0o100644, 0o040755, 0o120777, 0o020660, 0o060660, 0o010644])
+        yield (rng.choice([TS_INODE, TS_ADDR]), make_inode(
+            mode=kind, nlink=rng.choice([0, 1, 2, 32767, 32768, 70000]),
+            size=rng.choice([0, 1, 4096, (1 << 32) + 5, (1 << 40) - 1]),
+            uid=rng.choice([0, 1000, 65535, 65536, 0xFFFFFFFF]),
+            gid=rng.choice([0, 100, 65536 + 7, 0xFFFFFFFE]),
+            atime=rng.choice(edge_secs), atime_ns=rng.randrange(1_000_000_000),
+            mtime=rng.choice(edge_secs), mtime_ns=rng.randrange(1_000_000_000),
+            ctime=rng.choice(edge_secs), ctime_ns=rng.randrange(1_000_000_000),
+            rdev=rng.choice([0, os.makedev(8, 1), os.makedev(259, 70000), os.makedev(4095, 255)]),
+            flags=rng.choice([0, 0x80000, 0x80000000 | 0x10]),
+            blocks=rng.choice([0, 8, (1 << 32) + 8]), gen=rng.choice([0, 5, 0x80000001]),
+            birth=rng.choice([None, (0, 0), (1_600_000_000, 999_999_999), (-5, 1), (1 << 34, 3)])),
+            rng.choice([None, 0, 0xFFFFFFFF, 12345]), rng.randrange(513),
+            rng.choice([0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 1 << 33]), n)
+
+
+def test_one_pack_inode_header_equals_pack_header():
+    """The per-file header of the dump writer is byte for byte the header
+    pack_header makes of the same fields: edge values of every field (64-bit
+    and negative times, big ids and nlink, devices, birth time, CRC, tapea
+    past 32 bits)."""
+    from ndump.format.header import HeaderPacker, pack_header, unpack_header
+    from ndump.format.constants import DR_NEWINODEFMT
+    packer = HeaderPacker(date=1_764_000_000, ddate=1_700_000_000, level=3, label="lbl",
+                          filesys="/srv/tree", dev="/dev/sdz9", host="host.example", ntrec=64)
+    for htype, inode, crc, count, tapea, ino in _packer_cases():
+        addr = bytes([1, 0] * 256)[:count] + bytes(512 - count)
+        got = packer.inode_header(htype, 2, tapea, ino + 3, inode, count, addr,
+                                  DR_NEWINODEFMT, 7, 0, crc)
+        want = pack_header(Header(type=htype, date=1_764_000_000, ddate=1_700_000_000, volume=2,
+                                  tapea=tapea, inumber=ino + 3, inode=inode, count=count,
+                                  addr=addr, label="lbl", level=3, filesys="/srv/tree",
+                                  dev="/dev/sdz9", host="host.example", flags=DR_NEWINODEFMT,
+                                  firstrec=7, ntrec=64, data_crc=crc))
+        assert got == want, (htype, inode, crc, count, tapea)
+        assert unpack_header(got).inumber == ino + 3
+
+
+def test_positional_inode_constructor_equals_inode():
+    from dataclasses import fields
+    from ndump.format.header import make_inode_args
+    from ndump.format.inode import Inode
+    values = list(range(1, 16)) + [(7, 8)]
+    made = make_inode_args(*values)
+    assert made == Inode(**{f.name: v for f, v in zip(fields(Inode), values)})
+    assert type(made) is Inode and hash(made) == hash(Inode(*values))
