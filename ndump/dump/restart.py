@@ -14,10 +14,10 @@ checkpoint holds the less-than-a-record tail still pending, so that
   and writes on from there: the finished image is byte for byte the one an
   uninterrupted dump would have written;
 - on a pipe or a tape, it starts a new volume whose TS_TAPE says where in the
-  dump it begins (c_firstrec one less than the first block it holds, the
-  convention of a volume continued after an end of medium, FORMAT §7.3), so that
-  restore, reading the interrupted volume and then this one, skips the blocks
-  it read already and goes on where the first one stopped.
+  dump it begins (c_firstrec: the number of the first block it holds), so that
+  restore, reading the interrupted volume and then this one, skips the blocks it
+  read already (FORMAT §7.3, as after an end of medium) and goes on where the
+  first one stopped, even in the middle of a record.
 """
 from __future__ import annotations
 

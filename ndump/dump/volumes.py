@@ -114,9 +114,11 @@ class VolumeWriter:
     def resume_on_new_volume(self, state: dict, output) -> None:
         """Go on from a checkpoint on a new volume (a pipe, a tape): its TS_TAPE,
         then the blocks from the checkpoint's last record boundary on.  Its
-        c_firstrec is one less than the number of the first block it holds, as
-        after an end of medium: restore, having read the interrupted volume,
-        skips the blocks it holds already (FORMAT §7.3)."""
+        c_firstrec is the number of the first of them (checked with stock and
+        ndump restore): restore, having read the interrupted volume, skips the
+        blocks it has read already (FORMAT §7.3) and goes on where that ended.
+        c_count is 0: a restore not in the middle of a file resynchronises on
+        the next header."""
         self.resume(state, output)
         _owed, ino = self._owed()
         if self._front:                       # a TS_TAPE that never reached the medium
@@ -124,7 +126,8 @@ class VolumeWriter:
             self._front = 0
         self.volume += 1
         self.volumes = self.volume
-        first = self.total_blocks - (self.volume - 1)
+        # restore numbers blocks without the TS_TAPE of volumes after the first
+        first = self.total_blocks - (self.volume - 2)
         self._buf[:0] = self.volume_header(self.volume, 0, ino, first)
         self._front = TP_BSIZE
         self._vol_records = self._vol_bytes = self._submitted = 0
