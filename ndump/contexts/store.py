@@ -90,19 +90,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """tmp + fsync + rename + fsync of the directory."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """tmp + fsync + rename + fsync of the directory (``durable``), or tmp + rename."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 class Handle:
@@ -113,11 +115,14 @@ class Handle:
         self.ctx = ctx
         self._fd: int | None = fd
 
-    def save(self) -> None:
+    def save(self, *, durable: bool = True) -> None:
+        """Replace the context file; ``durable=False`` skips the fsyncs (a context not
+        yet restartable need not survive a crash: its snapshot is then cleaned up)."""
         self.ctx.updated = time.time()
         self.ctx.pid = os.getpid()
         text = json.dumps(asdict(self.ctx), indent=1, sort_keys=True) + "\n"
-        write_atomic(self.store.path(self.ctx.id, ".json"), text.encode("utf-8"))
+        write_atomic(self.store.path(self.ctx.id, ".json"), text.encode("utf-8"),
+                     durable=durable)
 
     def remove(self) -> None:
         """Delete every file of the context, then let go of the lock."""
@@ -144,7 +149,7 @@ class Store:
             raise ContextError(f"cannot keep dump contexts in {self.directory}:"
                                f" {os.strerror(e.errno).lower()}") from None
         handle = Handle(self, ctx, self._lock(ctx.id))
-        handle.save()
+        handle.save(durable=False)
         return handle
 
     def _lock(self, cid: str) -> int:
@@ -231,10 +236,6 @@ class Store:
                 os.unlink(self.path(cid, suffix))
             except FileNotFoundError:
                 pass
-        try:
-            _fsync_dir(self.directory)
-        except OSError:
-            pass
 
 
 def holds_snapshot(name: str, settings: Settings) -> bool:

@@ -147,6 +147,7 @@ def _run(opts, settings, reporter, ident_path: str, date: int, base_date: int,
             raise
         if context is not None:
             context.remove()
+            reporter.fact("context_id", None)      # done: nothing left to restart
         return outcome
 
 
@@ -241,6 +242,8 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
         ckpt = restart.Checkpointer(context, settings, sink, fmt, ident, history)
         on_inode = ckpt.on_inode(on_inode)
         context.ctx.catalog_dump_id = history.dump_id if on_inode is not None else None
+        context.ctx.dump_pass = "III"
+        context.save(durable=False)
     sink.start(changer.open(1))
     started = time.monotonic()
     try:

@@ -133,6 +133,7 @@ class Checkpointer:
         self.taken = 0
         self.seconds = 0.0
         self._due = 0.0
+        self._selection = None
         self._pending: list[int] = []
         self._heads: dict[int, str] = {}
         ck = handle.ctx.checkpoint
@@ -153,16 +154,22 @@ class Checkpointer:
         self._due = 0.0                       # a checkpoint at the next inode boundary
 
     def start_pass_iv(self, sel, inomap_map: dict) -> None:
-        """Pass IV begins: keep the selection (Pass III may have changed it)."""
+        """Pass IV begins; the first checkpoint comes one interval later (a dump
+        shorter than that pays nothing for being restartable)."""
+        self._selection = (sel, inomap_map)
+        self._due = self.clock() + self.interval
+
+    def _keep_selection(self) -> None:
+        """Before the first checkpoint: keep the selection (Pass III may have changed it)."""
         path = self.store.path(self.handle.ctx.id, ".sel")
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            pickle.dump((sel, inomap_map), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(self._selection, f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        self._selection = None
         self.handle.ctx.dump_pass = PASS_IV
-        self._due = 0.0
 
     def __call__(self, dino: int) -> None:
         if self.clock() >= self._due:
@@ -170,6 +177,8 @@ class Checkpointer:
 
     def take(self, dino: int) -> None:
         started = self.clock()
+        if self._selection is not None:
+            self._keep_selection()
         state = self.sink.checkpoint()
         output = self.sink.output
         sync = getattr(output, "sync", None)
