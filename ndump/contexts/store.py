@@ -231,9 +231,12 @@ class Store:
 
     def unlink(self, cid: str) -> None:
         # the JSON first: a context half removed is no longer listed
-        for suffix in (".json", ".sel", ".offsets", ".lock"):
+        # then what a killed writer may have left: .ID.json.tmpPID, ID.sel.tmp
+        leftovers = [p.name for p in self.directory.glob(f".{cid}.json.tmp*")]
+        for name in [cid + s for s in (".json", ".sel", ".offsets", ".sel.tmp")] + leftovers + \
+                [cid + ".lock"]:
             try:
-                os.unlink(self.path(cid, suffix))
+                os.unlink(self.directory / name)
             except FileNotFoundError:
                 pass
 
