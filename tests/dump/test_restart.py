@@ -113,16 +113,46 @@ def test_a_tree_read_live_restarts_only_with_force(start, tmp_path, ndump_env, r
     image = tmp_path / "l0.dump"
     reference = tree_state(src)
     ctx = killed_in_pass_iv(start, tmp_path, ndump_env, src, image)
+    before = image.stat().st_size
     proc = run_ndump("dump", "--restart", ctx["id"], status=1)
     assert proc.stderr.strip() == (f"DUMP: dump context {ctx['id']} read the live tree {src},"
                                    " which may have changed since: restart it only with --force")
     proc = run_ndump("dump", "--restart", ctx["id"], "--force", status=0)
     assert "is read live (no snapshot)" in proc.stderr
+    offset = ctx["checkpoint"]["sink"]["vol_bytes"]
+    assert f"continuing {image} from byte {offset}" in proc.stderr and offset <= before
     assert contexts(run_ndump) == []
     out = tmp_path / "out"
     out.mkdir()
     stock_restore(["-r", "-f", image], cwd=out)
     assert_trees_equal(reference, out, root=False)
+
+
+@pytest.mark.parametrize("options", [["-z"], ["-j", "-M", "-B", "300"]],
+                         ids=["zlib", "bzip2-multi-volume"])
+def test_compressed_and_multi_volume_dumps_restart_on_their_files(
+        start, tmp_path, ndump_env, run_ndump, src, options):
+    """Killed once a checkpoint lies past the first volume (or a third of the way)."""
+    multi = "-M" in options
+    image = tmp_path / ("vol" if multi else "l0.dump")
+    reference = tree_state(src)
+    proc = start("dump", "-0", "--snapshot", "none", *options, "-f", image, src)
+    wait_for(lambda: (checkpoint_of(ndump_env.state_dir) or {}).get(
+        "sink", {}).get("volume" if multi else "vol_records", 0) >= (2 if multi else 30),
+        proc, "a checkpoint far enough")
+    proc.kill()
+    proc.wait()
+    [ctx] = contexts(run_ndump)
+    run_ndump("dump", "--restart", ctx["id"], "--force", status=0)
+    stock = tmp_path / "stock"
+    stock.mkdir()
+    stock_restore(["-r", *(["-M"] if multi else []), "-f", image], cwd=stock)
+    assert_trees_equal(reference, stock, root=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    run_ndump("restore", "-r", *(["-M"] if multi else []), "-f", image, "--target", mine,
+              status=0)
+    assert_trees_equal(reference, mine, root=False)
 
 
 def test_stopped_before_pass_iv_the_context_is_cleanup_and_not_restartable(
