@@ -91,6 +91,7 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
     if restart_id is not None:
         if path is not None:
             raise click.UsageError("--restart takes no PATH: the context records it")
+        _only_restart_options(click.get_current_context())
         from ndump.dump.restart import restart_dump
         result.watch(reporter)
         return restart_dump(restart_id, s, reporter, force=force)
@@ -115,6 +116,18 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
     if outcome.estimate is not None:
         click.echo(outcome.estimate)
     return outcome
+
+
+_WITH_RESTART = {"restart_id", "force", "quiet", "verbose"}
+
+
+def _only_restart_options(ctx: click.Context) -> None:
+    """A restart goes on with the options recorded in its context: refuse others."""
+    given = [p for p in ctx.command.params if p.name not in _WITH_RESTART and p.expose_value
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"--restart goes on with the options the dump was started with;"
+                               f" leave out {', '.join(p.opts[-1] for p in given)}")
 
 
 def _sizes(text: str | None) -> tuple[int, ...]:

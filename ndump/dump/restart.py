@@ -227,8 +227,8 @@ class Checkpointer:
             except OSError:
                 regular = False
         out = {"kind": "file" if regular else "stream", "name": name}
-        if regular:
-            volume = state["volume"]
+        volume = state["volume"]
+        if regular and state["vol_bytes"] >= 1024:       # its TS_TAPE is on it
             if volume not in self._heads:
                 self._heads[volume] = _head(name)
             out["head"] = self._heads[volume]

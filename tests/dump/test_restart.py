@@ -117,6 +117,9 @@ def test_a_tree_read_live_restarts_only_with_force(start, tmp_path, ndump_env, r
     proc = run_ndump("dump", "--restart", ctx["id"], status=1)
     assert proc.stderr.strip() == (f"DUMP: dump context {ctx['id']} read the live tree {src},"
                                    " which may have changed since: restart it only with --force")
+    proc = run_ndump("dump", "--restart", ctx["id"], "--force", "-f", tmp_path / "x", status=1)
+    assert proc.stderr.strip() == ("DUMP: --restart goes on with the options the dump was"
+                                   " started with; leave out --file")
     proc = run_ndump("dump", "--restart", ctx["id"], "--force", status=0)
     assert "is read live (no snapshot)" in proc.stderr
     offset = ctx["checkpoint"]["sink"]["vol_bytes"]
@@ -166,6 +169,9 @@ def test_stopped_before_pass_iv_the_context_is_cleanup_and_not_restartable(
              proc, "Pass III")
     [busy] = contexts(run_ndump)
     assert busy["busy"] and not busy["cleanup_pending"]
+    refused = run_ndump("contexts", "delete", busy["id"], status=1)
+    assert refused.stderr == (f"NDUMP: dump context {busy['id']} is busy: another ndump process"
+                              " is running it\n")
     proc.kill()
     proc.wait()
     [ctx] = contexts(run_ndump)
@@ -214,11 +220,13 @@ def test_a_signal_in_pass_iv_leaves_a_restartable_context_and_says_how(
         start, tmp_path, ndump_env, run_ndump, src, signo):
     image = tmp_path / "l0.dump"
     reference = tree_state(src)
-    proc = start("dump", "-0", "--snapshot", "none", "-f", image, src)
+    proc = start("dump", "-0", "--snapshot", "none", "--json", tmp_path / "result.json",
+                 "-f", image, src)
     wait_for(lambda: checkpoint_of(ndump_env.state_dir), proc, "a checkpoint")
     proc.send_signal(signo)
     assert proc.wait(timeout=60) == 3
     [ctx] = contexts(run_ndump)
+    assert json.loads((tmp_path / "result.json").read_text())["context_id"] == ctx["id"]
     assert (ctx["state"], ctx["busy"], ctx["restartable"]) == ("interrupted", False, True)
     assert f"DUMP: dump context {ctx['id']} can be restarted from inode" in err_of(proc)
     assert f"ndump dump --restart {ctx['id']}" in err_of(proc)
@@ -273,3 +281,12 @@ def test_a_dump_to_a_pipe_continues_as_a_second_stream(start, tmp_path, ndump_en
     mine.mkdir()
     run_ndump("restore", "-r", "-M", "-f", tmp_path / "part", "--target", mine, status=0)
     assert_trees_equal(reference, mine, root=False)
+
+
+def test_unknown_contexts_are_one_clear_line(run_ndump, ndump_env):
+    for argv in (["contexts", "show", "zzzz"], ["contexts", "delete", "0123"],
+                 ["dump", "--restart", "01234567-89ab-cdef-0123-456789abcdef"]):
+        proc = run_ndump(*argv, status=1)
+        assert len(proc.stderr.splitlines()) == 1 and "dump context" in proc.stderr, proc.stderr
+    assert run_ndump("contexts", "list", status=0).stdout == "no dump contexts\n"
+    assert json.loads(run_ndump("contexts", "list", "--json", status=0).stdout) == []
