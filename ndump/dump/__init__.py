@@ -236,7 +236,9 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
         history.begin(NewDump(tree=ident.filesys, level=opts.level, date=ident.date,
                               base_date=ident.ddate, label=ident.label, host=ident.host,
                               medium=medium_spec(opts.file), multi=opts.multi_volume,
-                              ntrec=opts.ntrec, compression=opts.compress), sel, inomap.map)
+                              ntrec=opts.ntrec, compression=opts.compress,
+                              context=context.ctx.id if context is not None else None),
+                      sel, inomap.map)
     on_inode = history.on_inode if history is not None and history.active else None
     if context is not None:
         ckpt = restart.Checkpointer(context, settings, sink, fmt, ident, history)

@@ -395,7 +395,8 @@ def _history(opts, settings, reporter, ctx: Context, sel, mapping, ident) -> Fil
     history.begin(NewDump(tree=ident.filesys, level=ctx.level, date=ctx.date,
                           base_date=ctx.base_date, label=ident.label, host=ident.host,
                           medium=medium_spec(opts.file), multi=opts.multi_volume,
-                          ntrec=opts.ntrec, compression=opts.compress), sel, mapping)
+                          ntrec=opts.ntrec, compression=opts.compress, context=ctx.id),
+                  sel, mapping)
     if not history.active:
         return history
     if ctx.catalog_dump_id is not None:       # the interrupted run's entry: replaced

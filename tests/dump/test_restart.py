@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ndump.catalog import Catalog
 from stock import stock_restore
 from trees import assert_trees_equal, tree_state
 
@@ -129,6 +130,17 @@ def test_a_tree_read_live_restarts_only_with_force(start, tmp_path, ndump_env, r
     out.mkdir()
     stock_restore(["-r", "-f", image], cwd=out)
     assert_trees_equal(reference, out, root=False)
+    # the catalog: one complete entry, the file positions of an uninterrupted dump
+    run_ndump("dump", "-0", "--snapshot", "none", "-A", tmp_path / "other.db", "-f",
+              tmp_path / "whole.dump", src, status=0)
+    with Catalog(ndump_env.state_dir / "catalog.db", writable=False) as cat:
+        [dump] = cat.dumps()
+        restarted = cat.positions(dump.id)
+    with Catalog(tmp_path / "other.db", writable=False) as cat:
+        [whole] = cat.dumps()
+        uninterrupted = cat.positions(whole.id)
+    assert (dump.status, dump.context, dump.files) == ("done", ctx["id"], whole.files)
+    assert restarted == uninterrupted
 
 
 @pytest.mark.parametrize("options", [["-z"], ["-j", "-M", "-B", "300"]],
