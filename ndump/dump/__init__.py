@@ -241,11 +241,11 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
                       sel, inomap.map)
     on_inode = history.on_inode if history is not None and history.active else None
     if context is not None:
-        ckpt = restart.Checkpointer(context, settings, sink, fmt, ident, history)
+        ckpt = restart.Checkpointer(context, settings, sink, fmt, ident, history, reporter)
         on_inode = ckpt.on_inode(on_inode)
         context.ctx.catalog_dump_id = history.dump_id if on_inode is not None else None
         context.ctx.dump_pass = "III"
-        context.save(durable=False)
+        restart.note_pass(context, reporter)
     sink.start(changer.open(1))
     started = time.monotonic()
     try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import pickle
 import stat
 import struct
 import time
@@ -85,11 +84,26 @@ def begin(opts: DumpOptions, settings: Settings, snap: Snapshot, date: int, base
                   snapshot_rel=os.path.relpath(snap.root, directory) if directory else ".",
                   host=settings.hostname)
     store = Store(settings)
-    store.purge_unrestartable()
-    handle = store.create(ctx)
+    try:
+        store.purge_unrestartable()
+        handle = store.create(ctx)
+    except (ContextError, OSError) as e:
+        what = str(e) if isinstance(e, ContextError) else \
+            f"cannot keep dump contexts in {store.directory}: {reason(e)}"
+        reporter.warning(f"{what}; this dump cannot be restarted", once="contexts")
+        return None
     reporter.fact("context_id", ctx.id)
     reporter.verbose(f"dump context {ctx.id}")
     return handle
+
+
+def note_pass(handle: Handle, reporter: Reporter) -> None:
+    """Record how far the dump came (for ``contexts list``; not fsynced)."""
+    try:
+        handle.save(durable=False)
+    except OSError as e:
+        reporter.warning(f"cannot write dump context {handle.ctx.id}: {reason(e)}",
+                         once="contexts")
 
 
 def restart_command(cid: str) -> str:
@@ -111,7 +125,7 @@ def stopped(handle: Handle, snap: Snapshot, e: BaseException, reporter: Reporter
         reporter.warning(f"cannot update dump context {ctx.id}: {reason(err)}")
     handle.release()
     snap.keep()
-    how = " (with --force: it reads the live tree)" if ctx.snapshot is None else ""
+    how = " --force (the tree is read live)" if ctx.snapshot is None else ""
     e.add_note(f"dump context {ctx.id} can be restarted from inode {ctx.checkpoint['ino']}:"
                f" {restart_command(ctx.id)}{how}")
 
@@ -121,9 +135,10 @@ class Checkpointer:
     """Called before each file of Pass IV; takes a checkpoint when one is due."""
 
     def __init__(self, handle: Handle, settings: Settings, sink, fmt, ident: DumpIdent,
-                 history: FileHistory | None, *, clock=time.monotonic):
+                 history: FileHistory | None, reporter: Reporter, *, clock=time.monotonic):
         self.handle = handle
         self.store = handle.store
+        self.rep = reporter
         self.sink = sink
         self.fmt = fmt
         self.ident = ident
@@ -161,6 +176,7 @@ class Checkpointer:
 
     def _keep_selection(self) -> None:
         """Before the first checkpoint: keep the selection (Pass III may have changed it)."""
+        import pickle
         path = self.store.path(self.handle.ctx.id, ".sel")
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -176,14 +192,28 @@ class Checkpointer:
             self.take(dino)
 
     def take(self, dino: int) -> None:
+        """Media errors go up as from any write; a context that cannot be written is
+        one warning, and the dump goes on without checkpoints."""
         started = self.clock()
-        if self._selection is not None:
-            self._keep_selection()
         state = self.sink.checkpoint()
         output = self.sink.output
         sync = getattr(output, "sync", None)
         if sync is not None:
             sync()
+        try:
+            self._record(dino, state, output)
+        except OSError as e:
+            self.interval = float("inf")
+            self._due = float("inf")
+            self.rep.warning(f"cannot write dump context {self.handle.ctx.id}"
+                             f" ({reason(e)}): no more checkpoints for this dump")
+        now = self.clock()
+        self.seconds += now - started
+        self._due = now + self.interval
+
+    def _record(self, dino: int, state: dict, output) -> None:
+        if self._selection is not None:
+            self._keep_selection()
         self._append_offsets()
         ctx = self.handle.ctx
         ctx.checkpoint = {
@@ -195,9 +225,6 @@ class Checkpointer:
         ctx.volume = state["volume"]
         self.handle.save()
         self.taken += 1
-        now = self.clock()
-        self.seconds += now - started
-        self._due = now + self.interval
 
     def _append_offsets(self) -> None:
         if not self._pending:
@@ -322,6 +349,7 @@ def _continue(handle: Handle, opts: DumpOptions, settings: Settings, reporter: R
               snap: Snapshot) -> Outcome:
     from ndump.dump import open_writers, write_passes
     from ndump.dump.volchange import VolumeChanger
+    import pickle
     ctx = handle.ctx
     ck = ctx.checkpoint
     try:
@@ -360,7 +388,7 @@ def _continue(handle: Handle, opts: DumpOptions, settings: Settings, reporter: R
         if opts.file != "-" and not opts.multi_volume:
             changer.change(volume, "")
         sink.resume_on_new_volume(state, changer.open(volume))
-    ckpt = Checkpointer(handle, settings, sink, fmt, ident, history)
+    ckpt = Checkpointer(handle, settings, sink, fmt, ident, history, reporter)
     on_inode = history.on_inode if history is not None and history.active else None
     started = time.monotonic()
     try:

@@ -302,3 +302,12 @@ def test_unknown_contexts_are_one_clear_line(run_ndump, ndump_env):
         assert len(proc.stderr.splitlines()) == 1 and "dump context" in proc.stderr, proc.stderr
     assert run_ndump("contexts", "list", status=0).stdout == "no dump contexts\n"
     assert json.loads(run_ndump("contexts", "list", "--json", status=0).stdout) == []
+
+
+def test_a_state_directory_that_cannot_hold_contexts_is_a_warning(tmp_path, run_ndump, src):
+    state = tmp_path / "not-a-directory"
+    state.write_text("")
+    proc = run_ndump("dump", "-0", "--snapshot", "none", "-f", tmp_path / "l0.dump", src,
+                     env={"NDUMP_STATE_DIR": str(state)}, status=0)
+    assert (f"DUMP: warning: cannot keep dump contexts in {state}/contexts: not a directory;"
+            " this dump cannot be restarted") in proc.stderr
