@@ -32,8 +32,9 @@ def list_(as_json):
     """One line per context: id, tree, level, pass, state, busy, cleanup pending, last update."""
     from ndump.contexts import Store
     from ndump.dump.restart import describe
-    store = Store(settings())
-    rows = [describe(store, cid) for cid in store.ids()]
+    s = settings()
+    store = Store(s)
+    rows = [describe(store, cid, s) for cid in store.ids()]
     if as_json:
         click.echo(json.dumps(rows, indent=1, ensure_ascii=False))
         return 0
@@ -71,8 +72,9 @@ def show(as_json, context_id):
     """Every field of context ID (an ID or a unique prefix of it)."""
     from ndump.contexts import Store
     from ndump.dump.restart import describe
-    store = Store(settings())
-    facts = describe(store, store.resolve(context_id))
+    s = settings()
+    store = Store(s)
+    facts = describe(store, store.resolve(context_id), s)
     if as_json:
         click.echo(json.dumps(facts, indent=1, ensure_ascii=False))
         return 0

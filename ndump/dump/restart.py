@@ -447,7 +447,21 @@ def _history(opts, settings, reporter, ctx: Context, sel, mapping, ident) -> Fil
 
 
 # -- ndump contexts list|show|delete ------------------------------------------
-def describe(store: Store, cid: str) -> dict:
+def _snapshot_gone(ctx: Context, settings: Settings) -> str:
+    """Why the snapshot of ``ctx`` cannot be read any more ("" when it can)."""
+    from ndump.snapshot import registry
+    if ctx.snapshot is None or os.path.isdir(ctx.root):
+        return ""
+    if ctx.snapshot_created:
+        record = next((r for r in registry.live(settings) if r.name == ctx.snapshot), None)
+        if record is None:
+            return f"snapshot {ctx.snapshot} is gone (no record of it)"
+        if record.data.get("mounted_top"):
+            return ""                         # the restart mounts its filesystem again
+    return f"snapshot {ctx.snapshot} is gone ({ctx.root} does not exist)"
+
+
+def describe(store: Store, cid: str, settings: Settings) -> dict:
     """Every field of context ``cid`` for ``ndump contexts show`` (ONTAP's
     ``restartable-backup show -context-id``), the unreadable ones said so."""
     busy = store.busy(cid)
@@ -462,8 +476,7 @@ def describe(store: Store, cid: str) -> dict:
         why = ""
     except ContextError as e:
         why = str(e)
-    if not why and ctx.snapshot is not None and not os.path.isdir(ctx.root):
-        why = f"snapshot {ctx.snapshot} is gone ({ctx.root} does not exist)"
+    why = why or _snapshot_gone(ctx, settings)
     state = ctx.state if busy or ctx.state != "running" else "killed"
     opts = ctx.options
     return {

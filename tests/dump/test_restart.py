@@ -1,7 +1,7 @@
 """Restartable dumps of a tree read live (--snapshot none, so restarts need --force):
 the refusal rules, a dump stopped by a signal or a full medium, and a dump to a
 pipe continued as a second stream (issue 14, acceptance 2 and 5).  The btrfs
-cases are in tests/snapshot/test_restart.py; the tape stand-in in
+cases are in tests/snapshot/test_restart_btrfs.py; the tape stand-in in
 tests/media/test_tape_restart.py."""
 from __future__ import annotations
 
