@@ -20,6 +20,8 @@ from ndump.catalog import Catalog
 from stock import stock_restore
 from trees import assert_trees_equal, tree_state
 
+pytestmark = [pytest.mark.compat]             # stock restore reads what the restarts wrote
+
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"NDUMP_CHECKPOINT_INTERVAL": "0"}
 SEED = int(os.environ.get("NDUMP_TEST_SEED", time.time_ns() % 100_000))

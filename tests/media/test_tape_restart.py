@@ -12,9 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stock import stock_restore
 from tapehelp import change_tape_script
 from trees import assert_trees_equal, build_tree, tree_state
+
+pytestmark = [pytest.mark.compat]
 
 TAPE = "localhost:/dev/nst0"
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from snaphelp import sh, stderr_of, wait_for
 from stock import stock_restore
 from trees import assert_trees_equal, tree_state
 
-pytestmark = [pytest.mark.root, pytest.mark.btrfs]
+pytestmark = [pytest.mark.root, pytest.mark.btrfs, pytest.mark.compat]
 
 FAST = {"NDUMP_CHECKPOINT_INTERVAL": "0"}
 SEED = int(os.environ.get("NDUMP_TEST_SEED", time.time_ns() % 100_000))
