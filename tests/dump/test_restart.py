@@ -218,7 +218,9 @@ def test_a_restart_on_another_file_is_refused(start, tmp_path, ndump_env, run_nd
     ctx = killed_in_pass_iv(start, tmp_path, ndump_env, src, image)
     size = image.stat().st_size
     if swap == "other file":
-        run_ndump("dump", "-0", "--snapshot", "none", "--no-catalog", "-f", image, src, status=0)
+        # another dump (its label differs: two dumps of one tree in one second are the same)
+        run_ndump("dump", "-0", "--snapshot", "none", "--no-catalog", "-L", "other", "-f", image,
+                  src, status=0)
         why = f"cannot be restarted on {image}: it is not volume 1 of that dump"
     else:
         os.truncate(image, ctx["checkpoint"]["sink"]["vol_bytes"] - 1)
