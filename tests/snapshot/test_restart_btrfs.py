@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def fill(root: Path, rng: random.Random, files: int = 120) -> int:
         f.seek(1 << 20)
         f.write(b"end")
     return total
+
+
+def holds_flock(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds a flock on ``path`` (/proc/locks: looking takes none)."""
+    ino = path.stat().st_ino
+    with open("/proc/locks") as f:
+        for line in f:
+            words = line.split()
+            if "->" not in words and "FLOCK" in words and words[4] == str(pid) \
+                    and words[5].rsplit(":", 1)[-1] == str(ino):
+                return True
+    return False
 
 
 def contexts(run_ndump) -> list[dict]:
@@ -104,10 +117,22 @@ def test_killed_three_times_in_pass_iv_the_restarts_complete_the_dump(
         if k == 1:
             shutil.rmtree(ndump_env.run_dir)                 # a reboot: /run is empty
         proc = start_ndump("dump", "--restart", cid, env=FAST)
-        if k == 2:
-            wait_for(lambda: contexts(run_ndump)[0]["busy"], what="the restart to hold it")
-            second = run_ndump("dump", "--restart", cid, status=1)
-            assert f"dump context {cid} is busy" in second.stderr
+        if k == 0:
+            # two restarts at once: stopped while it holds the context, the first makes
+            # the second refuse (and is not a step further when it goes on)
+            lock = ndump_env.state_dir / "contexts" / f"{cid}.lock"
+
+            def holding():
+                assert proc.poll() is None, stderr_of(proc)
+                return holds_flock(proc.pid, lock)
+            wait_for(holding, what="the restart to hold the context")
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                assert contexts(run_ndump)[0]["busy"]
+                second = run_ndump("dump", "--restart", cid, status=1)
+                assert f"dump context {cid} is busy" in second.stderr
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
     assert proc.wait(timeout=300) == 0, stderr_of(proc)
     assert f"continuing {image} from byte" in stderr_of(proc)
     assert contexts(run_ndump) == []
