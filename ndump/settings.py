@@ -38,6 +38,7 @@ class Settings:
     stderr_is_tty: bool = False
     has_tty: bool = False
     progress_interval: float = 300.0
+    checkpoint_interval: float = 5.0      # restartable dumps: seconds between checkpoints
     max_sessions: int | None = None
     extract: str | None = None
     force: bool = False
@@ -62,6 +63,8 @@ class Settings:
             has_tty=_has_tty(),
             progress_interval=_seconds("NDUMP_PROGRESS_INTERVAL",
                                        env.get("NDUMP_PROGRESS_INTERVAL"), 300.0),
+            checkpoint_interval=_seconds("NDUMP_CHECKPOINT_INTERVAL",
+                                         env.get("NDUMP_CHECKPOINT_INTERVAL"), 5.0),
             max_sessions=_count("NDUMP_MAX_SESSIONS", env.get("NDUMP_MAX_SESSIONS")),
             extract=_choice("NDUMP_EXTRACT", env.get("NDUMP_EXTRACT"), ("N", "Y", "E")),
             force=_yes_no("NDUMP_FORCE", env.get("NDUMP_FORCE")),

@@ -68,6 +68,15 @@ def main():
     while True:
         cmd = inp.read(1)
         if not cmd:
+            # the client died (a SIGKILLed dump): the kernel closes the device for it,
+            # and st writes a filemark after writes, as on a close
+            if tape is not None:
+                if last_write:
+                    tape.items[tape.pos:] = [None]
+                    tape.pos += 1
+                if rewind_on_close:
+                    tape.pos = 0
+                tape.save()
             break
         if cmd == b"O":
             name = inp.readline().strip().decode()

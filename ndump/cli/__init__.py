@@ -19,7 +19,7 @@ _PREFIX = {"dump": "DUMP", "restore": "RESTORE"}
 # command name -> module: each is imported only when used, so a restore does not
 # pay for loading the dump engine (and the reverse)
 _COMMANDS = {"dump": "ndump.cli.dump_cmd", "restore": "ndump.cli.restore_cmd",
-             "catalog": "ndump.cli.catalog_cmd"}
+             "catalog": "ndump.cli.catalog_cmd", "contexts": "ndump.cli.contexts_cmd"}
 
 
 class _LazyGroup(click.Group):

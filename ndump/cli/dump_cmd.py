@@ -67,14 +67,20 @@ from ndump.report import make_reporter
                 " $NDUMP_STATE_DIR/catalog.db, else /var/lib/ndump/catalog.db).")
 @click.option("--no-catalog", "no_catalog", is_flag=True,
               help="Record no file history for this dump.")
+@click.option("--restart", "restart_id", metavar="ID",
+              help="Continue the interrupted dump of context ID (ndump contexts list) from its"
+              " last checkpoint, with the options it was started with.")
+@click.option("--force", "force", is_flag=True,
+              help="With --restart: continue a dump of a tree that had no snapshot (the tree"
+              " may have changed since).")
 @quiet_option
 @verbose_option
 @result.json_option
 @click.argument("path", required=False)
 def dump(level, file, blocksize, label, compress, excludes, honor_level, estimate,
          no_checksums, update, dumpdates, base_date, show_all, show_needed, multi_volume,
-         volume_size, script, snapshot, snapshot_size, max_sessions, catalog, no_catalog, quiet,
-         verbose, path):
+         volume_size, script, snapshot, snapshot_size, max_sessions, catalog, no_catalog,
+         restart_id, force, quiet, verbose, path):
     """Dump the directory tree at PATH (levels 0-31) in the classic dump format."""
     s = settings()
     reporter = make_reporter("DUMP", s, verbosity=verbose, quiet=quiet)
@@ -82,6 +88,15 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
         for line in show_history(dumpdates, s, reporter, only_needed=show_needed and not show_all):
             click.echo(line)
         return 0
+    if restart_id is not None:
+        if path is not None:
+            raise click.UsageError("--restart takes no PATH: the context records it")
+        _only_restart_options(click.get_current_context())
+        from ndump.dump.restart import restart_dump
+        result.watch(reporter)
+        return restart_dump(restart_id, s, reporter, force=force)
+    if force:
+        raise click.UsageError("--force goes with --restart")
     if path is None:
         raise click.UsageError("missing PATH: the directory to dump")
     opts = DumpOptions(path=path, level=level, file=file or s.tape, ntrec=blocksize, label=label,
@@ -101,6 +116,18 @@ def dump(level, file, blocksize, label, compress, excludes, honor_level, estimat
     if outcome.estimate is not None:
         click.echo(outcome.estimate)
     return outcome
+
+
+_WITH_RESTART = {"restart_id", "force", "quiet", "verbose"}
+
+
+def _only_restart_options(ctx: click.Context) -> None:
+    """A restart goes on with the options recorded in its context: refuse others."""
+    given = [p for p in ctx.command.params if p.name not in _WITH_RESTART and p.expose_value
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"--restart goes on with the options the dump was started with;"
+                               f" leave out {', '.join(p.opts[-1] for p in given)}")
 
 
 def _sizes(text: str | None) -> tuple[int, ...]:

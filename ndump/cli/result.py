@@ -107,7 +107,7 @@ def build(run: _Run, status: int, finished: float, duration: float) -> dict:
         "files": facts.get("files"),
         "volumes": facts.get("volumes"),
         "problems": [{"path": p.path, "reason": p.reason} for p in problems],
-        "context_id": None,
+        "context_id": facts.get("context_id"),
     }
 
 

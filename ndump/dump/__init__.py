@@ -24,6 +24,7 @@ from ndump.dump.volumes import VolumeWriter
 from ndump.format.constants import MAXNTREC as MAX_NTREC
 from ndump.dump.volchange import VolumeChanger
 from ndump.dump.writer import TreeWriter
+from ndump.dump import restart
 
 __all__ = ["DumpOptions", "open_writers", "run_dump", "show_history", "write_passes"]
 
@@ -135,28 +136,46 @@ def _run(opts, settings, reporter, ident_path: str, date: int, base_date: int,
     with open_session(settings, "dump", ident_path, opts.max_sessions, reporter), \
             open_snapshot(ident_path, "none" if opts.estimate_only else opts.snapshot, settings,
                           reporter, size=opts.snapshot_size) as snap:
-        root = os.fsencode(snap.root)
-        # -S only estimates: it leaves the state directory as it found it
-        inomap = (InodeMap(None, ident_path) if opts.estimate_only
-                  else _open_inomap(settings, ident_path, reporter, opts.level))
+        context = None if opts.estimate_only else restart.begin(opts, settings, snap, date,
+                                                                 base_date, reporter)
         try:
-            reporter.phase("I", "mapping")
-            walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
-            sel = walk.run()
-            reporter.phase("II", "mapping")
-            if inomap.persistent:
-                inomap.save()
-        finally:
-            inomap.close()
-        est_blocks = sel.blocks + 20
-        reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
-        reporter.fact("estimated_bytes", est_blocks * TP_BSIZE); reporter.fact("files", sel.inodes)
-        if opts.estimate_only:
-            return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
-        history = FileHistory(opts.catalog or default_path(settings.state_dir), reporter) \
-            if opts.file_history else None
-        return _write_dump(opts, reporter, root, sel, inomap, changer,
-                           _ident(opts, settings, ident_path, date, base_date), history)
+            outcome = _dump_from(opts, settings, reporter, ident_path, date, base_date, changer,
+                                 snap, context)
+        except BaseException as e:
+            if context is not None:
+                restart.stopped(context, snap, e, reporter)
+            raise
+        if context is not None:
+            context.remove()
+            reporter.fact("context_id", None)      # done: nothing left to restart
+        return outcome
+
+
+def _dump_from(opts, settings, reporter, ident_path: str, date: int, base_date: int, changer,
+               snap, context) -> Outcome:
+    root = os.fsencode(snap.root)
+    # -S only estimates: it leaves the state directory as it found it
+    inomap = (InodeMap(None, ident_path) if opts.estimate_only
+              else _open_inomap(settings, ident_path, reporter, opts.level))
+    try:
+        reporter.phase("I", "mapping")
+        walk = Walk(root, opts.level, base_date, opts.honor_level, opts.excludes, inomap, reporter)
+        sel = walk.run()
+        reporter.phase("II", "mapping")
+        if inomap.persistent:
+            inomap.save()
+    finally:
+        inomap.close()
+    est_blocks = sel.blocks + 20
+    reporter.info(f"estimated {est_blocks} blocks ({est_blocks / 1024:.2f}MB).")
+    reporter.fact("estimated_bytes", est_blocks * TP_BSIZE); reporter.fact("files", sel.inodes)
+    if opts.estimate_only:
+        return Outcome(reporter.problems, estimate=est_blocks * TP_BSIZE)
+    history = FileHistory(opts.catalog or default_path(settings.state_dir), reporter) \
+        if opts.file_history else None
+    return _write_dump(opts, reporter, root, sel, inomap, changer,
+                       _ident(opts, settings, ident_path, date, base_date), history,
+                       context, settings)
 
 
 def _ident(opts: DumpOptions, settings: Settings, ident_path: str, date: int,
@@ -199,12 +218,16 @@ def _open_inomap(settings: Settings, ident: str, reporter: Reporter, level: int)
 
 
 def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeChanger,
-                ident: DumpIdent, history: FileHistory | None) -> Outcome:
+                ident: DumpIdent, history: FileHistory | None, context=None,
+                settings: Settings | None = None) -> Outcome:
     algorithm = ALGORITHMS[opts.compress] if opts.compress else None
+    ckpt = None
 
     def on_volume(volume: int, ino: int) -> None:
         if history is not None and history.active:
             history.volume_started(volume, sink.total_blocks)
+        if ckpt is not None:
+            ckpt.on_volume()
         changer.started(volume, ino)
     fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
                              capacities=list(opts.volume_sizes), change_volume=changer.change,
@@ -213,12 +236,21 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
         history.begin(NewDump(tree=ident.filesys, level=opts.level, date=ident.date,
                               base_date=ident.ddate, label=ident.label, host=ident.host,
                               medium=medium_spec(opts.file), multi=opts.multi_volume,
-                              ntrec=opts.ntrec, compression=opts.compress), sel, inomap.map)
+                              ntrec=opts.ntrec, compression=opts.compress,
+                              context=context.ctx.id if context is not None else None),
+                      sel, inomap.map)
+    on_inode = history.on_inode if history is not None and history.active else None
+    if context is not None:
+        ckpt = restart.Checkpointer(context, settings, sink, fmt, ident, history, reporter)
+        on_inode = ckpt.on_inode(on_inode)
+        context.ctx.catalog_dump_id = history.dump_id if on_inode is not None else None
+        context.ctx.dump_pass = "III"
+        restart.note_pass(context, reporter)
     sink.start(changer.open(1))
     started = time.monotonic()
     try:
         write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums,
-                     on_inode=history.on_inode if history is not None and history.active else None)
+                     on_inode=on_inode, checkpoint=ckpt)
     except BaseException as e:
         if history is not None:
             history.finish(status="aborted", volumes=sink.volumes)
@@ -233,6 +265,8 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
     reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
     reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
     reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
+    if ckpt is not None:
+        reporter.verbose(f"{ckpt.taken} checkpoint(s) in {ckpt.seconds:.3f} seconds")
     reporter.info("DUMP IS DONE" if not reporter.problems else
                   f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
     return Outcome(reporter.problems)
@@ -254,11 +288,13 @@ def open_writers(ident: DumpIdent, open_volume, **volume_args) -> tuple[FormatWr
 
 def write_passes(root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWriter,
                  sink: VolumeWriter, reporter: Reporter, *, checksums: bool = True,
-                 on_inode=None) -> None:
+                 on_inode=None, checkpoint=None, resume_from: int | None = None) -> None:
     """The volume header, the maps, Pass III, IV and V, the end: the whole dump of
     what Pass I and II selected, through ``fmt`` onto ``sink`` (started).  On any
     failure the sink is aborted and the failure raised.  ``on_inode``: the file
-    history's hook (dump/history.py), told of each inode's header."""
+    history's hook (dump/history.py), told of each inode's header.
+    ``checkpoint``: a restart.Checkpointer, called at inode boundaries in Pass IV;
+    ``resume_from``: a restarted dump goes on at this inode of Pass IV."""
     m = inomap.map
     maxino = sel.maxino + 1
     all_dinos = (m[k] for d in sel.dirs for k in d.keys)
@@ -270,13 +306,16 @@ def write_passes(root: bytes, sel: Selection, inomap: InodeMap, fmt: FormatWrite
     tree = TreeWriter(root, sel, inomap, fmt, reporter, checksums=checksums,
                       progress=lambda n: reporter.progress(n, sink.volume), on_inode=on_inode)
     try:
-        fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
-        fmt.write_maps(clri, bits, maxino)
-        reporter.phase("III", "dumping directories")
-        tree.dump_dirs()
+        if resume_from is None:
+            fmt.write_tape_header(Totals(sel.data_bytes, sel.inodes, sel.blocks))
+            fmt.write_maps(clri, bits, maxino)
+            reporter.phase("III", "dumping directories")
+            tree.dump_dirs()
         reporter.phase("IV", "dumping regular files")
         reporter.progress_start(max(sel.data_bytes, 1))
-        tree.dump_files()
+        if checkpoint is not None and resume_from is None:
+            checkpoint.start_pass_iv(sel, inomap.map)
+        tree.dump_files(resume_from or 0, checkpoint)
         reporter.progress_end()
         fmt.write_end(maxino)
         sink.close()

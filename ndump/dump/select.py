@@ -62,10 +62,11 @@ class Selection:
     inodes: int = 0
     blocks: int = 0
 
-    def file_entries(self):
-        """(dino, directory, entry index) of every selected file, ascending dino."""
+    def file_entries(self, start: int = 0):
+        """(dino, directory, entry index) of every selected file from dump inode
+        ``start`` on, ascending dino."""
         files = self.files
-        for dino in range(len(files)):
+        for dino in range(start, len(files)):
             where = files[dino]
             if where:
                 where -= 1

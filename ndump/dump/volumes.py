@@ -79,6 +79,60 @@ class VolumeWriter:
             except Exception:
                 pass                          # the failure being reported matters more
 
+    # -- restartable dumps (SPEC §6) -----------------------------------------
+    def checkpoint(self) -> dict:
+        """Put every whole record pending on the medium (the rest, less than a
+        record, stays pending) and return what ``resume`` needs to go on from
+        here: counters, the pending tail, the header log."""
+        while True:
+            self._flush()
+            try:
+                self._drain()
+                break
+            except EndOfMedia as e:
+                self._next_volume(str(e))
+        return {"volume": self.volume, "volumes": self.volumes, "vol_records": self._vol_records,
+                "vol_bytes": self._vol_bytes, "total_blocks": self.total_blocks,
+                "blocks": self.blocks, "bytes_out": self.bytes_out, "front": self._front,
+                "base": self._base, "log": [list(x) for x in self._log],
+                "tail": bytes(self._buf).hex(),
+                "last_header": getattr(self, "_last_header", b"").hex()}
+
+    def resume(self, state: dict, output) -> None:
+        """Go on from a checkpoint on ``output``, positioned where the checkpoint's
+        medium bytes end (a file truncated back to them)."""
+        self.volume, self.volumes = state["volume"], state["volumes"]
+        self._vol_records, self._vol_bytes = state["vol_records"], state["vol_bytes"]
+        self.total_blocks, self.blocks = state["total_blocks"], state["blocks"]
+        self.bytes_out, self._front, self._base = state["bytes_out"], state["front"], state["base"]
+        self._log = deque(tuple(x) for x in state["log"])
+        self._buf = bytearray(bytes.fromhex(state["tail"]))
+        self._last_header = bytes.fromhex(state["last_header"])
+        self._submitted = 0
+        self.output = output
+
+    def resume_on_new_volume(self, state: dict, output) -> None:
+        """Go on from a checkpoint on a new volume (a pipe, a tape): its TS_TAPE,
+        then the blocks from the checkpoint's last record boundary on.  Its
+        c_firstrec is the number of the first of them (checked with stock and
+        ndump restore): restore, having read the interrupted volume, skips the
+        blocks it has read already (FORMAT §7.3) and goes on where that ended.
+        c_count is 0: a restore not in the middle of a file resynchronises on
+        the next header."""
+        self.resume(state, output)
+        _owed, ino = self._owed()
+        if self._front:                       # a TS_TAPE that never reached the medium
+            del self._buf[:self._front]
+            self._front = 0
+        self.volume += 1
+        self.volumes = self.volume
+        # restore numbers blocks without the TS_TAPE of volumes after the first
+        first = self.total_blocks - (self.volume - 2)
+        self._buf[:0] = self.volume_header(self.volume, 0, ino, first)
+        self._front = TP_BSIZE
+        self._vol_records = self._vol_bytes = self._submitted = 0
+        self.on_volume(self.volume, ino)
+
     # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
         self._last_header = header

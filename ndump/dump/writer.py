@@ -230,10 +230,14 @@ class TreeWriter:
         return os.fstat(self.fds.root_fd)
 
     # -- Pass IV/V ---------------------------------------------------------
-    def dump_files(self) -> None:
+    def dump_files(self, start: int = 0, checkpoint=None) -> None:
+        """Pass IV from dump inode ``start`` on; ``checkpoint(dino)``, when given, is
+        called before each file, at an inode boundary (restartable dumps)."""
         cur_dir = None
         dfd = -1
-        for dino, node, i in self.sel.file_entries():
+        for dino, node, i in self.sel.file_entries(start):
+            if checkpoint is not None:
+                checkpoint(dino)
             if node is not cur_dir:
                 cur_dir = node
                 try:

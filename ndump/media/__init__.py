@@ -57,8 +57,13 @@ def check_output(spec: str, settings: Settings | None = None) -> None:
         raise StartupError(f"cannot open {spec}: permission denied")
 
 
-def open_output(spec: str, settings: Settings | None = None) -> Output:
+def open_output(spec: str, settings: Settings | None = None, *,
+                resume_at: int | None = None) -> Output:
+    """``resume_at``: continue an image file from that byte (see FileOutput)."""
     settings = settings or Settings()
+    if resume_at is not None:
+        _refuse_in_dev(spec)
+        return FileOutput(spec, resume_at=resume_at)
     if spec == "-":
         return stdout_output()
     if parse_remote(spec) is not None:

@@ -17,13 +17,19 @@ def _reason(e: OSError) -> str:
 class FileOutput:
     is_tape = False
 
-    def __init__(self, path: str, *, fd: int | None = None):
+    def __init__(self, path: str, *, fd: int | None = None, resume_at: int | None = None):
+        """``resume_at``: open an existing file without truncating it, cut it back to
+        that many bytes and write from there (a restarted dump, SPEC §6)."""
         self.name = path
         if fd is None:
+            flags = os.O_WRONLY | os.O_CLOEXEC | (
+                os.O_CREAT | os.O_TRUNC if resume_at is None else 0)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                fd = os.open(path, flags, 0o666)
             except OSError as e:
                 raise StartupError(f"cannot open {path}: {_reason(e)}") from None
+            if resume_at is not None:
+                _cut_back(fd, path, resume_at)
         self.fd = fd
         try:
             os.lseek(fd, 0, os.SEEK_CUR)
@@ -55,6 +61,14 @@ class FileOutput:
                 raise MediaError(f"{self.name}: broken pipe") from None
             raise MediaError(f"write error on {self.name}: {_reason(e)}") from None
 
+    def sync(self) -> None:
+        """Make what was written durable (fsync); a pipe or device that cannot is left be."""
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+                raise MediaError(f"cannot sync {self.name}: {_reason(e)}") from None
+
     def truncate_to(self, size: int) -> None:
         """Cut a regular file back to ``size`` bytes (undo a partly written record)."""
         if self.seekable:
@@ -71,6 +85,24 @@ class FileOutput:
                 os.close(fd)
             except OSError as e:
                 raise MediaError(f"cannot close {self.name}: {_reason(e)}") from None
+
+
+def _cut_back(fd: int, path: str, size: int) -> None:
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StartupError(f"cannot continue on {path}: not a regular file")
+        if st.st_size < size:
+            raise StartupError(f"cannot continue on {path}: it holds {st.st_size} bytes, fewer"
+                               f" than the {size} written before the checkpoint (another file?)")
+        os.ftruncate(fd, size)
+        os.lseek(fd, size, os.SEEK_SET)
+    except StartupError:
+        os.close(fd)
+        raise
+    except OSError as e:
+        os.close(fd)
+        raise StartupError(f"cannot continue on {path}: {_reason(e)}") from None
 
 
 class FileInput:

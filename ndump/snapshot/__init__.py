@@ -31,7 +31,8 @@ from ndump.settings import Settings
 from ndump.snapshot import btrfs, detect, lvm, registry
 from ndump.snapshot.registry import held_by_context
 
-__all__ = ["Snapshot", "open_snapshot", "remove_stale", "held_by_context", "SnapshotError"]
+__all__ = ["Snapshot", "open_snapshot", "reopen_kept", "remove_stale", "held_by_context",
+           "SnapshotError"]
 
 
 @dataclass
@@ -50,6 +51,15 @@ class Snapshot:
     @property
     def live(self) -> bool:
         return self.kind is None
+
+    @property
+    def directory(self) -> str | None:
+        """The btrfs snapshot's own directory (``root`` lies in it); None otherwise."""
+        if self.kind != "btrfs":
+            return None
+        if self._held is not None:
+            return self._held.record.data.get("snapshot")
+        return os.path.abspath(self.name) if self.name else None
 
     def keep(self) -> None:
         """Keep the snapshot after the dump (a restartable context holds it, SPEC §6)."""
@@ -165,6 +175,29 @@ def open_snapshot(path: str, mode: str, settings: Settings, reporter: Reporter, 
         if snap is not None:
             snap.release()
         raise
+
+
+def reopen_kept(origin: str, name: str, rel: str, settings: Settings,
+                reporter: Reporter) -> Snapshot:
+    """The btrfs snapshot ``name`` that a restartable dump context kept (SPEC §6), held
+    by this process again: released (removed) at the end of the ``with`` block unless
+    ``keep()`` is called.  Raises SnapshotError when it is gone."""
+    held = registry.take(settings, name)
+    try:
+        with _deferred_signals():
+            if held.record.kind != "btrfs":
+                raise SnapshotError(f"snapshot {name} is a {held.record.kind} snapshot;"
+                                    " only btrfs snapshots are kept for a restart")
+            snapdir = btrfs.reopen(held.record.data, _scratch(settings, name))
+            held.save()
+        if not os.path.isdir(snapdir):
+            raise SnapshotError(f"snapshot {name} is gone ({snapdir} does not exist)")
+    except BaseException:
+        held.close()
+        raise
+    root = snapdir if rel == "." else os.path.join(snapdir, rel)
+    reporter.info(f"reading {origin} from btrfs snapshot {snapdir} (kept for the restart)")
+    return _made(origin, root, "btrfs", held, settings, reporter)
 
 
 def _auto(origin: str, size: str | None, settings: Settings, reporter: Reporter) -> Snapshot:

@@ -126,6 +126,16 @@ def remove(data: dict, scratch: str) -> None:
             _unmount(top)
 
 
+def reopen(data: dict, scratch: str) -> str:
+    """The directory of a snapshot kept for a restartable dump (SPEC §6), its top level
+    found again, or mounted again on ``scratch`` after a reboot; ``data`` (the record's)
+    is updated so that ``remove`` finds and unmounts it later."""
+    top, mounted = _locate_top(data, scratch)
+    data["top"], data["mounted_top"] = top, mounted
+    data["snapshot"] = os.path.join(top, SNAPDIR, os.path.basename(data["snapshot"]))
+    return data["snapshot"]
+
+
 def _locate_top(data: dict, scratch: str) -> tuple[str, bool]:
     top = data["top"]
     want = data.get("fsid")

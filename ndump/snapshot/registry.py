@@ -35,16 +35,14 @@ SUBDIR = "snapshots"
 
 
 def held_by_context(name: str, settings: Settings | None = None) -> bool:
-    """Whether a restartable dump context (SPEC §6) still holds snapshot ``name``.
-
-    HOOK for restartable contexts: return True when a context under
-    ``settings.state_dir / "contexts"`` records this snapshot name and has not been
-    deleted.  Such a snapshot is kept by ``remove_stale`` until the context is deleted
-    (``ndump contexts delete ID`` then runs ``remove_stale``, or removes it itself).
-    ``ndump.snapshot`` must not import ``ndump.dump`` (import-linter layers): read the
-    context files here, or have the contexts module register a function.
-    """
-    return False
+    """Whether a restartable dump context (SPEC §6) still holds snapshot ``name``: one
+    under ``settings.state_dir / "contexts"`` that reached Pass IV and was not deleted.
+    Such a snapshot is kept by ``remove_stale`` until the context is deleted (``ndump
+    contexts delete ID`` then runs ``remove_stale``) or its restarted dump completes."""
+    if settings is None:
+        return False
+    from ndump.contexts import holds_snapshot
+    return holds_snapshot(name, settings)
 
 
 @dataclass
@@ -175,6 +173,24 @@ def hold(settings: Settings, name: str, kind: str, origin: str, data: dict) -> H
     held = Held(directory, Record(name=name, kind=kind, origin=origin, data=data), fd)
     held.save()
     return held
+
+
+def take(settings: Settings, name: str) -> Held:
+    """Hold again the record of a snapshot kept for a restartable context (its owner is
+    gone); raises SnapshotError when there is no such record or another process holds it."""
+    directory = _directory(settings)
+    path = directory / f"{name}.json"
+    if not path.exists():
+        raise SnapshotError(f"snapshot {name} is gone (no record of it in {directory})")
+    fd = _lock(directory, name)
+    if fd is None:
+        raise SnapshotError(f"snapshot {name} is in use by another ndump process")
+    try:
+        record = Record(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as e:
+        os.close(fd)
+        raise SnapshotError(f"cannot read the record of snapshot {name} ({path}: {e})") from None
+    return Held(directory, record, fd)
 
 
 def stale(settings: Settings) -> Iterator[Held | str]:
