@@ -33,6 +33,28 @@ def _checkpoint(state_dir: Path):
     return None
 
 
+def _stand_ins(tape_dir: Path) -> list[str]:
+    """Stand-in processes serving cartridges in tape_dir (found by their environment)."""
+    mark = f"FAKETAPE_DIR={tape_dir}".encode() + b"\0"
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and mark in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def _wait_for_stand_in_to_close(tape_dir: Path) -> None:
+    """The killed dump's stand-in saves its cartridge when it sees its client gone (as st
+    writes a filemark on the close); a new cartridge must not be asked for before that."""
+    deadline = time.monotonic() + 60
+    while _stand_ins(tape_dir):
+        assert time.monotonic() < deadline, "the tape stand-in did not close its cartridge"
+        time.sleep(0.05)
+
+
 def test_a_killed_tape_dump_continues_on_a_new_cartridge(tmp_path, run_ndump, tape_env,
                                                           ndump_env):
     env, tape_dir = tape_env
@@ -52,7 +74,7 @@ def test_a_killed_tape_dump_continues_on_a_new_cartridge(tmp_path, run_ndump, ta
     proc.kill()
     proc.wait()
     proc.stderr.close()
-    time.sleep(0.5)                                    # the stand-in closes the cartridge
+    _wait_for_stand_in_to_close(tape_dir)
     [ctx] = json.loads(run_ndump("contexts", "list", "--json", status=0).stdout)
     assert ctx["restartable"], ctx
     done = run_ndump("dump", "--restart", ctx["id"], "--force", env=env, status=0)
