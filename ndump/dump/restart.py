@@ -179,7 +179,8 @@ class Checkpointer:
         import pickle
         path = self.store.path(self.handle.ctx.id, ".sel")
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600),
+                  "wb") as f:
             pickle.dump(self._selection, f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
@@ -345,19 +346,54 @@ class _Map:
         self.map = mapping
 
 
+# what a selection record may name: pickle runs whatever a record names, so only
+# these are found (a record planted or damaged under the state directory is refused)
+_SELECTION_TYPES = {("ndump.dump.select", "Selection"), ("ndump.dump.select", "DirNode"),
+                    ("array", "array"), ("array", "_array_reconstructor"),
+                    ("builtins", "bytearray"), ("builtins", "list"), ("builtins", "dict"),
+                    ("builtins", "bytes"), ("builtins", "set"), ("builtins", "frozenset"),
+                    ("copyreg", "_reconstructor"), ("builtins", "object")}
+
+
+def _load_selection(path: Path, cid: str):
+    """The Pass I-III selection kept with a context: read only if this user wrote it
+    (owned by us, writable by nobody else) and only from the types a selection holds."""
+    import pickle
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in _SELECTION_TYPES:
+                raise pickle.UnpicklingError(f"unexpected {module}.{name}")
+            return super().find_class(module, name)
+
+    def refuse(why: str):
+        return ContextError(f"dump context {cid} cannot be restarted: its inode selection"
+                            f" {why}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise refuse(f"is unreadable ({reason(e)})") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise refuse(f"is not a file only this user can write ({path})")
+        try:
+            sel, mapping = _Unpickler(f).load()
+        except Exception as e:          # any damage: the record is refused, never run
+            raise refuse(f"is damaged ({e})") from None
+    from ndump.dump.select import Selection
+    if not isinstance(sel, Selection) or not isinstance(mapping, dict):
+        raise refuse("is damaged (not a selection)")
+    return sel, mapping
+
+
 def _continue(handle: Handle, opts: DumpOptions, settings: Settings, reporter: Reporter,
               snap: Snapshot) -> Outcome:
     from ndump.dump import open_writers, write_passes
     from ndump.dump.volchange import VolumeChanger
-    import pickle
     ctx = handle.ctx
     ck = ctx.checkpoint
-    try:
-        with open(handle.store.path(ctx.id, ".sel"), "rb") as f:
-            sel, mapping = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise ContextError(f"dump context {ctx.id} cannot be restarted: its inode selection"
-                           f" is unreadable ({e})") from None
+    sel, mapping = _load_selection(handle.store.path(ctx.id, ".sel"), ctx.id)
     ident = DumpIdent(**ck["ident"])
     changer = VolumeChanger(opts, settings, reporter)
     history = _history(opts, settings, reporter, ctx, sel, mapping, ident)

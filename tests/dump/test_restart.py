@@ -212,6 +212,34 @@ def test_a_corrupt_context_is_refused_listed_and_deleted(start, tmp_path, ndump_
     assert list((ndump_env.state_dir / "contexts").iterdir()) == []
 
 
+class _Planted:
+    """Unpickling this would run a command: a hostile selection record."""
+
+    def __reduce__(self):
+        return (os.system, ("touch /nonexistent-dir/never",))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "hostile", "group-writable"])
+def test_a_damaged_selection_record_is_refused_never_run(start, tmp_path, ndump_env, run_ndump,
+                                                          src, damage):
+    import pickle
+    ctx = killed_in_pass_iv(start, tmp_path, ndump_env, src, tmp_path / "l0.dump")
+    path = ndump_env.state_dir / "contexts" / f"{ctx['id']}.sel"
+    marker = tmp_path / "ran"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:50])
+    elif damage == "hostile":
+        planted = _Planted()
+        planted.__class__.__reduce__ = lambda self: (os.system, (f"touch {marker}",))
+        path.write_bytes(pickle.dumps(planted))
+    else:
+        path.chmod(0o664)
+    proc = run_ndump("dump", "--restart", ctx["id"], "--force", status=1)
+    assert f"dump context {ctx['id']} cannot be restarted: its inode selection" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("swap", ["other file", "shorter"])
 def test_a_restart_on_another_file_is_refused(start, tmp_path, ndump_env, run_ndump, src, swap):
     image = tmp_path / "l0.dump"
