@@ -13,6 +13,14 @@ def settings() -> Settings:
     return obj if isinstance(obj, Settings) else Settings.from_environ()
 
 
+def complete_context_id(ctx, param, incomplete: str):
+    """The ids of the dump contexts this user can see (shell completion)."""
+    from ndump.contexts import Store
+    obj = ctx.find_root().obj
+    found = Store(obj if isinstance(obj, Settings) else Settings.from_environ()).ids()
+    return [cid for cid in found if cid.startswith(incomplete)]
+
+
 def file_option(help_text: str):
     return click.option("-f", "--file", "file", metavar="FILE", default=None,
                         help=help_text + " '-' is standard input/output; default $TAPE, else /dev/nst0.")

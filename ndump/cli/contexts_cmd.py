@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ndump.cli.common import quiet_option, settings
+from ndump.cli.common import complete_context_id, quiet_option, settings
 from ndump.report import make_reporter
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -67,7 +67,7 @@ _FIELDS = [
 
 @contexts.command("show")
 @json_option
-@click.argument("context_id", metavar="ID")
+@click.argument("context_id", metavar="ID", shell_complete=complete_context_id)
 def show(as_json, context_id):
     """Every field of context ID (an ID or a unique prefix of it)."""
     from ndump.contexts import Store
@@ -97,7 +97,7 @@ def show(as_json, context_id):
 
 @contexts.command("delete")
 @quiet_option
-@click.argument("context_id", metavar="ID")
+@click.argument("context_id", metavar="ID", shell_complete=complete_context_id)
 def delete(quiet, context_id):
     """Remove context ID and release the snapshot it kept (refused while busy)."""
     from ndump.dump.restart import delete_context

@@ -7,6 +7,7 @@ import click
 
 from ndump.cli import result
 from ndump.cli.common import (
+    complete_context_id,
     CompressType, catalog_option, file_option, quiet_option, settings, verbose_option,
 )
 from ndump.dump import DumpOptions, run_dump, show_history
@@ -67,7 +68,7 @@ from ndump.report import make_reporter
                 " $NDUMP_STATE_DIR/catalog.db, else /var/lib/ndump/catalog.db).")
 @click.option("--no-catalog", "no_catalog", is_flag=True,
               help="Record no file history for this dump.")
-@click.option("--restart", "restart_id", metavar="ID",
+@click.option("--restart", "restart_id", metavar="ID", shell_complete=complete_context_id,
               help="Continue the interrupted dump of context ID (ndump contexts list) from its"
               " last checkpoint, with the options it was started with.")
 @click.option("--force", "force", is_flag=True,
