@@ -158,12 +158,13 @@ class RestoreRun:
             self.abort(e)
         return dirs, first
 
-    def read_tree(self):
-        """Directories -> Tree; returns (tree, first file record)."""
+    def read_tree(self, *, release: bool = False):
+        """Directories -> Tree; returns (tree, first file record).  ``release``: the
+        directories' parsed entries are dropped once the tree holds their names."""
         dirs, first = self.read_dirs()
         self.check_root(dirs)
         self.reporter.verbose("Initialize symbol table.")
-        return Tree(dirs, self.dump.reader.maxino, self.reporter.file_problem), first
+        return Tree(dirs, self.dump.reader.maxino, self.reporter.file_problem, release=release), first
 
     def check_root(self, dirs: dict) -> None:
         if ROOTINO not in dirs:
@@ -349,7 +350,7 @@ def mode_list(run: RestoreRun) -> None:
 
 
 def mode_extract(run: RestoreRun) -> None:
-    tree, first = run.read_tree()
+    tree, first = run.read_tree(release=True)
     starts = rename.starts(run, tree)
     run.whole_tree = starts == [tree.root]
     sel = ExtractList.of(tree, starts, run.dump.in_bits)
@@ -366,7 +367,7 @@ def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
         return
     if resume:
         check_resume(run)
-    tree, first = run.read_tree()
+    tree, first = run.read_tree(release=True)
     run.reporter.verbose("Begin level 0 restore")
     sel = ExtractList.of(tree, [tree.root], run.dump.in_bits)
     run.write(tree, sel, first, set_root=True, symtab=True)

@@ -44,20 +44,28 @@ class ExtractList:
     @classmethod
     def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "ExtractList":
         sel = cls()
-        seen: set[int] = set()
+        leaves = sel.leaves
+        # a walk meets each name once: the set is needed only where starts may overlap
+        seen: set[int] | None = set() if len(starts) > 1 else None
         for start in starts:
             for anc in _ancestors(start):
-                if id(anc) not in seen:
-                    seen.add(id(anc))
+                if seen is None or id(anc) not in seen:
+                    if seen is not None:
+                        seen.add(id(anc))
                     sel.dirs.append(anc)
             for e in tree.walk(start):
-                if id(e) in seen:
-                    continue
-                seen.add(id(e))
+                if seen is not None:
+                    if id(e) in seen:
+                        continue
+                    seen.add(id(e))
                 if e.is_dir:
                     sel.dirs.append(e)
                 elif in_bits(e.ino):
-                    sel.leaves.setdefault(e.ino, []).append(e)
+                    names = leaves.get(e.ino)
+                    if names is None:
+                        leaves[e.ino] = [e]      # a list of one: no room kept for more
+                    else:
+                        names.append(e)
         sel.dirs.sort(key=lambda e: e.depth)   # stable: parents before children
         return sel
 
@@ -82,6 +90,7 @@ class Extractor:
         self.reporter = reporter
         self.keep_existing = keep_existing
         self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
+        self._mode_objs: dict[int, int] = {}  # one int object per distinct mode
         self.made_dirs: list[Entry] = []
         self._progress = progress or (lambda: None)
         self._per_file = reporter.verbosity >= 2
@@ -160,12 +169,17 @@ class Extractor:
                 if rec.ino in self.tree.dirs and not rec.inode.is_dir:
                     self._contradiction(rec)
             else:
-                self.modes[rec.ino] = rec.inode.mode
+                self.note_mode(names[0].ino, rec.inode.mode)
                 self._extract(rec, names)
                 done += 1
                 if not done & 15 or rec.inode.size >= 1 << 20:   # a big file moves the bar
                     self._progress()
             rec = reader.next_record()
+
+    def note_mode(self, ino: int, mode: int) -> None:
+        """Record a restored inode's mode (``ino`` best the int its names hold: a
+        million entries share their keys and their few modes)."""
+        self.modes[ino] = self._mode_objs.setdefault(mode, mode)
 
     def _extract(self, rec: InodeRecord, names: list[Entry]) -> None:
         if len(names) > 1 or names[0].parent.failed:
@@ -200,7 +214,12 @@ class Extractor:
 
     # regular files: the hot path of a restore ------------------------------------
     def _regular(self, rec: InodeRecord, names: list[Entry]) -> None:
-        gen = self.reader.file_data(rec)
+        try:
+            data = self.reader.whole_data(rec)      # most files: one buffer, one write
+        except DumpFormatError:
+            self.problem(names[0], "incomplete: the dump ends inside this file")
+            raise
+        gen = self.reader.file_data(rec) if data is None else (data,) if data else ()
         opened = self._open_first(names, rec.ino, rec.inode)
         if opened is None:
             _drain(gen)

@@ -248,8 +248,8 @@ def _collect(pid: int, rfd: int, ex, leaves: dict) -> str | None:
     except ValueError:
         return "a restore worker died without a report"
     for ino, mode in result["modes"]:
-        leaves.pop(ino, None)
-        ex.modes[ino] = mode
+        names = leaves.pop(ino, None)
+        ex.note_mode(names[0].ino if names else ino, mode)
     ex.reporter.problems.extend(FileProblem(p, r) for p, r in result["problems"])
     for text, once in result["warnings"]:
         ex.reporter.warning(text, once=once or f"worker:{text}")
