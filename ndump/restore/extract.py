@@ -16,6 +16,7 @@ dump stops it half way.  An existing name is replaced atomically in the same way
 """
 from __future__ import annotations
 
+import array
 import os
 import stat
 from typing import Iterator
@@ -70,6 +71,71 @@ class ExtractList:
         return sel
 
 
+class ModeTable:
+    """Inode -> mode of the restored inodes, for the symbol table: a mapping that
+    keeps them 4 bytes an inode number in an array (a dict costs ~100 bytes an
+    entry: 100 MB for a million files).  Inode numbers far beyond those stored (a
+    sparse or hostile numbering) go to a dict, so the array stays small."""
+
+    _HAS = 1 << 16                       # marks a stored slot: mode 0 is a mode too
+    _FLAT_FREE = 1 << 16                 # inode numbers this low always go in the array
+
+    def __init__(self, pairs=()):
+        self._flat = array.array("I")
+        self._more: dict[int, int] = {}
+        self._count = 0
+        for ino, mode in pairs:
+            self[ino] = mode
+
+    def __setitem__(self, ino: int, mode: int) -> None:
+        flat = self._flat
+        if 0 <= mode < self._HAS and ino >= 0:
+            if len(flat) <= ino <= max(self._FLAT_FREE, 8 * self._count):
+                flat.frombytes(bytes(4 * (max(ino + 1, 2 * len(flat)) - len(flat))))
+            if ino < len(flat):
+                if self._more and self._more.pop(ino, None) is not None:
+                    self._count -= 1
+                if not flat[ino]:
+                    self._count += 1
+                flat[ino] = mode | self._HAS
+                return
+        if 0 <= ino < len(flat) and flat[ino]:
+            flat[ino] = 0
+            self._count -= 1
+        if ino not in self._more:
+            self._count += 1
+        self._more[ino] = mode
+
+    def get(self, ino: int, default=None):
+        flat = self._flat
+        if 0 <= ino < len(flat) and flat[ino]:
+            return flat[ino] & 0xFFFF
+        return self._more.get(ino, default)
+
+    def __getitem__(self, ino: int) -> int:
+        mode = self.get(ino)
+        if mode is None:
+            raise KeyError(ino)
+        return mode
+
+    def __contains__(self, ino) -> bool:
+        return self.get(ino) is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def items(self):
+        for ino, v in enumerate(self._flat):
+            if v:
+                yield ino, v & 0xFFFF
+        yield from self._more.items()
+
+    def keys(self):
+        return (ino for ino, _ in self.items())
+
+    __iter__ = keys
+
+
 def _ancestors(e: Entry) -> list[Entry]:
     chain = []
     p = e.parent
@@ -89,8 +155,7 @@ class Extractor:
         self.target = target
         self.reporter = reporter
         self.keep_existing = keep_existing
-        self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
-        self._mode_objs: dict[int, int] = {}  # one int object per distinct mode
+        self.modes = ModeTable()             # inode -> mode, for the symbol table
         self.made_dirs: list[Entry] = []
         self._progress = progress or (lambda: None)
         self._per_file = reporter.verbosity >= 2
@@ -177,9 +242,8 @@ class Extractor:
             rec = reader.next_record()
 
     def note_mode(self, ino: int, mode: int) -> None:
-        """Record a restored inode's mode (``ino`` best the int its names hold: a
-        million entries share their keys and their few modes)."""
-        self.modes[ino] = self._mode_objs.setdefault(mode, mode)
+        """Record a restored inode's mode."""
+        self.modes[ino] = mode
 
     def _extract(self, rec: InodeRecord, names: list[Entry]) -> None:
         if len(names) > 1 or names[0].parent.failed:

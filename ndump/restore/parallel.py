@@ -18,6 +18,8 @@ document through a pipe.
 """
 from __future__ import annotations
 
+import array
+import base64
 import ctypes
 import json
 import os
@@ -185,7 +187,7 @@ def _spawn(fd, tape_block, block, stop, dump, leaves, make_extractor, ex):
     try:
         os.close(rfd)
         _die_with_parent(parent)
-        result = {"aborted": None, "modes": [], "problems": [], "warnings": []}
+        result = {"aborted": None, "modes": "", "problems": [], "warnings": []}
         try:
             for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signo, signal.SIG_DFL)    # the parent handles interrupts
@@ -222,7 +224,6 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
     reader = FormatReader(_RangeRead(fd, tape_block, block), verify_crc=parent_ex.reader.verify_crc,
                           on_problem=lambda text: reporter.warning(text))
     wex = make_extractor(reader, reporter)
-    wex.modes = {}
     if wex.target is not None:
         wex.target.forked()
     aborted = None
@@ -233,7 +234,7 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
     finally:
         if wex.target is not None:
             wex.target.drop_private()
-    return {"aborted": aborted, "modes": list(wex.modes.items()),
+    return {"aborted": aborted, "modes": _pack_modes(wex.modes),
             "problems": [[p.path, p.reason] for p in reporter.problems],
             "warnings": reporter.warnings}
 
@@ -247,13 +248,29 @@ def _collect(pid: int, rfd: int, ex, leaves: dict) -> str | None:
         result = json.loads(b"".join(chunks))
     except ValueError:
         return "a restore worker died without a report"
-    for ino, mode in result["modes"]:
+    for ino, mode in _unpack_modes(result["modes"]):
         names = leaves.pop(ino, None)
         ex.note_mode(names[0].ino if names else ino, mode)
     ex.reporter.problems.extend(FileProblem(p, r) for p, r in result["problems"])
     for text, once in result["warnings"]:
         ex.reporter.warning(text, once=once or f"worker:{text}")
     return result["aborted"]
+
+
+def _pack_modes(modes: dict[int, int]) -> str:
+    """Inode -> mode as base64 of 32-bit pairs: about 11 bytes a file in the report,
+    where JSON pairs cost a parent ~150 bytes each to decode (a million files)."""
+    flat = array.array("I")
+    for ino, mode in modes.items():
+        flat.append(ino)
+        flat.append(mode)
+    return base64.b64encode(flat.tobytes()).decode("ascii")
+
+
+def _unpack_modes(packed: str):
+    flat = array.array("I")
+    flat.frombytes(base64.b64decode(packed))
+    return zip(flat[0::2], flat[1::2])
 
 
 def _kill(pid: int, rfd: int) -> None:
