@@ -274,8 +274,8 @@ class RestoreRun:
             return
         may_split = (target is not None and first is not None and not self.options.multi_volume
                      and self.dump.changer is None)
-        cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
-        if not cuts:
+        targets = parallel.plan(self.dump, self.dump.reader) if may_split else []
+        if not targets:
             self._progress_start()
             ex.run(first, leaves)
             return
@@ -284,9 +284,9 @@ class RestoreRun:
             return Extractor(reader, ex.tree, target, reporter,
                              keep_existing=self.options.keep_existing)
 
-        self.reporter.verbose(f"extracting with {len(cuts) + 1} processes")
-        aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor,
-                               started=lambda: self._progress_start(part=cuts[0] * 1024))
+        self.reporter.verbose(f"extracting with {len(targets) + 1} processes")
+        aborted = parallel.run(ex, self.dump, first, leaves, targets, worker_extractor,
+                               started=lambda: self._progress_start(part=targets[0] * 1024))
         if aborted:
             self.aborted = aborted
 

@@ -214,12 +214,13 @@ class Extractor:
 
     # -- files ---------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]], *,
-            stop_block: int | None = None, base: int = 0) -> None:
+            stop_block: int | None = None, base: int = 0) -> InodeRecord | None:
         """Extract records until the end of the tape; ``leaves`` loses what is done.
 
         With ``stop_block``, stop before the first record whose header is at
         that block of the medium or later (its position is ``base`` +
-        blocks read - 1: a parallel worker's reader starts mid-dump).
+        blocks read - 1: a parallel worker's reader starts mid-dump), and
+        return that record, unread (None: the dump ended).
         Raises DumpFormatError (truncated or unreadable tape), MediaError or
         OutOfSpaceError, which end the restore; everything else is per file.
         """
@@ -227,7 +228,7 @@ class Extractor:
         done = 0
         while rec is not None:
             if stop_block is not None and base + reader.blocks_read - 1 >= stop_block:
-                return
+                return rec
             names = leaves.pop(rec.ino, None)
             if names is None:
                 reader.skip(rec)
@@ -240,6 +241,7 @@ class Extractor:
                 if not done & 15 or rec.inode.size >= 1 << 20:   # a big file moves the bar
                     self._progress()
             rec = reader.next_record()
+        return None
 
     def note_mode(self, ino: int, mode: int) -> None:
         """Record a restored inode's mode."""
