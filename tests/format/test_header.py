@@ -37,6 +37,21 @@ def test_header_sum_is_the_word_sum_in_both_byte_orders():
     assert not checksum_ok(b"short")
 
 
+def test_fast_constructors_make_the_same_frozen_objects():
+    import dataclasses
+    from ndump.format.header import _read_header, _read_inode, make_inode
+    values = dict(mode=0o100644, nlink=2, size=5, uid=1, gid=2, atime=3, atime_ns=4, mtime=5,
+                  mtime_ns=6, ctime=7, ctime_ns=8, rdev=0, flags=0, blocks=9, gen=10,
+                  birth=(1, 2))
+    for made in (make_inode(**values), _read_inode(*values.values())):
+        assert type(made) is Inode and made == Inode(**values) and hash(made) == hash(Inode(**values))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.size = 6
+    fields = [getattr(Header(), f.name) for f in dataclasses.fields(Header)]
+    h = _read_header(*fields)
+    assert type(h) is Header and h == Header()
+
+
 def test_field_offsets_match_format_md():
     inode = Inode(mode=0o100644, nlink=3, size=12, uid=70000, gid=80000, atime=0x5E0D5DA5,
                   mtime=0x5E0D5DA5, ctime=0x6B05DC7B)
