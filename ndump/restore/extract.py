@@ -89,6 +89,11 @@ class ModeTable:
 
     def __setitem__(self, ino: int, mode: int) -> None:
         flat = self._flat
+        if 0 <= ino < len(flat) and 0 <= mode < 0x10000 and not self._more:    # the usual case
+            if not flat[ino]:
+                self._count += 1
+            flat[ino] = mode | 0x10000
+            return
         if 0 <= mode < self._HAS and ino >= 0:
             if len(flat) <= ino <= max(self._FLAT_FREE, 8 * self._count):
                 flat.frombytes(bytes(4 * (max(ino + 1, 2 * len(flat)) - len(flat))))
@@ -225,6 +230,7 @@ class Extractor:
         OutOfSpaceError, which end the restore; everything else is per file.
         """
         reader = self.reader
+        modes = self.modes
         done = 0
         while rec is not None:
             if stop_block is not None and base + reader.blocks_read - 1 >= stop_block:
@@ -235,7 +241,7 @@ class Extractor:
                 if rec.ino in self.tree.dirs and not rec.inode.is_dir:
                     self._contradiction(rec)
             else:
-                self.note_mode(names[0].ino, rec.inode.mode)
+                modes[rec.ino] = rec.inode.mode
                 self._extract(rec, names)
                 done += 1
                 if not done & 15 or rec.inode.size >= 1 << 20:   # a big file moves the bar
