@@ -15,7 +15,7 @@ from pathlib import Path
 from ndump.errors import Outcome, RunEndingError, StartupError, UsageError
 from ndump.format import ROOTINO
 from ndump.report import Reporter
-from ndump.restore import direct, incremental, parallel, volchange
+from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
 from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
 from ndump.restore.extract import Extractor, ExtractList
@@ -105,7 +105,7 @@ class RestoreRun:
         self.whole_tree = True      # the space check measures the whole dump (mode_extract)
         self._total: int | None = None
         self._scale = 1.0
-        self.direct: direct.Plan | None = None
+        self.direct = None          # a direct.Plan for -x with -A (imported when used)
 
     def dispatch(self) -> Outcome:
         self._start()
@@ -267,6 +267,7 @@ class RestoreRun:
         # workers cannot follow a dump onto another volume (-M files, -F changes)
         if self.direct is not None:
             self._progress_start()
+            from ndump.restore import direct     # the catalog's modules only for -A
             direct.run(self.direct, ex, leaves, self.reporter)
             if leaves and first is not None:
                 self.reporter.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
@@ -355,6 +356,7 @@ def mode_extract(run: RestoreRun) -> None:
     run.whole_tree = starts == [tree.root]
     sel = ExtractList.of(tree, starts, run.dump.in_bits)
     if run.options.catalog is not None and run.options.paths and run.dump.changer is None:
+        from ndump.restore import direct     # the catalog's modules only for -A
         run.direct = direct.plan(run.dump, run.options.catalog, run.reporter, run.settings)   # -A
     # '.' is the user's directory: classic restore asks before changing it
     run.write(tree, sel, first, set_root=run.options.yes, symtab=False)

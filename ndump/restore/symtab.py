@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 from dataclasses import dataclass, field
 
@@ -94,7 +93,7 @@ class SymbolTable:
     def save(self, dir_fd: int) -> None:
         """Write atomically (temporary name, fsync, rename) at the target's top."""
         # a fresh name (O_EXCL): never a file, link or fifo someone put there
-        temp = NAME + b".tmp-%d-%s" % (os.getpid(), secrets.token_hex(4).encode())
+        temp = NAME + b".tmp-%d-%s" % (os.getpid(), os.urandom(4).hex().encode())
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dir_fd)
         try:
