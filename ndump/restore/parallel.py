@@ -238,9 +238,11 @@ def _spawn(fd, tape_block, start, target, following, dump, leaves, make_extracto
             date = dump.reader.tape.date
             found = _walk_cuts(fd, start, [target], date)
             block = found[0] if found else None
-            os.write(cwfd, (-1 if block is None else block).to_bytes(8, "little", signed=True))
+            try:        # only the first worker's start is read; the others' may go unread
+                os.write(cwfd, (-1 if block is None else block).to_bytes(8, "little", signed=True))
+            except BrokenPipeError:
+                pass
             os.close(cwfd)
-            cwfd = -1
             if block is not None:
                 stop = None
                 if following is not None:
@@ -297,11 +299,11 @@ def _work(fd, tape_block, block, stop, dump, leaves, make_extractor, parent_ex) 
 
 def _collect(child: tuple[int, int, int], ex, leaves: dict) -> str | None:
     pid, rfd, cfd = child
-    os.close(cfd)
     chunks = []
     with os.fdopen(rfd, "rb") as f:
         chunks.append(f.read())
     os.waitpid(pid, 0)
+    os.close(cfd)                       # after the worker is gone: it never writes to a closed pipe
     try:
         result = json.loads(b"".join(chunks))
     except ValueError:
