@@ -79,6 +79,7 @@ REFERENCE = {
 MILLION_RSS_TARGET_MIB = 400        # issue 16 goal 3 (issue 10 had 500)
 MILLION_STOCK_TARGET = 1.0          # issue 16 goal 3: 1M empty files dump, ndump/stock
 LIST_RSS_TARGET_MIB = 150          # restore -t of the same dump (issue 10)
+MILLION_RESTORE_RSS_TARGET_MIB = 400   # restore -r of the same dump (issue 16 goal 3)
 CATALOG_COST_TARGET = 0.05          # of a level-0 dump's time
 CATALOG_BYTES_TARGET = 300          # database bytes per name
 CATALOG_FIND_TARGET_S = 1.0         # catalog find over CATALOG_ROWS rows
@@ -980,15 +981,14 @@ class Bench:
             else:
                 o, cmd = self.run_ndump_dump(["-0"], out, mnt)
             r.cmd = cmd
-            listed = None
+            after = []
             if self.record(r, o):
                 r.extra["output_bytes"] = os.path.getsize(out)
                 r.extra["files_per_s"] = k / o.wall
-                listed = self.million_list(tool, out, k)
+                after = [self.million_list(tool, out, k), self.million_restore(tool, out, k)]
             self.rm(out)
             self.results.append(r)
-            if listed is not None:
-                self.results.append(listed)
+            self.results.extend(after)
 
     def section_scale(self) -> None:
         """Memory against tree size (issue 16 goal 6): for each --scale N, a tree of
@@ -1056,6 +1056,23 @@ class Bench:
         o = self.runner.run(r.cmd, env=self.env, cwd=self.out)
         if self.record(r, o):
             r.extra["files_per_s"] = k / o.wall
+        return r
+
+    def million_restore(self, tool: str, archive: str, k: int) -> Result:
+        """restore -r of the million-file dump (its own archive) into an empty
+        directory on the tmpfs: time and peak RSS (issue 16 goal 3)."""
+        r = Result("million", f"restore -r, {k:,} files", tool, [], 0)
+        log(f"million: {tool} restore -r")
+        r.cmd = self.restore_cmd(tool, archive)
+        d = self.fresh_dir(f"million-restore-{tool}")
+        o = self.runner.run(r.cmd, env=self.env, cwd=d)
+        if self.record(r, o):
+            r.extra["files_per_s"] = k / o.wall
+            first = os.path.join(d, "d00", "e00")
+            n = len(os.listdir(first)) if os.path.isdir(first) else 0
+            want = k // self.million["directories"]
+            r.extra["restored_check"] = "ok" if n == want else f"d00/e00 holds {n} of {want} files"
+        self.rm(d)  # not timed
         return r
 
     def section_catalog(self) -> None:
@@ -1293,6 +1310,13 @@ def report(b: Bench, only: set[str]) -> str:
         q = ratio(nd, st)
         targets.append((f"ndump dump of {n:,} files: ndump/stock <= {MILLION_STOCK_TARGET}", q,
                         q is not None and q <= MILLION_STOCK_TARGET))
+        r = find(b.results, "million", "ndump", "restore -r")
+        q = ratio(r, find(b.results, "million", "stock", "restore -r"))
+        targets.append((f"ndump restore -r of {n:,} files <= stock restore -r (ratio <= 1.0)",
+                        q, q is not None and q <= 1.0))
+        rss = r.peak_rss_mib if r else None
+        targets.append((f"ndump restore -r of {n:,} files: peak RSS < {MILLION_RESTORE_RSS_TARGET_MIB} MiB",
+                        rss, rss is not None and rss < MILLION_RESTORE_RSS_TARGET_MIB))
 
     if b.scale:
         L.append("## Scale: peak RSS of a level-0 dump (file history on) against tree size")

@@ -425,6 +425,30 @@ class FormatReader:
         self._read_extattrs(rec)
         rec.done = True
 
+    def whole_data(self, rec: InodeRecord) -> bytes | memoryview | None:
+        """All of a file's data as one buffer when its first header holds all of it
+        with every block present (most files are so); None, with nothing read, for
+        any other record (then file_data()).  Like file_data(), it reads the whole
+        record, so that rec.xattrs and rec.damaged are complete afterwards."""
+        h = rec.header
+        size = h.inode.size
+        count = h.count
+        if (not 0 <= count <= TP_NINDIR or count * TP_BSIZE < size or h.flags & DR_METAONLY
+                or h.extsize or h.addr.find(0, 0, count) >= 0):
+            return None
+        data = self._read_blocks(count) if count else b""
+        if h.data_crc is not None and self.verify_crc and zlib.crc32(data) != h.data_crc:
+            rec.damaged.append(f"data checksum mismatch in the chunk at block {h.tapea}")
+        while True:     # further TS_ADDR headers of the inode hold nothing of its size
+            nxt = self.peek_header()
+            if nxt.type != TS_ADDR or nxt.inumber != rec.ino:
+                break
+            for _ in self._chunk_pieces(rec, self.next_header(), 0):
+                pass
+        self._read_extattrs(rec)
+        rec.done = True
+        return data[:size] if size < len(data) else data
+
     @staticmethod
     def _keep_bsd_ext(rec: InodeRecord, data, span: int) -> None:
         """UFS2: blocks after the file's data hold its extended attributes (FreeBSD getfile)."""

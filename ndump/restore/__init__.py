@@ -15,7 +15,7 @@ from pathlib import Path
 from ndump.errors import Outcome, RunEndingError, StartupError, UsageError
 from ndump.format import ROOTINO
 from ndump.report import Reporter
-from ndump.restore import direct, incremental, parallel, volchange
+from ndump.restore import incremental, parallel, volchange
 from ndump.restore.compare import compare
 from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
 from ndump.restore.extract import Extractor, ExtractList
@@ -105,7 +105,7 @@ class RestoreRun:
         self.whole_tree = True      # the space check measures the whole dump (mode_extract)
         self._total: int | None = None
         self._scale = 1.0
-        self.direct: direct.Plan | None = None
+        self.direct = None          # a direct.Plan for -x with -A (imported when used)
 
     def dispatch(self) -> Outcome:
         self._start()
@@ -158,12 +158,13 @@ class RestoreRun:
             self.abort(e)
         return dirs, first
 
-    def read_tree(self):
-        """Directories -> Tree; returns (tree, first file record)."""
+    def read_tree(self, *, release: bool = False):
+        """Directories -> Tree; returns (tree, first file record).  ``release``: the
+        directories' parsed entries are dropped once the tree holds their names."""
         dirs, first = self.read_dirs()
         self.check_root(dirs)
         self.reporter.verbose("Initialize symbol table.")
-        return Tree(dirs, self.dump.reader.maxino, self.reporter.file_problem), first
+        return Tree(dirs, self.dump.reader.maxino, self.reporter.file_problem, release=release), first
 
     def check_root(self, dirs: dict) -> None:
         if ROOTINO not in dirs:
@@ -266,6 +267,7 @@ class RestoreRun:
         # workers cannot follow a dump onto another volume (-M files, -F changes)
         if self.direct is not None:
             self._progress_start()
+            from ndump.restore import direct     # the catalog's modules only for -A
             direct.run(self.direct, ex, leaves, self.reporter)
             if leaves and first is not None:
                 self.reporter.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
@@ -273,8 +275,8 @@ class RestoreRun:
             return
         may_split = (target is not None and first is not None and not self.options.multi_volume
                      and self.dump.changer is None)
-        cuts = parallel.plan(self.dump, self.dump.reader) if may_split else []
-        if not cuts:
+        targets = parallel.plan(self.dump, self.dump.reader) if may_split else []
+        if not targets:
             self._progress_start()
             ex.run(first, leaves)
             return
@@ -283,9 +285,9 @@ class RestoreRun:
             return Extractor(reader, ex.tree, target, reporter,
                              keep_existing=self.options.keep_existing)
 
-        self.reporter.verbose(f"extracting with {len(cuts) + 1} processes")
-        aborted = parallel.run(ex, self.dump, first, leaves, cuts, worker_extractor,
-                               started=lambda: self._progress_start(part=cuts[0] * 1024))
+        self.reporter.verbose(f"extracting with {len(targets) + 1} processes")
+        aborted = parallel.run(ex, self.dump, first, leaves, targets, worker_extractor,
+                               started=lambda: self._progress_start(part=targets[0] * 1024))
         if aborted:
             self.aborted = aborted
 
@@ -349,11 +351,12 @@ def mode_list(run: RestoreRun) -> None:
 
 
 def mode_extract(run: RestoreRun) -> None:
-    tree, first = run.read_tree()
+    tree, first = run.read_tree(release=True)
     starts = rename.starts(run, tree)
     run.whole_tree = starts == [tree.root]
     sel = ExtractList.of(tree, starts, run.dump.in_bits)
     if run.options.catalog is not None and run.options.paths and run.dump.changer is None:
+        from ndump.restore import direct     # the catalog's modules only for -A
         run.direct = direct.plan(run.dump, run.options.catalog, run.reporter, run.settings)   # -A
     # '.' is the user's directory: classic restore asks before changing it
     run.write(tree, sel, first, set_root=run.options.yes, symtab=False)
@@ -366,7 +369,7 @@ def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
         return
     if resume:
         check_resume(run)
-    tree, first = run.read_tree()
+    tree, first = run.read_tree(release=True)
     run.reporter.verbose("Begin level 0 restore")
     sel = ExtractList.of(tree, [tree.root], run.dump.in_bits)
     run.write(tree, sel, first, set_root=True, symtab=True)

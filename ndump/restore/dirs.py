@@ -199,16 +199,38 @@ def _parse(reader: FormatReader, rec: InodeRecord, data: bytes) -> tuple[list[Di
 class Tree:
     """The name tree of one dump, rooted at inode 2."""
 
-    def __init__(self, dirs: dict[int, DirRecord], maxino: int, complain: Complain):
+    def __init__(self, dirs: dict[int, DirRecord], maxino: int, complain: Complain, *,
+                 release: bool = False):
+        """``release``: drop each directory's parsed entries once its names are in the
+        tree (a -x or -r needs only the tree; the shell and -C read them again)."""
         self.dirs = dirs
         self.maxino = maxino
         self.root = Entry(b".", None, ROOTINO, True)
-        self.by_ino: dict[int, list[Entry]] = {ROOTINO: [self.root]}
+        self._by_ino: dict[int, list[Entry]] | None = None
         self._complain = complain
-        self._build()
+        self._build(release)
+
+    @property
+    def by_ino(self) -> dict[int, list[Entry]]:
+        """Inode -> its names, in the order they were built; made when first asked for
+        (about 115 bytes a name, which a full -r or -x does not need)."""
+        if self._by_ino is None:
+            index = {ROOTINO: [self.root]}
+            stack = [self.root]
+            while stack:
+                for child in stack.pop().children:
+                    names = index.get(child.ino)
+                    if names is None:
+                        index[child.ino] = [child]
+                    else:
+                        names.append(child)
+                    if child.is_dir:
+                        stack.append(child)
+            self._by_ino = index
+        return self._by_ino
 
     # -- building ------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self, release: bool) -> None:
         seen_dirs = {ROOTINO}
         stack = [self.root]
         while stack:
@@ -225,9 +247,10 @@ class Tree:
                 if child is None:
                     continue
                 parent.children.append(child)
-                self.by_ino.setdefault(de.ino, []).append(child)
                 if child.is_dir:
                     stack.append(child)
+            if release:
+                rec.entries = []
 
     def _child(self, parent: Entry, position: int, de: DirEntry, names: set[bytes],
                seen_dirs: set[int]) -> Entry | None:

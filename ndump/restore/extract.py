@@ -16,6 +16,7 @@ dump stops it half way.  An existing name is replaced atomically in the same way
 """
 from __future__ import annotations
 
+import array
 import os
 import stat
 from typing import Iterator
@@ -44,22 +45,100 @@ class ExtractList:
     @classmethod
     def of(cls, tree: Tree, starts: list[Entry], in_bits) -> "ExtractList":
         sel = cls()
-        seen: set[int] = set()
+        leaves = sel.leaves
+        # a walk meets each name once: the set is needed only where starts may overlap
+        seen: set[int] | None = set() if len(starts) > 1 else None
         for start in starts:
             for anc in _ancestors(start):
-                if id(anc) not in seen:
-                    seen.add(id(anc))
+                if seen is None or id(anc) not in seen:
+                    if seen is not None:
+                        seen.add(id(anc))
                     sel.dirs.append(anc)
             for e in tree.walk(start):
-                if id(e) in seen:
-                    continue
-                seen.add(id(e))
+                if seen is not None:
+                    if id(e) in seen:
+                        continue
+                    seen.add(id(e))
                 if e.is_dir:
                     sel.dirs.append(e)
                 elif in_bits(e.ino):
-                    sel.leaves.setdefault(e.ino, []).append(e)
+                    names = leaves.get(e.ino)
+                    if names is None:
+                        leaves[e.ino] = [e]      # a list of one: no room kept for more
+                    else:
+                        names.append(e)
         sel.dirs.sort(key=lambda e: e.depth)   # stable: parents before children
         return sel
+
+
+class ModeTable:
+    """Inode -> mode of the restored inodes, for the symbol table: a mapping that
+    keeps them 4 bytes an inode number in an array (a dict costs ~100 bytes an
+    entry: 100 MB for a million files).  Inode numbers far beyond those stored (a
+    sparse or hostile numbering) go to a dict, so the array stays small."""
+
+    _HAS = 1 << 16                       # marks a stored slot: mode 0 is a mode too
+    _FLAT_FREE = 1 << 16                 # inode numbers this low always go in the array
+
+    def __init__(self, pairs=()):
+        self._flat = array.array("I")
+        self._more: dict[int, int] = {}
+        self._count = 0
+        for ino, mode in pairs:
+            self[ino] = mode
+
+    def __setitem__(self, ino: int, mode: int) -> None:
+        flat = self._flat
+        if 0 <= ino < len(flat) and 0 <= mode < 0x10000 and not self._more:    # the usual case
+            if not flat[ino]:
+                self._count += 1
+            flat[ino] = mode | 0x10000
+            return
+        if 0 <= mode < self._HAS and ino >= 0:
+            if len(flat) <= ino <= max(self._FLAT_FREE, 8 * self._count):
+                flat.frombytes(bytes(4 * (max(ino + 1, 2 * len(flat)) - len(flat))))
+            if ino < len(flat):
+                if self._more and self._more.pop(ino, None) is not None:
+                    self._count -= 1
+                if not flat[ino]:
+                    self._count += 1
+                flat[ino] = mode | self._HAS
+                return
+        if 0 <= ino < len(flat) and flat[ino]:
+            flat[ino] = 0
+            self._count -= 1
+        if ino not in self._more:
+            self._count += 1
+        self._more[ino] = mode
+
+    def get(self, ino: int, default=None):
+        flat = self._flat
+        if 0 <= ino < len(flat) and flat[ino]:
+            return flat[ino] & 0xFFFF
+        return self._more.get(ino, default)
+
+    def __getitem__(self, ino: int) -> int:
+        mode = self.get(ino)
+        if mode is None:
+            raise KeyError(ino)
+        return mode
+
+    def __contains__(self, ino) -> bool:
+        return self.get(ino) is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def items(self):
+        for ino, v in enumerate(self._flat):
+            if v:
+                yield ino, v & 0xFFFF
+        yield from self._more.items()
+
+    def keys(self):
+        return (ino for ino, _ in self.items())
+
+    __iter__ = keys
 
 
 def _ancestors(e: Entry) -> list[Entry]:
@@ -81,7 +160,7 @@ class Extractor:
         self.target = target
         self.reporter = reporter
         self.keep_existing = keep_existing
-        self.modes: dict[int, int] = {}      # inode -> mode, for the symbol table
+        self.modes = ModeTable()             # inode -> mode, for the symbol table
         self.made_dirs: list[Entry] = []
         self._progress = progress or (lambda: None)
         self._per_file = reporter.verbosity >= 2
@@ -140,32 +219,39 @@ class Extractor:
 
     # -- files ---------------------------------------------------------------------
     def run(self, rec: InodeRecord | None, leaves: dict[int, list[Entry]], *,
-            stop_block: int | None = None, base: int = 0) -> None:
+            stop_block: int | None = None, base: int = 0) -> InodeRecord | None:
         """Extract records until the end of the tape; ``leaves`` loses what is done.
 
         With ``stop_block``, stop before the first record whose header is at
         that block of the medium or later (its position is ``base`` +
-        blocks read - 1: a parallel worker's reader starts mid-dump).
+        blocks read - 1: a parallel worker's reader starts mid-dump), and
+        return that record, unread (None: the dump ended).
         Raises DumpFormatError (truncated or unreadable tape), MediaError or
         OutOfSpaceError, which end the restore; everything else is per file.
         """
         reader = self.reader
+        modes = self.modes
         done = 0
         while rec is not None:
             if stop_block is not None and base + reader.blocks_read - 1 >= stop_block:
-                return
+                return rec
             names = leaves.pop(rec.ino, None)
             if names is None:
                 reader.skip(rec)
                 if rec.ino in self.tree.dirs and not rec.inode.is_dir:
                     self._contradiction(rec)
             else:
-                self.modes[rec.ino] = rec.inode.mode
+                modes[rec.ino] = rec.inode.mode
                 self._extract(rec, names)
                 done += 1
                 if not done & 15 or rec.inode.size >= 1 << 20:   # a big file moves the bar
                     self._progress()
             rec = reader.next_record()
+        return None
+
+    def note_mode(self, ino: int, mode: int) -> None:
+        """Record a restored inode's mode."""
+        self.modes[ino] = mode
 
     def _extract(self, rec: InodeRecord, names: list[Entry]) -> None:
         if len(names) > 1 or names[0].parent.failed:
@@ -200,7 +286,12 @@ class Extractor:
 
     # regular files: the hot path of a restore ------------------------------------
     def _regular(self, rec: InodeRecord, names: list[Entry]) -> None:
-        gen = self.reader.file_data(rec)
+        try:
+            data = self.reader.whole_data(rec)      # most files: one buffer, one write
+        except DumpFormatError:
+            self.problem(names[0], "incomplete: the dump ends inside this file")
+            raise
+        gen = self.reader.file_data(rec) if data is None else (data,) if data else ()
         opened = self._open_first(names, rec.ino, rec.inode)
         if opened is None:
             _drain(gen)

@@ -35,6 +35,7 @@ from ndump.restore.dirs import Entry
 from ndump.restore.target import O_DIR, Target, reason
 
 _NO_ACLS = (errno.EOPNOTSUPP, errno.ENOTSUP)
+_NONE_GIVEN: frozenset[str] = frozenset()     # a file the dump gave no ACL
 _MAX_MAP_BYTES = 16 << 20
 
 
@@ -135,8 +136,9 @@ class MappedTarget(Target):
     # -- owners ---------------------------------------------------------------------------
     def owner_fd(self, fd: int, inode: Inode, parent: Entry | None = None) -> None:
         # the first call for an open file: forget what a file that failed half-way left
-        self._acl_set.pop(fd, None)
-        self._acl_mode.pop(fd, None)
+        if self._acl_set or self._acl_mode:
+            self._acl_set.pop(fd, None)
+            self._acl_mode.pop(fd, None)
         super().owner_fd(fd, inode, parent)
 
     # -- ACLs and other attributes ----------------------------------------------------------
@@ -173,8 +175,8 @@ class MappedTarget(Target):
 
     # -- modes ------------------------------------------------------------------------------
     def mode_fd(self, fd: int, inode: Inode, parent: Entry | None = None) -> None:
-        given = self._acl_set.pop(fd, set())
-        bits = self._acl_mode.pop(fd, None)
+        given = self._acl_set.pop(fd, _NONE_GIVEN) if self._acl_set else _NONE_GIVEN
+        bits = self._acl_mode.pop(fd, None) if self._acl_mode else None
         special = inode.mode & (0o7000 if self.is_root else 0o1000)
         if bits is not None:
             self.chmod_fd(fd, special | bits)

@@ -90,9 +90,11 @@ def measure(dump, tree, sel, *, whole: bool) -> Need:
 
 
 def _dir_size(tree, e) -> int:
-    """From the entries, not di_size (which a hostile dump can make anything)."""
-    rec = tree.dirs.get(e.ino)
-    return 4096 + (len(rec.entries) * 32 // 4096 * 4096 if rec is not None else 0)
+    """From the names in the tree ('.' and '..' besides), not di_size (which a hostile
+    dump can make anything)."""
+    if tree.dirs.get(e.ino) is None:
+        return 4096
+    return 4096 + (len(e.children) + 2) * 32 // 4096 * 4096
 
 
 class _Unmeasurable(Exception):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 from dataclasses import dataclass, field
 
@@ -55,35 +54,58 @@ class SymbolTable:
                     maxino=tree.maxino if tree else 0, ntrec=tape.ntrec, state=state)
         if tree is None:
             return table
-        table.modes = {ino: rec.inode.mode for ino, rec in tree.dirs.items()}
-        table.modes.update(modes)
-        for e in tree.walk():
-            if e.children is not None and not e.failed:
-                table.dirs[e.ino] = [(c.name, c.ino) for c in e.children if not c.failed]
+        # views of the tree and the modes, read while the table is written: a copy
+        # would cost a few hundred bytes a name at the end of a restore (its peak)
+        table.dirs = _TreeDirs(tree)
+        table.modes = _Modes(tree.dirs, modes)
         return table
 
     # -- writing -----------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        doc = {
-            "dumpdate": self.dumpdate, "dumptime": self.dumptime, "level": self.level,
-            "volume": self.volume, "maxino": self.maxino, "ntrec": self.ntrec,
-            "state": self.state,
-            "dirs": [[ino, [[_s(n), child] for n, child in names]] for ino, names in self.dirs.items()],
-            "modes": [[ino, mode] for ino, mode in self.modes.items()],
-        }
-        body = json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
-        return f"{MAGIC} {VERSION}\n{body}\n".encode("ascii")
+        return b"".join(self.chunks())
+
+    def chunks(self):
+        """The file's bytes in pieces (one a directory, modes a thousand at a time):
+        the whole document is never in memory at once.  Joined, they are one JSON
+        document as json.dumps writes it."""
+        def enc(value) -> bytes:
+            return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+        head = {k: getattr(self, k) for k in ("dumpdate", "dumptime", "level", "volume",
+                                              "maxino", "ntrec", "state")}
+        yield f"{MAGIC} {VERSION}\n".encode("ascii") + enc(head)[:-1] + b',"dirs":['
+        sep = b""
+        for ino, names in self.dirs.items():
+            yield sep + enc([ino, [[_s(n), child] for n, child in names]])
+            sep = b","
+        yield b'],"modes":['
+        sep = b""
+        batch: list = []
+        for pair in self.modes.items():
+            batch.append(pair)
+            if len(batch) == 1000:
+                yield sep + enc(batch)[1:-1]
+                sep, batch = b",", []
+        if batch:
+            yield sep + enc(batch)[1:-1]
+        yield b"]}\n"
 
     def save(self, dir_fd: int) -> None:
         """Write atomically (temporary name, fsync, rename) at the target's top."""
         # a fresh name (O_EXCL): never a file, link or fifo someone put there
-        temp = NAME + b".tmp-%d-%s" % (os.getpid(), secrets.token_hex(4).encode())
+        temp = NAME + b".tmp-%d-%s" % (os.getpid(), os.urandom(4).hex().encode())
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dir_fd)
         try:
-            data = memoryview(self.to_bytes())
-            while data:
-                data = data[os.write(fd, data):]
+            pending: list[bytes] = []
+            size = 0
+            for chunk in self.chunks():
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 20:
+                    _write_all(fd, b"".join(pending))
+                    pending, size = [], 0
+            _write_all(fd, b"".join(pending))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -133,6 +155,43 @@ class SymbolTable:
         finally:
             os.close(fd)
         return cls.from_bytes(b"".join(chunks))
+
+
+class _TreeDirs:
+    """table.dirs of a restored tree, made as it is read: directory inode ->
+    [(name, inode)] of its names, for the directories and names that exist."""
+
+    def __init__(self, tree: Tree):
+        self._tree = tree
+
+    def items(self):
+        for e in self._tree.walk():
+            if e.children is not None and not e.failed:
+                yield e.ino, [(c.name, c.ino) for c in e.children if not c.failed]
+
+
+class _Modes:
+    """table.modes of a restored tree: the directories' modes from the tape, updated
+    by those of the inodes restored (as dict.update would, without the copy)."""
+
+    def __init__(self, dirs: dict, modes: dict[int, int]):
+        self._dirs = dirs
+        self._modes = modes
+
+    def items(self):
+        modes = self._modes
+        for ino, rec in self._dirs.items():
+            yield ino, modes.get(ino, rec.inode.mode)
+        dirs = self._dirs
+        for ino, mode in modes.items():
+            if ino not in dirs:
+                yield ino, mode
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _s(name: bytes) -> str:

@@ -23,7 +23,6 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import stat
 from collections import OrderedDict
 
@@ -194,7 +193,7 @@ class Target:
 
     def temp_name(self, dfd: int, ino: int) -> bytes:
         """A fresh name beside the final one, for an atomic replace."""
-        return b".ndump-%d-%s" % (ino, secrets.token_hex(4).encode())
+        return b".ndump-%d-%s" % (ino, _token())
 
     def replace(self, dfd: int, temp: bytes, name: bytes) -> None:
         """Rename the finished temporary over the existing name (atomic)."""
@@ -375,7 +374,7 @@ class Target:
                 unlink_quietly(priv, node)
 
     def _private_node(self, priv: int, inode: Inode, xattrs, symlink: bytes | None, e: Entry) -> bytes:
-        name = b"n%d-%s" % (inode.mode, secrets.token_hex(4).encode())
+        name = b"n%d-%s" % (inode.mode, _token())
         if symlink is not None:
             os.symlink(symlink, name, dir_fd=priv)
         else:
@@ -450,7 +449,7 @@ class Target:
         if got is not None:
             return got[0]
         parent = os.dup(self.root_fd if os.fstat(self.root_fd).st_dev == dev else dfd)
-        name = PRIVATE_PREFIX + secrets.token_hex(4).encode()
+        name = PRIVATE_PREFIX + _token()
         try:
             os.mkdir(name, 0o700, dir_fd=parent)
             fd = os.open(name, O_DIR, dir_fd=parent)
@@ -506,6 +505,12 @@ class Target:
         finally:
             os.close(fd)
         return None
+
+
+def _token() -> bytes:
+    """8 random hex digits for a fresh name (os.urandom: the secrets module would
+    load OpenSSL's hashing for every restore, ~6 ms of its start-up)."""
+    return os.urandom(4).hex().encode()
 
 
 def node_path(fd: int) -> str:

@@ -1,5 +1,6 @@
 """format/header.py on bytes only (FORMAT §2)."""
 import os
+import random
 import struct
 
 import pytest
@@ -20,6 +21,35 @@ def test_checksum_words_sum_to_constant():
     block = pack_header(Header(type=TS_TAPE, date=1700000000, label="mylabel", host="vm"))
     assert sum(struct.unpack("<256i", block)) & 0xFFFFFFFF == CHECKSUM
     assert checksum_ok(block)
+
+
+def test_header_sum_is_the_word_sum_in_both_byte_orders():
+    """The folded big-integer sum equals the plain sum of 256 words, carries and all."""
+    from ndump.format.header import header_sum
+    rng = random.Random(16)
+    blocks = [bytes(1024), b"\xff" * 1024, b"\x00\x00\x00\x80" * 256]
+    blocks += [rng.randbytes(1024) for _ in range(300)]
+    for block in blocks:
+        for order in "<>":
+            want = sum(struct.unpack(order + "256I", block)) & 0xFFFFFFFF
+            assert header_sum(block, order) == want
+            assert header_sum(memoryview(block + b"tail"), order) == want
+    assert not checksum_ok(b"short")
+
+
+def test_fast_constructors_make_the_same_frozen_objects():
+    import dataclasses
+    from ndump.format.header import _read_header, _read_inode, make_inode
+    values = dict(mode=0o100644, nlink=2, size=5, uid=1, gid=2, atime=3, atime_ns=4, mtime=5,
+                  mtime_ns=6, ctime=7, ctime_ns=8, rdev=0, flags=0, blocks=9, gen=10,
+                  birth=(1, 2))
+    for made in (make_inode(**values), _read_inode(*values.values())):
+        assert type(made) is Inode and made == Inode(**values) and hash(made) == hash(Inode(**values))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.size = 6
+    plain = Header(type=TS_INODE, date=1, inumber=7, inode=Inode(**values))
+    h = _read_header(*[getattr(plain, f.name) for f in dataclasses.fields(Header)])
+    assert type(h) is Header and h == plain
 
 
 def test_field_offsets_match_format_md():

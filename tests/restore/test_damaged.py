@@ -80,6 +80,9 @@ def test_truncated_image_restores_what_is_there(run_ndump, tmp_path, cut):
     assert "RESTORE: ./d: (inode 6) not restored" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("RESTORE: the dump ends early")
     assert (out / "a").stat().st_size == 5003 and (out / "b").stat().st_size == 5004
+    # c, read whole before it is created (extract.py), is reported and never made
+    assert "RESTORE: ./c: incomplete: the dump ends inside this file" in proc.stderr
+    assert not (out / "c").exists()
 
 
 def test_truncated_in_the_directories(run_ndump, tmp_path):

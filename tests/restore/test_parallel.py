@@ -46,8 +46,10 @@ def test_cut_points_are_inode_headers(split_small, image_file):
     with DumpInput(str(path), Reporter("RESTORE", stream=io.StringIO()), Settings()) as dump:
         dump.read_maps()
         read_dirs(dump.reader, lambda p, r: None, {})
-        cuts = parallel.plan(dump, dump.reader)
-    assert len(cuts) == 3
+        targets = parallel.plan(dump, dump.reader)
+        cuts = parallel.find_cuts(dump.medium.fd, dump.reader, targets)
+    assert len(targets) == 3 and len(cuts) == 3
+    assert all(cut >= target for cut, target in zip(cuts, targets))
     starts = {off // 1024 for ino in range(1000, 1000 + N) for off in img.offsets[ino][:1]}
     assert set(cuts) <= starts
 
@@ -66,12 +68,17 @@ def test_parallel_equals_single(split_small, restore, image_file, tmp_path, monk
     assert restore(path, "r", target=one).status == 0
     assert diff_trees(one, par, flags=True, atime=True) == []
     assert os.stat(par / "hardlinked").st_nlink == 5
-    fd = os.open(par, os.O_RDONLY)
-    try:
-        table = SymbolTable.load(fd)
-    finally:
-        os.close(fd)
-    assert all(ino in table.modes for ino in content)
+    tables = []
+    for where in (par, one):
+        fd = os.open(where, os.O_RDONLY)
+        try:
+            tables.append(SymbolTable.load(fd))
+        finally:
+            os.close(fd)
+    assert all(ino in tables[0].modes for ino in content)
+    # the workers' modes came back intact: the same table as one process writes
+    assert tables[0].modes == tables[1].modes
+    assert tables[0].dirs == tables[1].dirs
 
 
 def test_problems_in_a_worker_range_are_reported(split_small, restore, image_file, tmp_path):
@@ -86,6 +93,25 @@ def test_problems_in_a_worker_range_are_reported(split_small, restore, image_fil
     out = tmp_path / "out"
     missing = [ino for ino in content if not any((out / f"d{i}" / f"f{ino}").exists() for i in range(4))]
     assert missing == [late]
+
+
+def test_a_chain_broken_before_the_workers_starts_leaves_all_to_one_process(
+        split_small, restore, image_file, tmp_path):
+    # the workers walk the header chain to find where they start: broken early,
+    # none finds a start, each says so, and this process restores everything
+    img, content = _big()
+    data = bytearray(img.build())
+    early = 1005
+    data[img.offsets[early][0] + 800] ^= 1          # damage its TS_INODE header
+    r = restore(image_file(bytes(data)), "r", verbose=1)
+    assert r.status == 2
+    assert "extracting with 4 processes" in r.err
+    assert f"(inode {early}) not found on tape" in r.err
+    out = tmp_path / "out"
+    restored = {ino for ino in content for i in range(4) if (out / f"d{i}" / f"f{ino}").exists()}
+    assert restored == set(content) - {early}
+    assert all((out / f"d{(ino - 1000) * 4 // N}" / f"f{ino}").read_bytes() == content[ino]
+               for ino in restored)
 
 
 def test_truncated_in_a_worker_range_aborts(split_small, restore, image_file, tmp_path):
