@@ -208,10 +208,11 @@ class VolumeWriter:
                 return
             start = self._submitted
             first = self._vol_records == 0 and start == 0
-            chunk = bytes(self._buf[start:start + avail * self.record])
-            records = [chunk[i:i + self.record] for i in range(0, len(chunk), self.record)]
+            with memoryview(self._buf) as whole:      # one copy, not two
+                chunk = bytes(whole[start:start + avail * self.record])
             self._submitted += len(chunk)
-            fut = self._pool.submit(_pack_records, records, self.algorithm, self.level, first)
+            fut = self._pool.submit(_pack_records, chunk, self.record, self.algorithm,
+                                    self.level, first)
             self._inflight.append((fut, len(chunk)))
             while len(self._inflight) > _INFLIGHT:
                 self._drain_one()
@@ -221,25 +222,54 @@ class VolumeWriter:
             self._drain_one()
 
     def _drain_one(self) -> None:
+        """Write the oldest compressed batch: in one write on a file or pipe, one
+        write per record on a tape (FORMAT §8.1)."""
         fut, _size = self._inflight[0]
-        packed = fut.result()
+        packed, sizes = fut.result()
         self._inflight.popleft()
-        for rec in packed:
+        if not getattr(self.output, "is_tape", False):
             try:
-                self.output.write(rec)
+                self.output.write(packed)
             except EndOfMedia as e:
-                self.output.truncate_to(self._vol_bytes)
-                if self._vol_records == 0:
-                    raise self._no_room(e) from None
-                for f, _ in self._inflight:
-                    f.cancel()
-                self._inflight.clear()
-                self._submitted = 0
-                raise
-            self._vol_bytes += len(rec)
-            self.bytes_out += len(rec)
-            self._submitted -= self.record
-            self._consumed(self.record, physical=len(rec))
+                # keep the whole records that reached the medium; a filesystem may
+                # refuse a write larger than its free space whole: go on record by record
+                done = n = 0
+                while n < len(sizes) and done + sizes[n] <= e.written:
+                    done += sizes[n]
+                    n += 1
+                self.output.truncate_to(self._vol_bytes + done)
+                self._packed_out(n, done)
+                packed, sizes = packed[done:], sizes[n:]
+            else:
+                self._packed_out(len(sizes), len(packed))
+                return
+        at = 0
+        for size in sizes:
+            self._write_record(packed[at:at + size])
+            at += size
+
+    def _write_record(self, rec: bytes) -> None:
+        try:
+            self.output.write(rec)
+        except EndOfMedia as e:
+            self.output.truncate_to(self._vol_bytes)
+            if self._vol_records == 0:
+                raise self._no_room(e) from None
+            for f, _ in self._inflight:
+                f.cancel()
+            self._inflight.clear()
+            self._submitted = 0
+            raise
+        self._packed_out(1, len(rec))
+
+    def _packed_out(self, records: int, nbytes: int) -> None:
+        """``records`` compressed records, ``nbytes`` on the medium, were written."""
+        if not records:
+            return
+        self._vol_bytes += nbytes
+        self.bytes_out += nbytes
+        self._submitted -= records * self.record
+        self._consumed(records * self.record, physical=nbytes)
 
     def _consumed(self, nbytes: int, physical: int | None = None) -> None:
         """The first nbytes of _buf are on the medium."""
@@ -299,7 +329,11 @@ def _threads(n: int):
     return ThreadPoolExecutor(n)
 
 
-def _pack_records(records: list, algorithm: int, level: int, first: bool) -> list:
-    out = [records[0]] if first else []
-    out += [compress_record(r, algorithm, level) for r in records[1 if first else 0:]]
-    return out
+def _pack_records(chunk: bytes, record: int, algorithm: int, level: int,
+                  first: bool) -> tuple[bytes, list[int]]:
+    """Whole records of ``chunk`` compressed (the first raw when it opens a
+    volume): the bytes to write, and the size of each record in them."""
+    out = [chunk[i:i + record] for i in range(0, len(chunk), record)]
+    for i in range(1 if first else 0, len(out)):
+        out[i] = compress_record(out[i], algorithm, level)
+    return b"".join(out), [len(r) for r in out]

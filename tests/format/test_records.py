@@ -7,7 +7,9 @@ import pytest
 
 from ndump.format import BlockSource, Header, pack_header
 from ndump.format.constants import COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, DR_COMPRESSED, TS_TAPE
-from ndump.format.records import RecordError, UnsupportedCompressionError, compress_record
+from ndump.format.records import (
+    RecordError, UnsupportedCompressionError, compress_record, looks_random,
+)
 
 
 def _volume(ntrec, algorithm, records):
@@ -38,6 +40,23 @@ def test_incompressible_record_is_stored_raw_with_prefix():
     rec = os.urandom(10240)
     out = compress_record(rec, COMPRESS_ZLIB, 2)
     assert struct.unpack_from("<I", out)[0] == 10240 << 4 and out[4:] == rec
+
+
+def test_random_records_are_stored_raw_without_trying_and_others_still_compress():
+    rng = __import__("random").Random(7)
+    noise = rng.randbytes(10240)
+    assert looks_random(noise) and looks_random(rng.randbytes(32768))
+    text = (b"ndump writes a record of ntrec blocks; " * 300)[:10240]
+    with_header = noise[:9216] + pack_header(Header(type=TS_TAPE))   # its zeros compress
+    short = noise[:9216]                 # -b 9: too small a sample to judge, compressed
+    binary = bytes(b % 97 for b in noise)       # 97 byte values: compresses a little
+    for rec in (text, with_header, short, binary):
+        assert not looks_random(rec)
+    for algorithm in (COMPRESS_ZLIB, COMPRESS_BZLIB):
+        assert compress_record(noise, algorithm, 2) == struct.pack("<I", 10240 << 4) + noise
+        for rec in (text, with_header, binary):
+            prefix, = struct.unpack_from("<I", compress_record(rec, algorithm, 2))
+            assert prefix & 1, (algorithm, rec[:20])
 
 
 def test_corrupt_payload_is_a_record_error():
