@@ -54,7 +54,7 @@ class VolumeWriter:
         self._log: deque = deque()            # (stream offset, ino, nblocks) per header
         # compressed: whole records leave _buf for compression, in batches that
         # are kept (raw) until written, and go back to _buf when the medium fills
-        self._inflight: deque = deque()       # (future of the packed batch, raw batch)
+        self._inflight: deque = deque()       # (future of the packed batch, raw batch, size)
         self._held = 0                        # raw bytes in _inflight
         self._vol_records = 0
         self._vol_bytes = 0
@@ -211,15 +211,14 @@ class VolumeWriter:
                 return
             first = self._vol_records == 0 and not self._held
             nbytes = avail * self.record
-            with memoryview(self._buf) as whole:
-                chunk = bytes(whole[:nbytes])
-            # out of _buf at once: appending to a _buf that kept every batch in
-            # flight copied it over and over as it grew (a quarter of a -z dump)
-            del self._buf[:nbytes]
+            # the batch leaves _buf at once, without a copy: appending to a _buf that
+            # kept every batch in flight copied it over and over as it grew (a
+            # quarter of a -z dump); nothing changes the old buffer from now on
+            chunk, self._buf = self._buf, self._buf[nbytes:]
             self._held += nbytes
-            fut = self._pool.submit(_pack_records, chunk, self.record, self.algorithm,
+            fut = self._pool.submit(_pack_records, chunk, nbytes, self.record, self.algorithm,
                                     self.level, first)
-            self._inflight.append((fut, chunk))
+            self._inflight.append((fut, chunk, nbytes))
             while len(self._inflight) > _INFLIGHT:
                 self._drain_one()
 
@@ -230,7 +229,7 @@ class VolumeWriter:
     def _drain_one(self) -> None:
         """Write the oldest compressed batch: in one write on a file or pipe, one
         write per record on a tape (FORMAT §8.1)."""
-        fut, chunk = self._inflight[0]
+        fut, chunk, size = self._inflight[0]
         packed, sizes = fut.result()
         self._inflight.popleft()
         done = n = 0                          # bytes and records of the batch written
@@ -256,9 +255,9 @@ class VolumeWriter:
             if self._vol_records == 0:
                 raise self._no_room(e) from None
             # what did not fit goes back to _buf, for the next volume
-            for f, _ in self._inflight:
+            for f, _, _ in self._inflight:
                 f.cancel()
-            rest = [chunk[n * self.record:]] + [c for _, c in self._inflight]
+            rest = [chunk[n * self.record:size]] + [c[:k] for _, c, k in self._inflight]
             self._inflight.clear()
             self._held = 0
             self._buf[:0] = b"".join(rest)
@@ -332,11 +331,12 @@ def _threads(n: int):
     return ThreadPoolExecutor(n)
 
 
-def _pack_records(chunk: bytes, record: int, algorithm: int, level: int,
+def _pack_records(chunk: bytearray, size: int, record: int, algorithm: int, level: int,
                   first: bool) -> tuple[bytes, list[int]]:
-    """Whole records of ``chunk`` compressed (the first raw when it opens a
-    volume): the bytes to write, and the size of each record in them."""
-    out = [chunk[i:i + record] for i in range(0, len(chunk), record)]
+    """The whole records in ``chunk[:size]`` compressed (the first raw when it
+    opens a volume): the bytes to write, and the size of each record in them."""
+    with memoryview(chunk) as whole:
+        out = [whole[i:i + record].tobytes() for i in range(0, size, record)]
     for i in range(1 if first else 0, len(out)):
         out[i] = compress_record(out[i], algorithm, level)
     return b"".join(out), [len(r) for r in out]
