@@ -52,8 +52,10 @@ class VolumeWriter:
         self._front = 0                       # leading bytes of _buf that are a new TS_TAPE
         self._base = 0                        # stream offset of _buf[_front]
         self._log: deque = deque()            # (stream offset, ino, nblocks) per header
-        self._submitted = 0                   # bytes of _buf handed to compression
-        self._inflight: deque = deque()       # futures of compressed record lists
+        # compressed: whole records leave _buf for compression, in batches that
+        # are kept (raw) until written, and go back to _buf when the medium fills
+        self._inflight: deque = deque()       # (future of the packed batch, raw batch, size)
+        self._held = 0                        # raw bytes in _inflight
         self._vol_records = 0
         self._vol_bytes = 0
         self.total_blocks = 0                 # blocks on the media so far, all volumes
@@ -71,6 +73,7 @@ class VolumeWriter:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._inflight.clear()
+        self._held = 0
         self._buf.clear()
         if self.output is not None:
             output, self.output = self.output, None
@@ -136,30 +139,30 @@ class VolumeWriter:
     # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
         self._last_header = header
-        self._log.append((self._base + len(self._buf) - self._front, ino, nblocks))
+        self._log.append((self._base + self._held + len(self._buf) - self._front, ino, nblocks))
         self._buf += header
         if data is not None and nblocks:
             self._buf += data
         self.blocks += 1 + nblocks
-        if len(self._buf) - self._submitted >= _BATCH:
+        if len(self._buf) >= _BATCH:
             self._flush()
 
     def pad_blocks(self) -> int:
         """TS_END blocks needed to fill the current record (at least one)."""
-        in_volume = self._vol_records * self.ntrec + len(self._buf) // TP_BSIZE
+        in_volume = self._vol_records * self.ntrec + (self._held + len(self._buf)) // TP_BSIZE
         return self.ntrec - in_volume % self.ntrec
 
     def close(self) -> None:
         try:
-            while self._buf:
+            while self._buf or self._held:
                 self._pad_tail()
-                before = (self.volume, len(self._buf))
+                before = (self.volume, self._held + len(self._buf))
                 self._flush()
                 try:
                     self._drain()
                 except EndOfMedia as e:
                     self._next_volume(str(e))
-                if (self.volume, len(self._buf)) == before:
+                if (self.volume, self._held + len(self._buf)) == before:
                     raise AssertionError("volume writer made no progress")
         finally:
             if self._pool is not None:
@@ -249,24 +252,27 @@ class VolumeWriter:
     def _submit(self) -> None:
         """Queue whole records for compression; write what is ready."""
         while True:
-            avail = (len(self._buf) - self._submitted) // self.record
+            avail = len(self._buf) // self.record
             room = self._room()
             if room is not None:
-                room -= (self._submitted // self.record)
-                if room <= 0 and len(self._buf) > self._submitted:
+                room -= self._held // self.record
+                if room <= 0 and self._buf:
                     self._drain()
                     self._next_volume(VOLUME_SIZE_REACHED)
                     continue
                 avail = min(avail, room)
             if not avail:
                 return
-            start = self._submitted
-            first = self._vol_records == 0 and start == 0
-            chunk = bytes(self._buf[start:start + avail * self.record])
-            records = [chunk[i:i + self.record] for i in range(0, len(chunk), self.record)]
-            self._submitted += len(chunk)
-            fut = self._pool.submit(_pack_records, records, self.algorithm, self.level, first)
-            self._inflight.append((fut, len(chunk)))
+            first = self._vol_records == 0 and not self._held
+            nbytes = avail * self.record
+            # the batch leaves _buf at once, without a copy: appending to a _buf that
+            # kept every batch in flight copied it over and over as it grew (a
+            # quarter of a -z dump); nothing changes the old buffer from now on
+            chunk, self._buf = self._buf, self._buf[nbytes:]
+            self._held += nbytes
+            fut = self._pool.submit(_pack_records, chunk, nbytes, self.record, self.algorithm,
+                                    self.level, first)
+            self._inflight.append((fut, chunk, nbytes))
             while len(self._inflight) > _INFLIGHT:
                 self._drain_one()
 
@@ -275,37 +281,64 @@ class VolumeWriter:
             self._drain_one()
 
     def _drain_one(self) -> None:
-        fut, _size = self._inflight[0]
-        packed = fut.result()
+        """Write the oldest compressed batch: in one write on a file or pipe, one
+        write per record on a tape (FORMAT §8.1)."""
+        fut, chunk, size = self._inflight[0]
+        packed, sizes = fut.result()
         self._inflight.popleft()
-        for rec in packed:
-            try:
-                self.output.write(rec)
-            except EndOfMedia as e:
-                self.output.truncate_to(self._vol_bytes)
-                if self._vol_records == 0:
-                    raise self._no_room(e) from None
-                for f, _ in self._inflight:
-                    f.cancel()
-                self._inflight.clear()
-                self._submitted = 0
-                raise
-            self._vol_bytes += len(rec)
-            self.bytes_out += len(rec)
-            self._submitted -= self.record
-            self._consumed(self.record, physical=len(rec))
+        done = n = 0                          # bytes and records of the batch written
+        try:
+            if not getattr(self.output, "is_tape", False):
+                try:
+                    self.output.write(packed)
+                    done, n = len(packed), len(sizes)
+                except EndOfMedia as e:
+                    # keep the whole records that reached the medium; a filesystem may
+                    # refuse a write larger than its free space whole: go on record by record
+                    while n < len(sizes) and done + sizes[n] <= e.written:
+                        done += sizes[n]
+                        n += 1
+                    self.output.truncate_to(self._vol_bytes + done)
+            while n < len(sizes):
+                self.output.write(packed[done:done + sizes[n]])
+                done += sizes[n]
+                n += 1
+        except EndOfMedia as e:
+            self.output.truncate_to(self._vol_bytes + done)
+            self._packed_out(n, done)
+            if self._vol_records == 0:
+                raise self._no_room(e) from None
+            # what did not fit goes back to _buf, for the next volume
+            for f, _, _ in self._inflight:
+                f.cancel()
+            rest = [chunk[n * self.record:size]] + [c[:k] for _, c, k in self._inflight]
+            self._inflight.clear()
+            self._held = 0
+            self._buf[:0] = b"".join(rest)
+            raise
+        self._packed_out(n, done)
+
+    def _packed_out(self, records: int, nbytes: int) -> None:
+        """``records`` compressed records, ``nbytes`` on the medium, were written."""
+        if not records:
+            return
+        self._vol_bytes += nbytes
+        self.bytes_out += nbytes
+        self._held -= records * self.record
+        self._consumed(records * self.record, physical=nbytes)
 
     def _consumed(self, nbytes: int, physical: int | None = None) -> None:
-        """The first nbytes of _buf are on the medium."""
+        """The first nbytes not yet on the medium are: of _buf, or, compressed
+        (``physical`` bytes on the medium), of the oldest batch in flight."""
         if not nbytes:
             return
         if physical is None:
             self._vol_bytes += nbytes
             self.bytes_out += nbytes
+            del self._buf[:nbytes]
         front = min(self._front, nbytes)
         self._front -= front
         self._base += nbytes - front
-        del self._buf[:nbytes]
         self._vol_records += nbytes // self.record
         self.total_blocks += nbytes // TP_BSIZE
         log = self._log
@@ -342,7 +375,6 @@ class VolumeWriter:
         self._front = TP_BSIZE
         self._vol_records = 0
         self._vol_bytes = 0
-        self._submitted = 0
         self.on_volume(self.volume, ino)
 
 
@@ -353,7 +385,12 @@ def _threads(n: int):
     return ThreadPoolExecutor(n)
 
 
-def _pack_records(records: list, algorithm: int, level: int, first: bool) -> list:
-    out = [records[0]] if first else []
-    out += [compress_record(r, algorithm, level) for r in records[1 if first else 0:]]
-    return out
+def _pack_records(chunk: bytearray, size: int, record: int, algorithm: int, level: int,
+                  first: bool) -> tuple[bytes, list[int]]:
+    """The whole records in ``chunk[:size]`` compressed (the first raw when it
+    opens a volume): the bytes to write, and the size of each record in them."""
+    with memoryview(chunk) as whole:
+        out = [whole[i:i + record].tobytes() for i in range(0, size, record)]
+    for i in range(1 if first else 0, len(out)):
+        out[i] = compress_record(out[i], algorithm, level)
+    return b"".join(out), [len(r) for r in out]

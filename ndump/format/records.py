@@ -62,10 +62,40 @@ def zstd_available() -> bool:
     return _zstd is not None
 
 
+_ZERO_RUN = bytes(64)
+_BYTE_VALUES = bytes(range(256))
+_RANDOM_DISTINCT = 244      # of 256; ~931 random bytes hold 249 +- 2.3 distinct values
+
+
+def looks_random(record: bytes) -> bool:
+    """Whether a record would not shrink by compressing it, judged cheaply.
+
+    No run of 64 zero bytes (every header and every file's padding has them),
+    and at least 244 of the 256 byte values in every 11th byte of the record (an
+    odd stride, so that data in 2-, 4- or 8-byte fields is not sampled in step):
+    random or already compressed data.  Deciding costs 2 us a 10 KiB record,
+    against about 100 us for a zlib pass over such data and a few ms for bzip2,
+    spent for nothing.  On 226,000 records of the binaries, libraries, archives
+    and text of a Linux system, it passed over 2.5 % of them and lost 0.03 % of
+    what compressing every record saves.  Records under 10 KiB (-b 4 to 9) are
+    always compressed: their sample would be too small to tell.
+    """
+    size = len(record)
+    if size < 10 * TP_BSIZE or _ZERO_RUN in record:
+        return False
+    step = 11 * (size // (10 * TP_BSIZE)) | 1
+    absent = len(_BYTE_VALUES.translate(None, record[::step]))
+    return 256 - absent >= _RANDOM_DISTINCT
+
+
 def compress_record(record: bytes, algorithm: int, level: int) -> bytes:
-    """One record -> prefix + payload; stored raw when compression does not pay."""
+    """One record -> prefix + payload; stored raw when compression does not pay,
+    or when the record looks random (looks_random: zlib and bzip2; zstd gives up
+    on such data by itself)."""
+    if algorithm in (COMPRESS_ZLIB, COMPRESS_BZLIB) and looks_random(record):
+        return _PREFIX.pack(len(record) << 4) + record
     if algorithm == COMPRESS_ZLIB:
-        payload = zlib.compress(record, level)
+        payload = zlib_stream(record, level)
     elif algorithm == COMPRESS_BZLIB:
         payload = bz2.compress(record, level)
     elif algorithm == COMPRESS_ZSTD:
@@ -77,6 +107,77 @@ def compress_record(record: bytes, algorithm: int, level: int) -> bytes:
     if len(payload) > len(record) - 16:
         return _PREFIX.pack(len(record) << 4) + record
     return _PREFIX.pack((len(payload) << 4) | (algorithm << 1) | 1) + payload
+
+
+_RANDOM_BLOCK = 240        # of 256 byte values in a 1 KiB block; a random one holds 251 +- 2
+
+
+def zlib_stream(record: bytes, level: int) -> bytes:
+    """The zlib stream of a record (what zlib.compress gives, and what stock
+    restore's uncompress() reads), with the 1 KiB blocks that look random (no
+    run of 64 zero bytes, at least 240 byte values) in deflate's stored blocks.
+
+    A header followed by a small file of compressed data is the common record
+    that compresses only for its header: deflating the rest costs as much as
+    deflating a random record, for nothing.  Here the other blocks are deflated
+    with a full flush after each run of them, which keeps deflate from
+    referring back past the stored data it does not see, and the stream ends
+    with the Adler-32 of the whole record, as RFC 1950 wants.
+    """
+    # the blocks are looked at only when the record's sample (looks_random) has
+    # many byte values: text and the like have far fewer than half of them
+    sampled = 256 - len(_BYTE_VALUES.translate(None, record[::11]))
+    runs = _block_runs(record) if sampled >= 128 else None
+    if runs is None:
+        return zlib.compress(record, level)
+    deflate = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = [_zlib_header(level)]
+    for start, end, stored in runs:
+        if stored:
+            for at in range(start, end, _STORED_MAX):
+                piece = record[at:min(end, at + _STORED_MAX)]
+                # BFINAL 0, BTYPE 00, then LEN and its complement (RFC 1951 3.2.4)
+                out.append(_STORED_HEAD.pack(0, len(piece), len(piece) ^ 0xFFFF))
+                out.append(piece)
+        else:
+            out.append(deflate.compress(record[start:end]))
+            out.append(deflate.flush(zlib.Z_FULL_FLUSH))
+    out.append(deflate.flush(zlib.Z_FINISH))
+    out.append(_ADLER.pack(zlib.adler32(record)))
+    return b"".join(out)
+
+
+_STORED_MAX = 32 * TP_BSIZE
+_STORED_HEAD = struct.Struct("<BHH")
+_ADLER = struct.Struct(">I")
+_zlib_headers: dict[int, bytes] = {}
+
+
+def _zlib_header(level: int) -> bytes:
+    """The two bytes zlib.compress starts a stream with at ``level`` (78 5e at 2)."""
+    found = _zlib_headers.get(level)
+    if found is None:
+        found = _zlib_headers[level] = zlib.compress(b"", level)[:2]
+    return found
+
+
+def _block_runs(record: bytes) -> list[tuple[int, int, bool]] | None:
+    """[(start, end, looks random)] runs of 1 KiB blocks, or None when no block
+    looks random."""
+    runs: list[tuple[int, int, bool]] = []
+    values = _BYTE_VALUES
+    find = record.find
+    any_random = False
+    for at in range(0, len(record), TP_BSIZE):
+        block = record[at:at + TP_BSIZE]
+        stored = (find(_ZERO_RUN, at, at + TP_BSIZE) < 0
+                  and 256 - len(values.translate(None, block)) >= _RANDOM_BLOCK)
+        any_random |= stored
+        if runs and runs[-1][2] == stored:
+            runs[-1] = (runs[-1][0], at + len(block), stored)
+        else:
+            runs.append((at, at + len(block), stored))
+    return runs if any_random else None
 
 
 _per_thread = threading.local()

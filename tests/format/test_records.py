@@ -7,7 +7,9 @@ import pytest
 
 from ndump.format import BlockSource, Header, pack_header
 from ndump.format.constants import COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZLIB, DR_COMPRESSED, TS_TAPE
-from ndump.format.records import RecordError, UnsupportedCompressionError, compress_record
+from ndump.format.records import (
+    RecordError, UnsupportedCompressionError, compress_record, looks_random, zlib_stream,
+)
 
 
 def _volume(ntrec, algorithm, records):
@@ -38,6 +40,45 @@ def test_incompressible_record_is_stored_raw_with_prefix():
     rec = os.urandom(10240)
     out = compress_record(rec, COMPRESS_ZLIB, 2)
     assert struct.unpack_from("<I", out)[0] == 10240 << 4 and out[4:] == rec
+
+
+def test_random_records_are_stored_raw_without_trying_and_others_still_compress():
+    rng = __import__("random").Random(7)
+    noise = rng.randbytes(10240)
+    assert looks_random(noise) and looks_random(rng.randbytes(32768))
+    text = (b"ndump writes a record of ntrec blocks; " * 300)[:10240]
+    with_header = noise[:9216] + pack_header(Header(type=TS_TAPE))   # its zeros compress
+    short = noise[:9216]                 # -b 9: too small a sample to judge, compressed
+    binary = bytes(b % 97 for b in noise)       # 97 byte values: compresses a little
+    for rec in (text, with_header, short, binary):
+        assert not looks_random(rec)
+    for algorithm in (COMPRESS_ZLIB, COMPRESS_BZLIB):
+        assert compress_record(noise, algorithm, 2) == struct.pack("<I", 10240 << 4) + noise
+        for rec in (text, with_header, binary):
+            prefix, = struct.unpack_from("<I", compress_record(rec, algorithm, 2))
+            assert prefix & 1, (algorithm, rec[:20])
+
+
+def test_zlib_stream_stores_random_blocks_and_is_one_valid_zlib_stream():
+    import zlib
+    rng = __import__("random").Random(11)
+    header = pack_header(Header(type=TS_TAPE))
+    text = b"a line of text that deflate likes, " * 100
+    records = [header + rng.randbytes(9216),                     # a header, then noise
+               text[:3072] + rng.randbytes(4096) + header + bytes(2048),
+               rng.randbytes(40 * 1024) + header + text[:7168]]  # a stored run over 32 KiB
+    for rec in records:
+        stream = zlib_stream(rec, 2)
+        assert stream[:2] == zlib.compress(b"", 2)[:2] == b"\x78\x5e"
+        assert zlib.decompress(stream) == rec
+        # stored noise is not bigger than deflated noise, and compressing it was skipped
+        assert len(stream) <= len(zlib.compress(rec, 2)) + 16
+    plain = text[:10240]
+    assert zlib_stream(plain, 2) == zlib.compress(plain, 2)     # nothing random: plain zlib
+    _, image = _volume(10, COMPRESS_ZLIB, records[:2])
+    src = BlockSource(io.BytesIO(image).read)
+    src.probe_first()
+    assert bytes(src.read_blocks(9 + 20))[9 * 1024:] == records[0] + records[1]
 
 
 def test_corrupt_payload_is_a_record_error():

@@ -109,18 +109,25 @@ def test_records_of_another_size_than_the_fixed_blocks_name_mt_setblk_0(tmp_path
         f" set variable-block mode with 'mt -f {TAPE} setblk 0'")
 
 
-def test_end_of_medium_mid_file_continues_on_the_next_tape(tmp_path, run_ndump, tape_env):
+@pytest.mark.parametrize("flags", [[], ["-z"]])
+def test_end_of_medium_mid_file_continues_on_the_next_tape(tmp_path, run_ndump, tape_env, flags):
     env, tape_dir = tape_env
     env = {**env, "FAKETAPE_CAPACITY": str(200 * 1024)}
-    src = build_tree(tmp_path / "src", {"big": os.urandom(450_000), "small": b"x" * 10})
+    src = build_tree(tmp_path / "src", {"big": os.urandom(450_000), "small": b"x" * 10,
+                                        "text": b"ndump on tape\n" * 30_000})
     script = change_tape_script(tmp_path, tape_dir)
-    proc = run_ndump("dump", "-0", "-F", script, "-f", TAPE, src, env=env, status=0)
+    proc = run_ndump("dump", "-0", *flags, "-F", script, "-f", TAPE, src, env=env, status=0)
     assert "Volume 3" in proc.stderr
     # lay the cartridges out as -M volumes of files to read them back in order
     vols = sorted(tape_dir.glob("full*.tape")) + [tape_dir / "current.tape"]
     for i, vol in enumerate(vols, 1):
-        data = b"".join(bytes.fromhex(r) for r in json.loads(vol.read_text())["items"] if r)
-        (tmp_path / f"vol{i:03d}").write_bytes(data)
+        records = [bytes.fromhex(r) for r in json.loads(vol.read_text())["items"] if r]
+        if flags:
+            # after a volume's raw first record, each tape record is one compressed
+            # record: its prefix gives its length (FORMAT §8.1)
+            assert all(len(r) == 4 + (int.from_bytes(r[:4], "little") >> 4)
+                       for r in records[1:]), vol
+        (tmp_path / f"vol{i:03d}").write_bytes(b"".join(records))
     out = tmp_path / "out"
     out.mkdir()
     run_ndump("restore", "-r", "-M", "-f", tmp_path / "vol", "--target", out, status=0)

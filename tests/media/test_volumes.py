@@ -90,8 +90,9 @@ def test_volume_size_list_gives_each_volume_its_size(tmp_path, run_ndump):
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("flags", [[], ["-z"]])
 def test_full_filesystem_continues_on_a_volume_the_script_arranges(tmp_path, run_ndump,
-                                                                    mounted_ext4):
+                                                                    mounted_ext4, flags):
     src, state = _tree(tmp_path)
     small = tmp_path / "small.img"
     subprocess.run(["truncate", "-s", "2M", str(small)], check=True)
@@ -102,7 +103,7 @@ def test_full_filesystem_continues_on_a_volume_the_script_arranges(tmp_path, run
     script = tmp_path / "next.sh"
     script.write_text(f'#!/bin/sh\nmv "$1" {saved}/vol$(printf %03d $(( $2 - 1 )))\nexit 0\n')
     script.chmod(0o755)
-    proc = run_ndump("dump", "-0", "-F", script, "-f", mnt / "img", src, status=0)
+    proc = run_ndump("dump", "-0", *flags, "-F", script, "-f", mnt / "img", src, status=0)
     n = len(list(saved.iterdir()))
     assert n >= 1 and "Volume 2 begins" in proc.stderr
     shutil.move(mnt / "img", saved / f"vol{n + 1:03d}")

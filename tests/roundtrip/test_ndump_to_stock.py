@@ -43,8 +43,24 @@ def test_compressed_image_through_stock_restore(tmp_path, run_ndump, compress):
     build_full_tree(src, devices=False, big_sparse_size=4 << 20)
     image = tmp_path / "l0z.dump"
     run_ndump("dump", "-0", compress, "-f", image, src, status=0)
+    kinds = _record_kinds(image.read_bytes(), ntrec=10)
+    # the tree's random file goes out as raw records (records.looks_random), the
+    # rest compressed: stock restore must read both kinds in one image
+    assert kinds["raw"] >= 100 and kinds["compressed"] >= 10, kinds
     _stock_restore(image, tmp_path / "out", "-r", "-y")
     assert_trees_equal(without_sockets(src), tmp_path / "out", times=True, ns=False)
+
+
+def _record_kinds(image: bytes, ntrec: int) -> dict:
+    """How many records after the first are stored compressed and raw (FORMAT §8.1)."""
+    kinds = {"raw": 0, "compressed": 0}
+    at = ntrec * 1024
+    while at < len(image):
+        prefix = int.from_bytes(image[at:at + 4], "little")
+        kinds["compressed" if prefix & 1 else "raw"] += 1
+        at += 4 + (prefix >> 4)
+    assert at == len(image)
+    return kinds
 
 
 def test_stock_listing_of_ndump_image_names_every_path(tmp_path, run_ndump):
