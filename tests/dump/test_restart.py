@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ndump.catalog import Catalog
+from killpoint import kill_when
 from stock import stock_restore
 from trees import assert_trees_equal, tree_state
 
@@ -97,10 +98,8 @@ def killed_in_pass_iv(start, tmp_path, ndump_env, src, image, fraction=0.4) -> d
     """A level-0 dump of src to image, SIGKILLed in Pass IV; its context."""
     total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     proc = start("dump", "-0", "--snapshot", "none", "-f", image, src)
-    wait_for(lambda: checkpoint_of(ndump_env.state_dir) and image.stat().st_size
-             > total * fraction, proc, "Pass IV")
-    proc.kill()
-    proc.wait()
+    kill_when(proc, lambda: checkpoint_of(ndump_env.state_dir) and image.exists()
+              and image.stat().st_size > total * fraction, what="Pass IV")
     [path] = context_files(ndump_env.state_dir)
     return json.loads(path.read_text())
 
@@ -154,11 +153,9 @@ def test_compressed_and_multi_volume_dumps_restart_on_their_files(
     image = tmp_path / ("vol" if multi else "l0.dump")
     reference = tree_state(src)
     proc = start("dump", "-0", "--snapshot", "none", *options, "-f", image, src)
-    wait_for(lambda: (checkpoint_of(ndump_env.state_dir) or {}).get(
+    kill_when(proc, lambda: (checkpoint_of(ndump_env.state_dir) or {}).get(
         "sink", {}).get("volume" if multi else "vol_records", 0) >= (2 if multi else 30),
-        proc, "a checkpoint far enough")
-    proc.kill()
-    proc.wait()
+        what="a checkpoint far enough")
     [ctx] = contexts(run_ndump)
     run_ndump("dump", "--restart", ctx["id"], "--force", status=0)
     stock = tmp_path / "stock"
@@ -303,10 +300,8 @@ def test_a_dump_to_a_pipe_continues_as_a_second_stream(start, tmp_path, ndump_en
         proc = start("dump", "-0", "--snapshot", "none", "-f", "-", src, stdout=out)
         total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
         at = total * rng.uniform(0.2, 0.7)
-        wait_for(lambda: checkpoint_of(ndump_env.state_dir) and part1.stat().st_size > at,
-                 proc, f"Pass IV (seed {SEED})")
-        proc.kill()
-        proc.wait()
+        kill_when(proc, lambda: checkpoint_of(ndump_env.state_dir) and part1.stat().st_size > at,
+                  what=f"Pass IV (seed {SEED})")
     ck = checkpoint_of(ndump_env.state_dir)
     offset = ck["sink"]["vol_bytes"]
     cut = rng.randrange(offset, part1.stat().st_size + 1)

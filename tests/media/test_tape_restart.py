@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from killpoint import kill_when
 from stock import stock_restore
 from tapehelp import change_tape_script
 from trees import assert_trees_equal, build_tree, tree_state
@@ -67,12 +68,8 @@ def test_a_killed_tape_dump_continues_on_a_new_cartridge(tmp_path, run_ndump, ta
     proc = subprocess.Popen([sys.executable, "-m", "ndump", "dump", "-0", "--snapshot", "none",
                              "-F", script, "-f", TAPE, src], env=full, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not ((_checkpoint(ndump_env.state_dir) or {}).get("ino", 0) > 20):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
+    kill_when(proc, lambda: (_checkpoint(ndump_env.state_dir) or {}).get("ino", 0) > 20,
+              what="the checkpoint past inode 20")
     proc.stderr.close()
     _wait_for_stand_in_to_close(tape_dir)
     [ctx] = json.loads(run_ndump("contexts", "list", "--json", status=0).stdout)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from killpoint import kill_when
 from snaphelp import sh, stderr_of, wait_for
 from stock import stock_restore
 from trees import assert_trees_equal, tree_state
@@ -63,12 +64,8 @@ def contexts(run_ndump) -> list[dict]:
 
 def kill_past(proc, image: Path, size: int) -> None:
     """SIGKILL ``proc`` once ``image`` holds ``size`` bytes."""
-    def grown():
-        assert proc.poll() is None, f"the dump ended before {size} bytes: {stderr_of(proc)}"
-        return image.exists() and image.stat().st_size >= size
-    wait_for(grown, timeout=120, what=f"{image} to reach {size} bytes")
-    proc.kill()
-    proc.wait()
+    kill_when(proc, lambda: image.exists() and image.stat().st_size >= size,
+              what=f"{image} to reach {size} bytes")
 
 
 def restored_equal(image: Path, tmp_path: Path, run_ndump, reference, name: str) -> None:
