@@ -1464,7 +1464,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="10x smaller corpus (fast check)")
     p.add_argument("--million", action="store_true",
-                   help="also dump a tree of 1,000,000 tiny files (peak RSS target < 500 MiB)")
+                   help="also dump a tree of 1,000,000 tiny files")
     p.add_argument("--only", default="dump,restore,incr,compress,catalog,startup",
                    help="comma list of sections: dump,restore,incr,compress,catalog,startup,million "
                         "(default: all but million)")
