@@ -251,7 +251,11 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
     try:
         write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums,
                      on_inode=on_inode, checkpoint=ckpt)
+        if ckpt is not None:
+            ckpt.finish()
     except BaseException as e:
+        if ckpt is not None:
+            restart.settle(ckpt)
         if history is not None:
             history.finish(status="aborted", volumes=sink.volumes)
         e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"

@@ -63,11 +63,19 @@ class FileOutput:
 
     def sync(self) -> None:
         """Make what was written durable (fsync); a pipe or device that cannot is left be."""
-        try:
-            os.fsync(self.fd)
-        except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
-                raise MediaError(f"cannot sync {self.name}: {_reason(e)}") from None
+        _fsync(self.fd, self.name)
+
+    def syncer(self):
+        """``sync`` for another thread: it makes durable what was written before this
+        call, and holds a descriptor of its own (the output may be closed meanwhile)."""
+        fd, name = os.dup(self.fd), self.name
+
+        def sync() -> None:
+            try:
+                _fsync(fd, name)
+            finally:
+                os.close(fd)
+        return sync
 
     def truncate_to(self, size: int) -> None:
         """Cut a regular file back to ``size`` bytes (undo a partly written record)."""
@@ -137,6 +145,14 @@ class FileInput:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+
+def _fsync(fd: int, name: str) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+            raise MediaError(f"cannot sync {name}: {_reason(e)}") from None
 
 
 _POLL_MS = 500

@@ -45,7 +45,7 @@ def start(tmp_path):
     procs = []
 
     def run(*args, stdout=None, env=None):
-        full = dict(os.environ, PYTHONPATH=str(REPO), **FAST, **(env or {}))
+        full = dict(os.environ, PYTHONPATH=str(REPO), **{**FAST, **(env or {})})
         err = open(tmp_path / f"bg{len(procs)}.err", "w+")
         proc = subprocess.Popen([sys.executable, "-m", "ndump", *map(str, args)], env=full,
                                 stdin=subprocess.DEVNULL, stdout=stdout or subprocess.DEVNULL,
@@ -142,6 +142,42 @@ def test_a_tree_read_live_restarts_only_with_force(start, tmp_path, ndump_env, r
         uninterrupted = cat.positions(whole.id)
     assert (dump.status, dump.context, dump.files) == ("done", ctx["id"], whole.files)
     assert restarted == uninterrupted
+
+
+def test_checkpoints_made_beside_the_dump_restart_exactly(start, tmp_path, ndump_env,
+                                                         run_ndump):
+    """With an interval above 0 a checkpoint's fsyncs and context run in a thread while
+    the dump goes on; killed at a random point (a checkpoint may be half made), the
+    restart still gives the tree and the catalog positions of an uninterrupted dump."""
+    rng = random.Random(SEED)
+    src = tmp_path / "big"
+    total = fill(src, rng, files=500)
+    reference = tree_state(src)
+    image = tmp_path / "l0.dump"
+    proc = start("dump", "-0", "--snapshot", "none", "-f", image, src,
+                 env={"NDUMP_CHECKPOINT_INTERVAL": "0.01"})
+    at = total * rng.uniform(0.2, 0.5)
+    kill_when(proc, lambda: checkpoint_of(ndump_env.state_dir) and image.exists()
+              and image.stat().st_size > at, what=f"Pass IV (seed {SEED})")
+    [ctx] = contexts(run_ndump)
+    assert ctx["restartable"], ctx
+    run_ndump("dump", "--restart", ctx["id"], "--force", status=0)
+    for name, restore in (("stock", None), ("mine", run_ndump)):
+        out = tmp_path / name
+        out.mkdir()
+        if restore is None:
+            stock_restore(["-r", "-f", image], cwd=out)
+        else:
+            restore("restore", "-r", "-f", image, "--target", out, status=0)
+        assert_trees_equal(reference, out, root=False)
+    run_ndump("dump", "-0", "--snapshot", "none", "-A", tmp_path / "other.db", "-f",
+              tmp_path / "whole.dump", src, status=0)
+    with Catalog(ndump_env.state_dir / "catalog.db", writable=False) as cat:
+        [dump] = cat.dumps()
+        restarted = cat.positions(dump.id)
+    with Catalog(tmp_path / "other.db", writable=False) as cat:
+        [whole] = cat.dumps()
+        assert restarted == cat.positions(whole.id)
 
 
 @pytest.mark.parametrize("options", [["-z"], ["-j", "-M", "-B", "300"]],
