@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -347,9 +348,16 @@ def test_a_dump_to_a_pipe_continues_as_a_second_stream(start, tmp_path, ndump_en
         restart = start("dump", "--restart", ctx["id"], "--force", stdout=out)
         assert restart.wait(timeout=120) == 0, err_of(restart)
     assert "Volume 2 begins on -, continuing with inode" in err_of(restart)
+    # stock restore joins a fragment of a record at the end of a volume to the next
+    # volume's bytes (a file's data then goes wrong from there, silently): as
+    # ndump-contexts(8) says, part 1 is cut back to a whole 1 KiB record for it
+    trimmed = tmp_path / "trimmed"
+    trimmed.mkdir()
+    (trimmed / "part001").write_bytes(part1.read_bytes()[:cut - cut % 1024])
+    shutil.copyfile(tmp_path / "part002", trimmed / "part002")
     stock = tmp_path / "stock"
     stock.mkdir()
-    proc = stock_restore(["-r", "-M", "-f", tmp_path / "part"], cwd=stock, check=False)
+    proc = stock_restore(["-r", "-M", "-f", trimmed / "part"], cwd=stock, check=False)
     assert proc.returncode == 0, f"seed {SEED}, cut at {cut}, checkpoint at {offset}: {proc}"
     assert_trees_equal(reference, stock, root=False)
     mine = tmp_path / "mine"
