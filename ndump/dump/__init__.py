@@ -222,16 +222,11 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
                 settings: Settings | None = None) -> Outcome:
     algorithm = ALGORITHMS[opts.compress] if opts.compress else None
     ckpt = None
-
-    def on_volume(volume: int, ino: int) -> None:
-        if history is not None and history.active:
-            history.volume_started(volume, sink.total_blocks)
-        if ckpt is not None:
-            ckpt.on_volume()
-        changer.started(volume, ino)
+    on_volume = VolumeStarts(history, changer)
     fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
                              capacities=list(opts.volume_sizes), change_volume=changer.change,
                              on_volume=on_volume)
+    on_volume.sink = sink
     if history is not None:
         history.begin(NewDump(tree=ident.filesys, level=opts.level, date=ident.date,
                               base_date=ident.ddate, label=ident.label, host=ident.host,
@@ -241,16 +236,43 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
                       sel, inomap.map)
     on_inode = history.on_inode if history is not None and history.active else None
     if context is not None:
-        ckpt = restart.Checkpointer(context, settings, sink, fmt, ident, history, reporter)
+        ckpt = on_volume.ckpt = restart.Checkpointer(context, settings, sink, fmt, ident,
+                                                     history, reporter)
         on_inode = ckpt.on_inode(on_inode)
         context.ctx.catalog_dump_id = history.dump_id if on_inode is not None else None
         context.ctx.dump_pass = "III"
         restart.note_pass(context, reporter)
     sink.start(changer.open(1))
+    return run_passes(lambda: write_passes(root, sel, inomap, fmt, sink, reporter,
+                                           checksums=opts.checksums, on_inode=on_inode,
+                                           checkpoint=ckpt),
+                      opts, reporter, sink, sel, history, ckpt)
+
+
+class VolumeStarts:
+    """A volume starts: the file history notes its first block, a checkpoint is due
+    (``ckpt``, once there is one) and the volume changer is told."""
+
+    def __init__(self, history: FileHistory | None, changer: VolumeChanger):
+        self.history, self.changer = history, changer
+        self.sink: VolumeWriter | None = None
+        self.ckpt = None
+
+    def __call__(self, volume: int, ino: int) -> None:
+        if self.history is not None and self.history.active:
+            self.history.volume_started(volume, self.sink.total_blocks)
+        if self.ckpt is not None:
+            self.ckpt.on_volume()
+        self.changer.started(volume, ino)
+
+
+def run_passes(passes, opts, reporter: Reporter, sink: VolumeWriter, sel: Selection,
+               history: FileHistory | None, ckpt, *, restarted: bool = False) -> Outcome:
+    """Run ``passes`` (the writing of a dump or of its restart), then close its file
+    history and checkpoints and report what was written."""
     started = time.monotonic()
     try:
-        write_passes(root, sel, inomap, fmt, sink, reporter, checksums=opts.checksums,
-                     on_inode=on_inode, checkpoint=ckpt)
+        passes()
         if ckpt is not None:
             ckpt.finish()
     except BaseException as e:
@@ -268,9 +290,13 @@ def _write_dump(opts, reporter, root, sel: Selection, inomap, changer: VolumeCha
     kib = sink.blocks
     reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
     reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
-    reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f} kBytes/sec")
-    if ckpt is not None:
-        reporter.verbose(f"{ckpt.taken} checkpoint(s) in {ckpt.seconds:.3f} seconds")
+    if restarted:
+        reporter.info(f"restart finished in {elapsed:.2f} seconds ({ckpt.taken} checkpoint(s))")
+    else:
+        reporter.info(f"finished in {elapsed:.2f} seconds, throughput {kib / elapsed:.0f}"
+                      " kBytes/sec")
+        if ckpt is not None:
+            reporter.verbose(f"{ckpt.taken} checkpoint(s) in {ckpt.seconds:.3f} seconds")
     reporter.info("DUMP IS DONE" if not reporter.problems else
                   f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
     return Outcome(reporter.problems)

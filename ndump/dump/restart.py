@@ -455,7 +455,7 @@ def _load_selection(path: Path, cid: str):
 
 def _continue(handle: Handle, opts: DumpOptions, settings: Settings, reporter: Reporter,
               snap: Snapshot) -> Outcome:
-    from ndump.dump import open_writers, write_passes
+    from ndump.dump import VolumeStarts, open_writers, run_passes, write_passes
     from ndump.dump.volchange import VolumeChanger
     ctx = handle.ctx
     ck = ctx.checkpoint
@@ -463,18 +463,12 @@ def _continue(handle: Handle, opts: DumpOptions, settings: Settings, reporter: R
     ident = DumpIdent(**ck["ident"])
     changer = VolumeChanger(opts, settings, reporter)
     history = _history(opts, settings, reporter, ctx, sel, mapping, ident)
-    ckpt: Checkpointer | None = None
-
-    def on_volume(volume: int, ino: int) -> None:
-        if history is not None and history.active:
-            history.volume_started(volume, sink.total_blocks)
-        if ckpt is not None:
-            ckpt.on_volume()
-        changer.started(volume, ino)
+    on_volume = VolumeStarts(history, changer)
     algorithm = ALGORITHMS[opts.compress] if opts.compress else None
     fmt, sink = open_writers(ident, changer.open, algorithm=algorithm, level=opts.compress_level,
                              capacities=list(opts.volume_sizes), change_volume=changer.change,
                              on_volume=on_volume)
+    on_volume.sink = sink
     fmt.tapea, fmt.volume, fmt.firstrec = ck["tapea"], ck["fmt_volume"], ck["firstrec"]
     state = ck["sink"]
     medium = ck["medium"]
@@ -490,34 +484,13 @@ def _continue(handle: Handle, opts: DumpOptions, settings: Settings, reporter: R
         if opts.file != "-" and not opts.multi_volume:
             changer.change(volume, "")
         sink.resume_on_new_volume(state, changer.open(volume))
-    ckpt = Checkpointer(handle, settings, sink, fmt, ident, history, reporter)
+    ckpt = on_volume.ckpt = Checkpointer(handle, settings, sink, fmt, ident, history, reporter)
     on_inode = history.on_inode if history is not None and history.active else None
-    started = time.monotonic()
-    try:
-        write_passes(os.fsencode(snap.root), sel, _Map(mapping), fmt, sink, reporter,
-                     checksums=opts.checksums, on_inode=ckpt.on_inode(on_inode),
-                     checkpoint=ckpt, resume_from=ck["ino"])
-        if ckpt is not None:
-            ckpt.finish()
-    except BaseException as e:
-        if ckpt is not None:
-            settle(ckpt)
-        if history is not None:
-            history.finish(status="aborted", volumes=sink.volumes)
-        e.add_note(f"the dump on {opts.file if opts.file != '-' else 'standard output'} is"
-                   " incomplete: do not restore from it")
-        raise
-    if history is not None:
-        history.finish(status="partial" if reporter.problems else "done",
-                       volumes=sink.volumes, nbytes=sel.data_bytes)
-    elapsed = max(time.monotonic() - started, 1e-6)
-    kib = sink.blocks
-    reporter.fact("bytes", kib * 1024); reporter.fact("volumes", sink.volumes)
-    reporter.info(f"{kib} blocks (%.2fMB) on {sink.volumes} volume(s)" % (kib / 1024))
-    reporter.info(f"restart finished in {elapsed:.2f} seconds ({ckpt.taken} checkpoint(s))")
-    reporter.info("DUMP IS DONE" if not reporter.problems else
-                  f"DUMP IS DONE, {len(reporter.problems)} file(s) could not be dumped")
-    return Outcome(reporter.problems)
+    return run_passes(lambda: write_passes(os.fsencode(snap.root), sel, _Map(mapping), fmt, sink,
+                                           reporter, checksums=opts.checksums,
+                                           on_inode=ckpt.on_inode(on_inode), checkpoint=ckpt,
+                                           resume_from=ck["ino"]),
+                      opts, reporter, sink, sel, history, ckpt, restarted=True)
 
 
 def _history(opts, settings, reporter, ctx: Context, sel, mapping, ident) -> FileHistory | None:
