@@ -94,6 +94,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def try_lock(path: Path) -> int | None:
+    """flock ``path`` (made 0600 if missing) without waiting; None when another process
+    holds it.  The lock only counts if the file locked is still the one at that path
+    (a cleanup may have unlinked it meanwhile)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            raise BlockingIOError
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)
+        return None
+    return fd
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """tmp + fsync + rename + fsync of the directory (``durable``), or tmp + rename."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -157,16 +172,10 @@ class Store:
         return handle
 
     def _lock(self, cid: str) -> int:
-        path = self.path(cid, ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.fstat(fd).st_ino != os.stat(path).st_ino:
-                raise BlockingIOError
-        except (BlockingIOError, FileNotFoundError):
-            os.close(fd)
+        fd = try_lock(self.path(cid, ".lock"))
+        if fd is None:
             raise ContextBusy(f"dump context {cid} is busy: another ndump process is"
-                              " running it") from None
+                              " running it")
         return fd
 
     def resolve(self, cid: str) -> str:

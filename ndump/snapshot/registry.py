@@ -19,7 +19,6 @@ the hook that restartable contexts, SPEC §6, fill in).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -115,19 +114,9 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _lock(directory: Path, name: str) -> int | None:
-    """flock NAME.lock without waiting; None when another process holds it. The lock only
-    counts if the file we locked is still the one at that path (a cleanup may have
-    unlinked it meanwhile)."""
-    path = directory / f"{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.fstat(fd).st_ino != os.stat(path).st_ino:
-            raise BlockingIOError
-    except (BlockingIOError, FileNotFoundError):
-        os.close(fd)
-        return None
-    return fd
+    """flock NAME.lock without waiting; None when another process holds it."""
+    from ndump.contexts.store import try_lock
+    return try_lock(directory / f"{name}.lock")
 
 
 def _prepare(settings: Settings) -> Path:
