@@ -105,6 +105,19 @@ def killed_in_pass_iv(start, tmp_path, ndump_env, src, image, fraction=0.4) -> d
     return json.loads(path.read_text())
 
 
+def catalog_entries(run_ndump, ndump_env, tmp_path: Path, src: Path):
+    """The restarted dump's catalog entry and positions, then those of an uninterrupted
+    dump of ``src`` made now into a catalog of its own."""
+    run_ndump("dump", "-0", "--snapshot", "none", "-A", tmp_path / "other.db", "-f",
+              tmp_path / "whole.dump", src, status=0)
+    with Catalog(ndump_env.state_dir / "catalog.db", writable=False) as cat:
+        [dump] = cat.dumps()
+        restarted = cat.positions(dump.id)
+    with Catalog(tmp_path / "other.db", writable=False) as cat:
+        [whole] = cat.dumps()
+        return dump, restarted, whole, cat.positions(whole.id)
+
+
 @pytest.fixture
 def src(tmp_path):
     root = tmp_path / "src"
@@ -133,14 +146,7 @@ def test_a_tree_read_live_restarts_only_with_force(start, tmp_path, ndump_env, r
     stock_restore(["-r", "-f", image], cwd=out)
     assert_trees_equal(reference, out, root=False)
     # the catalog: one complete entry, the file positions of an uninterrupted dump
-    run_ndump("dump", "-0", "--snapshot", "none", "-A", tmp_path / "other.db", "-f",
-              tmp_path / "whole.dump", src, status=0)
-    with Catalog(ndump_env.state_dir / "catalog.db", writable=False) as cat:
-        [dump] = cat.dumps()
-        restarted = cat.positions(dump.id)
-    with Catalog(tmp_path / "other.db", writable=False) as cat:
-        [whole] = cat.dumps()
-        uninterrupted = cat.positions(whole.id)
+    dump, restarted, whole, uninterrupted = catalog_entries(run_ndump, ndump_env, tmp_path, src)
     assert (dump.status, dump.context, dump.files) == ("done", ctx["id"], whole.files)
     assert restarted == uninterrupted
 
@@ -171,14 +177,8 @@ def test_checkpoints_made_beside_the_dump_restart_exactly(start, tmp_path, ndump
         else:
             restore("restore", "-r", "-f", image, "--target", out, status=0)
         assert_trees_equal(reference, out, root=False)
-    run_ndump("dump", "-0", "--snapshot", "none", "-A", tmp_path / "other.db", "-f",
-              tmp_path / "whole.dump", src, status=0)
-    with Catalog(ndump_env.state_dir / "catalog.db", writable=False) as cat:
-        [dump] = cat.dumps()
-        restarted = cat.positions(dump.id)
-    with Catalog(tmp_path / "other.db", writable=False) as cat:
-        [whole] = cat.dumps()
-        assert restarted == cat.positions(whole.id)
+    _, restarted, _, uninterrupted = catalog_entries(run_ndump, ndump_env, tmp_path, src)
+    assert restarted == uninterrupted
 
 
 @pytest.mark.parametrize("options", [["-z"], ["-j", "-M", "-B", "300"]],
