@@ -22,9 +22,27 @@ _COMMANDS = {"dump": "ndump.cli.dump_cmd", "restore": "ndump.cli.restore_cmd",
              "catalog": "ndump.cli.catalog_cmd", "contexts": "ndump.cli.contexts_cmd"}
 
 
+# the first paragraph of each command's help, for `ndump --help` without importing
+# the commands (tests/cli/test_help_summaries.py checks that they match)
+_SUMMARIES = {
+    "catalog": "Search and keep the file-history catalog: which dumps hold which files.",
+    "contexts": "List, show and delete the contexts of restartable dumps.",
+    "dump": "Dump the directory tree at PATH (levels 0-31) in the classic dump format.",
+    "restore": "Restore files from a dump: -r, -R, -x, -t, -C or -i, as classic restore.",
+}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(_COMMANDS)
+
+    def format_commands(self, ctx, formatter):
+        """The command list of --help, from _SUMMARIES: no command module is loaded."""
+        limit = formatter.width - 6 - max(len(name) for name in _COMMANDS)
+        rows = [(name, click.Command(name, help=_SUMMARIES[name]).get_short_help_str(limit))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx, name):
         module = _COMMANDS.get(name)
