@@ -234,9 +234,16 @@ class Walk:
         sel.maxino = max(m.values(), default=ROOTINO)
         files = array("Q", bytes(8 * (sel.maxino + 1)))
         for di, d in enumerate(sel.dirs):
-            for i, flag in enumerate(d.chosen):
-                if flag:
-                    files[m[d.keys[i]]] = (di << 32 | i) + 1
+            chosen, keys = d.chosen, d.keys
+            if chosen.count(1) * 4 > len(chosen):
+                for i, flag in enumerate(chosen):
+                    if flag:
+                        files[m[keys[i]]] = (di << 32 | i) + 1
+                continue
+            i = chosen.find(1)                      # an incremental chooses few
+            while i >= 0:
+                files[m[keys[i]]] = (di << 32 | i) + 1
+                i = chosen.find(1, i + 1)
         sel.files = files
 
     def _mark_dirs(self, sel: Selection) -> None:
