@@ -113,8 +113,7 @@ class Walk:
         of the tree, at every level."""
         try:
             dfd = fds.open(node.relpath)
-            # names of a directory descriptor come as str (surrogateescape): back to bytes
-            names = sorted([n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dfd)])
+            names = _list(dfd)
         except OSError as e:
             node.unreadable = True
             self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {reason(e)}")
@@ -256,6 +255,17 @@ class Walk:
             if d.dumped:
                 sel.inodes += 1
                 sel.blocks += 2 + len(d.names) // 20
+
+
+def _list(dfd: int) -> list[bytes]:
+    """The names in a directory, sorted: through /proc they come as bytes (a
+    directory descriptor gives str, encoded back name by name)."""
+    try:
+        names = os.listdir(b"/proc/self/fd/%d" % dfd)
+    except OSError:
+        names = [n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dfd)]
+    names.sort()
+    return names
 
 
 def _mark_up(dirs: list[DirNode], di: int) -> None:
