@@ -4,8 +4,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from array import array
 import time
+from array import array
 
 from ndump.errors import Outcome, StartupError, UsageError, reason
 from ndump.format import DumpIdent, FormatWriter, Totals

@@ -200,7 +200,8 @@ class Walk:
         sel.blocks += blocks
 
     def _foreign(self, relpath: bytes, st_dev: int) -> int:
-        """The key of a directory something else is mounted on, said once."""
+        """The key of a directory something else is mounted on (and the warning that
+        it is dumped empty)."""
         # a mount point, or a btrfs subvolume (its own st_dev): a snapshot of
         # this filesystem would not hold it either (SPEC §3.1)
         what = "a bind mount" if st_dev == self.dev else "another filesystem or btrfs subvolume"

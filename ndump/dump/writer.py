@@ -367,6 +367,8 @@ def _gone(dir_fd: int, names: list[bytes], listed: int) -> set[bytes]:
     """Which of ``names`` (of ``listed`` names the walk saw) are no longer in the
     directory: a look at each when they are few (an incremental), else one
     listing."""
+    if not names:
+        return set()
     if len(names) * 8 < listed:
         gone = set()
         for name in names:
