@@ -1,4 +1,7 @@
 """python -m ndump."""
-from ndump.cli import main
+import gc
 
-raise SystemExit(main())
+gc.disable()            # start-up: importing makes no garbage for the collector (cli.entry)
+from ndump.cli import entry  # noqa: E402
+
+raise SystemExit(entry())

@@ -219,3 +219,39 @@ class Statx:
         if _statx(dir_fd, path, _AT_SYMLINK_NOFOLLOW, 0, ctypes.byref(buf)) != 0:
             return False
         return bool(buf.stx_attributes_mask & buf.stx_attributes & _STATX_ATTR_MOUNT_ROOT)
+
+
+# struct statx as the walk reads it: mask, attributes, nlink, mode, ino, size,
+# blocks, attributes_mask, ctime and mtime seconds, dev major and minor
+_ENTRY_RAW = struct.Struct("<I4xQI8xH2xQQQQ16x16xq8xq8x8xII")
+
+
+def entry_stat():
+    """A function ``(name, dir_fd) -> (mode, ino, dev, nlink, size, blocks,
+    mtime, ctime, nodump)``: os.lstat's fields (times in whole seconds) and the
+    nodump attribute (as Statx.nodump_attribute gives it), from one statx call
+    and no stat_result: the walk's per-entry stat.  Raises OSError as os.lstat
+    does."""
+    sx = Statx()
+
+    def slow(name: bytes, dir_fd: int) -> tuple:
+        st, nodump = sx.lstat(name, dir_fd)
+        return (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_size, st.st_blocks,
+                st[8], st[9], nodump)
+
+    if _raw_statx is None:
+        return slow
+    buf = ctypes.create_string_buffer(256)
+    ref, call, unpack, makedev = ctypes.byref(buf), _raw_statx, _ENTRY_RAW.unpack_from, os.makedev
+
+    def fast(name: bytes, dir_fd: int) -> tuple:
+        if call(dir_fd, name, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_STATS, ref):
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fsdecode(name))
+        mask, attrs, nlink, mode, ino, size, blocks, amask, ctime, mtime, dmaj, dmin = unpack(buf)
+        if mask & _STATX_BASIC_STATS != _STATX_BASIC_STATS:
+            return slow(name, dir_fd)
+        return (mode, ino, makedev(dmaj, dmin), nlink, size, blocks, mtime, ctime,
+                bool(attrs & _STATX_ATTR_NODUMP) if amask & _STATX_ATTR_NODUMP else None)
+
+    return fast

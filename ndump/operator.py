@@ -7,7 +7,6 @@ says what was needed.  Nothing here ever blocks without a terminal.
 from __future__ import annotations
 
 import os
-import subprocess
 
 from ndump.errors import OperatorAbort
 from ndump.settings import Settings
@@ -25,6 +24,7 @@ class Operator:
         """Run the -F script with ``args``; its exit status, or None without one."""
         if not self.script:
             return None
+        import subprocess          # only with a -F script
         try:
             proc = subprocess.run([self.script, *args], stdin=subprocess.DEVNULL, timeout=None)
         except OSError as e:

@@ -12,7 +12,7 @@ from ndump.cli.common import (
 )
 from ndump.report import make_reporter
 from ndump.restore import RestoreOptions, run_restore
-from ndump.restore.compare import TIME_PRECISIONS
+from ndump.restore.options import TIME_PRECISIONS
 
 def _rules_options(f):
     """SPEC §5.1-§5.4: EXTRACT, FORCE and permission mapping (RestoreOptions fields)."""

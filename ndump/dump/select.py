@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ndump.format.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, ROOTINO
 from ndump.format.inode import NODUMP_FL
-from ndump.fsmeta import Statx, get_flags
+from ndump.fsmeta import Statx, entry_stat, get_flags
 from ndump.dump.inomap import InodeMap, foreign_key
 from ndump.dump.treefd import FILE_FLAGS, TreeFds
 from ndump.errors import reason
@@ -29,6 +29,7 @@ from ndump.report import Reporter
 
 _DTYPES = {stat.S_IFDIR: DT_DIR, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
            stat.S_IFCHR: DT_CHR, stat.S_IFBLK: DT_BLK, stat.S_IFIFO: DT_FIFO}
+_S_IFDIR, _S_IFREG, _S_IFSOCK = stat.S_IFDIR, stat.S_IFREG, stat.S_IFSOCK
 ROOT_KEY = 0           # the dumped directory, whatever its inode number (no inode is 0)
 # os.fsencode's encoding, without its per-name call
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
@@ -87,6 +88,7 @@ class Walk:
     def run(self) -> Selection:
         self.dev = os.lstat(self.root).st_dev
         self._statx = Statx()
+        self._entry_stat = entry_stat()
         sel = Selection([DirNode(b"", 0)])
         self._dir_index = {ROOT_KEY: 0}
         self._linked: set[int] = set()
@@ -105,10 +107,13 @@ class Walk:
     # -- Pass I --------------------------------------------------------------
     def _scan(self, fds: TreeFds, di: int, node: DirNode, sel: Selection, stack: list[int],
               honor: bool) -> None:
+        """One directory's entries, one stat each.  The common case (a file or
+        directory on this filesystem, neither excluded nor a mount point) is
+        decided here with local variables only: Pass I pays it for every entry
+        of the tree, at every level."""
         try:
             dfd = fds.open(node.relpath)
-            # names of a directory descriptor come as str (surrogateescape): back to bytes
-            names = sorted([n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dfd)])
+            names = _list(dfd)
         except OSError as e:
             node.unreadable = True
             self.reporter.file_problem(show_path(node.relpath), f"cannot read directory: {reason(e)}")
@@ -116,93 +121,107 @@ class Walk:
         prefix = node.relpath + b"/" if node.relpath else b""
         lstat = os.lstat
         # with the nodump flag honoured, one statx gives the stat and the flag
-        statx_lstat = self._statx.lstat if honor else None
+        entry_stat = self._entry_stat if honor else None
         nodump = None
         excludes = bool(self.excludes)
+        dev, level0, base = self.dev, self.level == 0, self.base_date
+        dir_index, linked, dtypes_of = self._dir_index, self._linked, _DTYPES
+        add_name, add_key = node.names.append, node.keys.append
+        add_dtype, add_chosen = node.dtypes.append, node.chosen.append
+        inodes = data_bytes = blocks = 0
+        links = False
         for name in names:
             try:
-                if statx_lstat is None:
+                if entry_stat is None:
                     st = lstat(name, dir_fd=dfd)
+                    mode, ino, st_dev, nlink, _, _, size, _, mtime, ctime = st
                 else:
-                    st, nodump = statx_lstat(name, dfd)
+                    mode, ino, st_dev, nlink, size, nblocks, mtime, ctime, nodump = \
+                        entry_stat(name, dfd)
             except FileNotFoundError:
                 continue
             except OSError as e:
                 self.reporter.file_problem(show_path(prefix + name), reason(e))
                 continue
+            fmt = mode & 0o170000
             # (sockets, -e patterns and the nodump flag: most names need none of them;
             # a flag statx reported clear needs no look either)
-            if (excludes or (honor and nodump is not False)
-                    or st.st_mode & 0o170000 == stat.S_IFSOCK) \
-                    and self._excluded(prefix + name, dfd, name, st, honor, nodump):
+            if (excludes or (honor and nodump is not False) or fmt == _S_IFSOCK) \
+                    and self._excluded(prefix + name, dfd, name, fmt, st_dev, honor, nodump):
                 continue
-            # a bind mount of this filesystem has its st_dev: statx tells (directories)
-            mounted = stat.S_ISDIR(st.st_mode) and st.st_dev == self.dev \
-                and self._statx.mount_root(name, dfd)
-            self._visit(di, node, name, prefix + name, st, sel, stack, mounted)
+            key = ino
+            if fmt == _S_IFDIR:
+                # a bind mount of this filesystem has its st_dev: statx tells (directories)
+                if st_dev != dev or self._statx.mount_root(name, dfd):
+                    key = self._foreign(prefix + name, st_dev)
+            elif st_dev != dev:
+                continue
+            if len(name) >= 255:
+                self.reporter.warning(f"{show_path(prefix + name)}: a 255-byte name; stock restore"
+                                      " 0.4b47 cannot restore it (FORMAT §11.1 item 14), ndump"
+                                      " restore can")
+            add_name(name)
+            add_key(key)
+            add_dtype(dtypes_of.get(fmt, 0))
+            # whole seconds, as classic dump compares them
+            changed = level0 or mtime >= base or ctime >= base
+            if fmt == _S_IFDIR:
+                add_chosen(0)
+                if key not in dir_index:
+                    dir_index[key] = len(sel.dirs)
+                    stack.append(len(sel.dirs))
+                    sel.dirs.append(DirNode(prefix + name, di, key=key, changed=changed,
+                                            foreign=key != ino))
+                continue
+            if nlink > 1:
+                if key in linked:                    # another name of a hard link
+                    add_chosen(0)
+                    # classic dump marks the parents of every name of a dumped inode:
+                    # restore -r must see this name too, or it keeps the old file here
+                    links |= changed
+                    continue
+                linked.add(key)
+            if not changed:
+                add_chosen(0)
+                continue
+            add_chosen(1)
+            inodes += 1
+            if fmt == _S_IFREG:
+                if entry_stat is None:
+                    nblocks = st.st_blocks
+                used = min(size, nblocks * 512)
+                data_bytes += used
+                blocks += 1 + (used + 1023) // 1024 + (size >> 19)
+            else:
+                blocks += 2
+        node.links |= links
+        sel.inodes += inodes
+        sel.data_bytes += data_bytes
+        sel.blocks += blocks
 
-    def _excluded(self, relpath: bytes, dfd: int, name: bytes, st: os.stat_result, honor: bool,
-                  nodump: bool | None = None) -> bool:
-        fmt = st.st_mode & 0o170000
-        if fmt == stat.S_IFSOCK:
+    def _foreign(self, relpath: bytes, st_dev: int) -> int:
+        """The key of a directory something else is mounted on (and the warning that
+        it is dumped empty)."""
+        # a mount point, or a btrfs subvolume (its own st_dev): a snapshot of
+        # this filesystem would not hold it either (SPEC §3.1)
+        what = "a bind mount" if st_dev == self.dev else "another filesystem or btrfs subvolume"
+        self.reporter.warning(f"{show_path(relpath)}: {what}; dumped as an empty directory")
+        return foreign_key(relpath)
+
+    def _excluded(self, relpath: bytes, dfd: int, name: bytes, fmt: int, st_dev: int,
+                  honor: bool, nodump: bool | None = None) -> bool:
+        if fmt == _S_IFSOCK:
             self.reporter.verbose(f"{show_path(relpath)}: socket not dumped")
             return True
         if self.excludes and _matches(self.excludes, name, relpath):
             self.reporter.verbose(f"{show_path(relpath)}: excluded")
             return True
-        if honor and (fmt == stat.S_IFREG or fmt == stat.S_IFDIR) \
-                and st.st_dev == self.dev and (nodump if nodump is not None
-                                               else _nodump(self._statx, dfd, name)):
+        if honor and (fmt == _S_IFREG or fmt == _S_IFDIR) \
+                and st_dev == self.dev and (nodump if nodump is not None
+                                            else _nodump(self._statx, dfd, name)):
             self.reporter.verbose(f"{show_path(relpath)}: nodump flag set, not dumped")
             return True
         return False
-
-    def _visit(self, di: int, node: DirNode, name: bytes, relpath: bytes, st: os.stat_result,
-               sel: Selection, stack: list[int], mounted: bool = False) -> None:
-        fmt = st.st_mode & 0o170000
-        if st.st_dev != self.dev or mounted:
-            if fmt != stat.S_IFDIR:
-                return
-            key = foreign_key(relpath)
-            # a mount point, or a btrfs subvolume (its own st_dev): a snapshot of
-            # this filesystem would not hold it either (SPEC §3.1)
-            what = "a bind mount" if st.st_dev == self.dev else \
-                "another filesystem or btrfs subvolume"
-            self.reporter.warning(f"{show_path(relpath)}: {what}; dumped as an empty directory")
-        else:
-            key = st.st_ino
-        if len(name) >= 255:
-            self.reporter.warning(f"{show_path(relpath)}: a 255-byte name; stock restore 0.4b47"
-                                  " cannot restore it (FORMAT §11.1 item 14), ndump restore can")
-        node.names.append(name)
-        node.keys.append(key)
-        node.dtypes.append(_DTYPES.get(fmt, 0))
-        changed = self.level == 0 or max(st.st_mtime, st.st_ctime) >= self.base_date
-        if fmt == stat.S_IFDIR:
-            node.chosen.append(0)
-            if key not in self._dir_index:
-                self._dir_index[key] = len(sel.dirs)
-                stack.append(len(sel.dirs))
-                sel.dirs.append(DirNode(relpath, di, key=key, changed=changed,
-                                        foreign=key != st.st_ino))
-            return
-        if st.st_nlink > 1:
-            if key in self._linked:                  # another name of a hard link
-                node.chosen.append(0)
-                # classic dump marks the parents of every name of a dumped inode:
-                # restore -r must see this name too, or it keeps the old file here
-                node.links |= changed
-                return
-            self._linked.add(key)
-        node.chosen.append(1 if changed else 0)
-        if changed:
-            sel.inodes += 1
-            if fmt == stat.S_IFREG:
-                used = min(st.st_size, st.st_blocks * 512)
-                sel.data_bytes += used
-                sel.blocks += 1 + (used + 1023) // 1024 + (st.st_size >> 19)
-            else:
-                sel.blocks += 2
 
     # -- numbering and Pass II -------------------------------------------------
     def _number(self, sel: Selection) -> None:
@@ -215,9 +234,16 @@ class Walk:
         sel.maxino = max(m.values(), default=ROOTINO)
         files = array("Q", bytes(8 * (sel.maxino + 1)))
         for di, d in enumerate(sel.dirs):
-            for i, flag in enumerate(d.chosen):
-                if flag:
-                    files[m[d.keys[i]]] = (di << 32 | i) + 1
+            chosen, keys = d.chosen, d.keys
+            if chosen.count(1) * 4 > len(chosen):
+                for i, flag in enumerate(chosen):
+                    if flag:
+                        files[m[keys[i]]] = (di << 32 | i) + 1
+                continue
+            i = chosen.find(1)                      # an incremental chooses few
+            while i >= 0:
+                files[m[keys[i]]] = (di << 32 | i) + 1
+                i = chosen.find(1, i + 1)
         sel.files = files
 
     def _mark_dirs(self, sel: Selection) -> None:
@@ -230,6 +256,17 @@ class Walk:
             if d.dumped:
                 sel.inodes += 1
                 sel.blocks += 2 + len(d.names) // 20
+
+
+def _list(dfd: int) -> list[bytes]:
+    """The names in a directory, sorted: through /proc they come as bytes (a
+    directory descriptor gives str, encoded back name by name)."""
+    try:
+        names = os.listdir(b"/proc/self/fd/%d" % dfd)
+    except OSError:
+        names = [n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dfd)]
+    names.sort()
+    return names
 
 
 def _mark_up(dirs: list[DirNode], di: int) -> None:

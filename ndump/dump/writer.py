@@ -23,7 +23,7 @@ from ndump.fsmeta import Statx, get_flags, get_xattrs
 from ndump.errors import reason
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
-from ndump.dump.select import ROOT_KEY, DirNode, Selection, show_path
+from ndump.dump.select import _FS_ENCODING, _FS_ERRORS, ROOT_KEY, DirNode, Selection, show_path
 from ndump.dump.treefd import FILE_FLAGS, TreeFds, proc_path
 
 CHUNK = TP_NINDIR * TP_BSIZE          # bytes described by one header
@@ -165,16 +165,18 @@ class TreeWriter:
         parent = ROOTINO if node.key == ROOT_KEY else m[self.sel.dirs[node.parent].key]
         entries = [(dino, DT_DIR, b"."), (parent, DT_DIR, b"..")]
         files = self.sel.files
-        present = None
-        for i, (name, k, dt) in enumerate(zip(node.names, node.keys, node.dtypes)):
-            ino = m[k]
-            if fd is not None and dt != DT_DIR and files[ino]:
-                if present is None:
-                    present = _names_in(fd)
-                if name not in present:
-                    dropped[(di, i)] = ino
-                    continue
-            entries.append((ino, dt, name))
+        inos = [m[k] for k in node.keys]
+        listed = zip(inos, node.dtypes, node.names)
+        if fd is not None:
+            dumped = [i for i, (ino, dt) in enumerate(zip(inos, node.dtypes))
+                      if files[ino] and dt != DT_DIR]
+            gone = _gone(fd, [node.names[i] for i in dumped], len(inos))
+            if gone:
+                for i in dumped:
+                    if node.names[i] in gone:
+                        dropped[(di, i)] = inos[i]
+                listed = (e for i, e in enumerate(listed) if (di, i) not in dropped)
+        entries.extend(listed)
         data = pack_dir(entries)
         if len(data) > MAX_DIR_SIZE:
             self.rep.file_problem(show, "directory too large for the dump format")
@@ -361,9 +363,25 @@ class TreeWriter:
             _changed_while_read(self.rep, fd, st, show)
 
 
-def _names_in(dir_fd: int) -> set[bytes]:
+def _gone(dir_fd: int, names: list[bytes], listed: int) -> set[bytes]:
+    """Which of ``names`` (of ``listed`` names the walk saw) are no longer in the
+    directory: a look at each when they are few (an incremental), else one
+    listing."""
+    if not names:
+        return set()
+    if len(names) * 8 < listed:
+        gone = set()
+        for name in names:
+            try:
+                os.lstat(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                gone.add(name)
+            except OSError:
+                pass
+        return gone
     # names of a directory descriptor come as str (surrogateescape): back to bytes
-    return set(map(os.fsencode, os.listdir(dir_fd)))
+    present = {n.encode(_FS_ENCODING, _FS_ERRORS) for n in os.listdir(dir_fd)}
+    return {name for name in names if name not in present}
 
 
 def _changed_while_read(rep: Reporter, fd: int, before: os.stat_result, show: str) -> None:

@@ -31,29 +31,29 @@ def dirsiz(namelen: int) -> int:
 
 
 def pack_dir(entries: list[tuple[int, int, bytes]]) -> bytes:
-    """Entries (``.`` and ``..`` first) -> directory data, a multiple of 512 bytes."""
-    out = bytearray()
-    chunk_start = 0
-    last = -1                      # offset of the previous entry, for stretching
+    """Entries (``.`` and ``..`` first) -> directory data, a multiple of 512 bytes.
+
+    Each entry is packed once, when the next one tells whether it ends its chunk
+    (then it is stretched to the chunk's end)."""
+    pack = _ENTRY.pack
+    out = []
+    used = 0                       # bytes of the current chunk, the pending entry's included
+    pend = None                    # the previous entry, not packed yet
     for ino, dtype, name in entries:
-        size = dirsiz(len(name))
-        if len(out) + size > chunk_start + DIRBLKSIZ:
-            _stretch(out, last, chunk_start + DIRBLKSIZ)
-            chunk_start += DIRBLKSIZ
-        last = len(out)
-        out += _ENTRY.pack(ino, size, dtype, len(name)) + name + bytes(size - 8 - len(name))
-    if last >= 0:
-        _stretch(out, last, chunk_start + DIRBLKSIZ)
-    return bytes(out)
-
-
-def _stretch(out: bytearray, at: int, end: int) -> None:
-    pad = end - len(out)
-    if pad <= 0:
-        return
-    reclen = struct.unpack_from("<H", out, at + 4)[0]
-    struct.pack_into("<H", out, at + 4, reclen + pad)
-    out += bytes(pad)
+        size = 8 + ((len(name) + 4) & ~3)          # dirsiz
+        if pend is not None:
+            pino, preclen, pdtype, pname = pend
+            if used + size > DIRBLKSIZ:
+                preclen += DIRBLKSIZ - used
+                used = 0
+            out.append(pack(pino, preclen, pdtype, len(pname)) + pname.ljust(preclen - 8, b"\0"))
+        used += size
+        pend = ino, size, dtype, name
+    if pend is not None:
+        pino, preclen, pdtype, pname = pend
+        preclen += DIRBLKSIZ - used
+        out.append(pack(pino, preclen, pdtype, len(pname)) + pname.ljust(preclen - 8, b"\0"))
+    return b"".join(out)
 
 
 def unpack_dir(data: bytes | memoryview, order: str = "<", fmt: str = "new"

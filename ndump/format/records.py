@@ -9,6 +9,7 @@ only bytes and a ``read(n)`` callable.
 from __future__ import annotations
 
 import bz2
+import functools
 import struct
 import threading
 import zlib
@@ -21,15 +22,28 @@ from ndump.format.constants import (
 )
 from ndump.format.header import HeaderError, detect_order, unpack_header
 
-try:  # zstd is an optional ndump extension (SPEC §4)
-    import zstandard as _zstd
-except ImportError:  # pragma: no cover - depends on the installation
-    _zstd = None
 
-try:  # LZO records (stock dump -y); lzokay ships wheels and needs no system library
-    import lzokay as _lzo
-except ImportError:  # pragma: no cover - depends on the installation
-    _lzo = None
+
+# imported on first use: a dump or restore that meets neither does not load them
+@functools.cache
+def _zstd():
+    """zstandard (zstd is an optional ndump extension, SPEC §4), or None."""
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+    return zstandard
+
+
+@functools.cache
+def _lzo():
+    """lzokay (LZO records, stock dump -y; it ships wheels and needs no system
+    library), or None."""
+    try:
+        import lzokay
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+    return lzokay
 
 ALGORITHMS = {"zlib": COMPRESS_ZLIB, "bzip2": COMPRESS_BZLIB, "zstd": COMPRESS_ZSTD}
 _PREFIX = struct.Struct("<I")
@@ -59,7 +73,7 @@ class UnsupportedCompressionError(RecordError):
 
 
 def zstd_available() -> bool:
-    return _zstd is not None
+    return _zstd() is not None
 
 
 _ZERO_RUN = bytes(64)
@@ -99,7 +113,7 @@ def compress_record(record: bytes, algorithm: int, level: int) -> bytes:
     elif algorithm == COMPRESS_BZLIB:
         payload = bz2.compress(record, level)
     elif algorithm == COMPRESS_ZSTD:
-        if _zstd is None:
+        if _zstd() is None:
             raise RecordError("--zstd needs the Python package zstandard (pip install zstandard)")
         payload = _zstd_compressor(level).compress(record)
     else:
@@ -188,7 +202,7 @@ def _zstd_compressor(level: int):
     much as compressing a 10 KiB record with it (each compress() is a whole frame)."""
     found = getattr(_per_thread, "zstd", None)
     if found is None or found[0] != level:
-        found = _per_thread.zstd = (level, _zstd.ZstdCompressor(level=level))
+        found = _per_thread.zstd = (level, _zstd().ZstdCompressor(level=level))
     return found[1]
 
 
@@ -201,12 +215,12 @@ def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
             d = bz2.BZ2Decompressor()
             out = d.decompress(payload, limit + 1)
         elif algorithm == COMPRESS_ZSTD:
-            if _zstd is None:
+            if _zstd() is None:
                 raise UnsupportedCompressionError(
                     "the dump is zstd-compressed; reading it needs the Python package zstandard"
                     " (pip install zstandard)")
             # bounded like zlib and bzip2: a record never inflates past the limit
-            with _zstd.ZstdDecompressor().stream_reader(payload) as r:
+            with _zstd().ZstdDecompressor().stream_reader(payload) as r:
                 out = r.read(limit + 1)
         elif algorithm == COMPRESS_LZO:
             out = _lzo1x_decompress(payload, limit)
@@ -215,9 +229,9 @@ def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
     except (zlib.error, OSError, EOFError, ValueError) as e:
         raise RecordError(f"decompression error: {e}") from None
     except Exception as e:  # zstandard and lzokay raise their own errors
-        if _zstd is not None and isinstance(e, _zstd.ZstdError):
+        if _zstd() is not None and isinstance(e, _zstd().ZstdError):
             raise RecordError(f"decompression error: {e}") from None
-        if _lzo is not None and isinstance(e, _lzo.LzokayError):
+        if _lzo() is not None and isinstance(e, _lzo().LzokayError):
             raise RecordError(f"decompression error: LZO {e}") from None
         raise
     if len(out) > limit or len(out) % TP_BSIZE:
@@ -226,18 +240,18 @@ def decompress_payload(payload: bytes, algorithm: int, limit: int) -> bytes:
 
 
 def lzo_available() -> bool:
-    return _lzo is not None
+    return _lzo() is not None
 
 
 def _lzo1x_decompress(payload: bytes, size: int) -> bytes:
     """LZO1X raw stream (FORMAT §8.1) -> ``size`` bytes: stock dump compresses whole
     records, so the decoded length is the record size.  lzokay pads a shorter
     output with zeros; a longer one is an error."""
-    if _lzo is None:
+    if _lzo() is None:
         raise UnsupportedCompressionError(
             "the dump is LZO-compressed (dump -y); reading it needs the Python package lzokay"
             " (pip install lzokay)")
-    return _lzo.decompress(payload, size)
+    return _lzo().decompress(payload, size)
 
 
 class BlockSource:
@@ -305,9 +319,9 @@ class BlockSource:
         compressed, algorithm, _ = decode_prefix(self._pending_raw, self._order, self._raw_left)
         if compressed:
             self.algorithm = algorithm
-            if self.algorithm == COMPRESS_LZO and _lzo is None:
+            if self.algorithm == COMPRESS_LZO and _lzo() is None:
                 _lzo1x_decompress(b"", 0)           # raises the one-line explanation
-            if self.algorithm == COMPRESS_ZSTD and _zstd is None:
+            if self.algorithm == COMPRESS_ZSTD and _zstd() is None:
                 decompress_payload(b"", COMPRESS_ZSTD, 0)
             if self.algorithm not in (COMPRESS_ZLIB, COMPRESS_BZLIB, COMPRESS_LZO, COMPRESS_ZSTD):
                 raise UnsupportedCompressionError(

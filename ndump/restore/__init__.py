@@ -12,20 +12,17 @@ import os
 import sys
 from pathlib import Path
 
-from ndump.errors import Outcome, RunEndingError, StartupError, UsageError
+from ndump.errors import Outcome, RunEndingError, StartupError, UsageError, reason
 from ndump.format import ROOTINO
 from ndump.report import Reporter
-from ndump.restore import incremental, parallel, volchange
-from ndump.restore.compare import compare
+from ndump.restore import volchange
 from ndump.restore.dirs import Tree, canon, read_dir_bytes, read_dirs
-from ndump.restore.extract import Extractor, ExtractList
 from ndump.restore.listing import DumpNames, Listing, list_dump
 from ndump.restore.options import MODES, RestoreOptions
-from ndump.restore import rename, space
-from ndump.restore.perms import MappedTarget, load_id_map
-from ndump.restore.symtab import COMPLETE, EXTRACTING, SymbolTable, SymtabError
-from ndump.restore.target import Target, reason
+from ndump.restore import rename
 from ndump.restore.volumes import DumpInput
+# what writes or compares (extract, target, symtab, parallel, incremental, ...) is
+# imported by the steps that use it: -t does not load it (start-up, issue 16)
 from ndump.sessions import open_session
 from ndump.settings import Settings
 
@@ -222,6 +219,7 @@ class RestoreRun:
     def open_target(self, tree: Tree) -> Target | None:
         if self.options.dry_run:
             return None
+        from ndump.restore.perms import MappedTarget, load_id_map
         path = self.target_path()
         try:
             return MappedTarget(path, tree.root, self.reporter, is_root=self.settings.is_root,
@@ -234,6 +232,8 @@ class RestoreRun:
             raise StartupError(f"cannot open the target directory {path}: {reason(e)}") from None
 
     def write(self, tree: Tree, sel: ExtractList, first, *, set_root: bool, symtab: bool) -> None:
+        from ndump.restore import space
+        from ndump.restore.extract import Extractor
         space.before_write(self, tree, sel)      # SPEC §5.2, unless -N or --force
         self.reporter.fact("files", len(sel.dirs) + len(sel.leaves))
         target = self.open_target(tree)
@@ -247,6 +247,7 @@ class RestoreRun:
         self.report_missing(sel.leaves)
 
     def _write_steps(self, ex: Extractor, tree, sel, first, target, *, set_root, symtab) -> None:
+        from ndump.restore.symtab import COMPLETE, EXTRACTING
         try:
             self.reporter.verbose("Make directories")
             ex.make_dirs(sel.dirs)
@@ -273,6 +274,8 @@ class RestoreRun:
                 self.reporter.verbose(f"{len(leaves)} inode(s) not placed by the catalog: reading the dump")
                 ex.run(first, leaves)
             return
+        from ndump.restore import parallel
+        from ndump.restore.extract import Extractor
         may_split = (target is not None and first is not None and not self.options.multi_volume
                      and self.dump.changer is None)
         targets = parallel.plan(self.dump, self.dump.reader) if may_split else []
@@ -293,6 +296,7 @@ class RestoreRun:
 
     def _save_symtab(self, tree, ex: Extractor, target: Target, state: str) -> None:
         """The name tree only when complete: -R re-reads it from the tape anyway."""
+        from ndump.restore.symtab import COMPLETE, SymbolTable
         table = SymbolTable.from_tree(tree if state == COMPLETE else None, self.dump.tape,
                                       volume=self.dump.reader.volume, modes=ex.modes, state=state)
         try:
@@ -351,6 +355,7 @@ def mode_list(run: RestoreRun) -> None:
 
 
 def mode_extract(run: RestoreRun) -> None:
+    from ndump.restore.extract import ExtractList
     tree, first = run.read_tree(release=True)
     starts = rename.starts(run, tree)
     run.whole_tree = starts == [tree.root]
@@ -363,6 +368,8 @@ def mode_extract(run: RestoreRun) -> None:
 
 
 def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
+    from ndump.restore import incremental
+    from ndump.restore.extract import ExtractList
     tape = run.dump.tape
     if tape.ddate != 0:
         incremental.rebuild(run, resume=resume)     # FORMAT §6.2
@@ -376,6 +383,7 @@ def mode_rebuild(run: RestoreRun, *, resume: bool) -> None:
 
 
 def check_resume(run: RestoreRun) -> None:
+    from ndump.restore.symtab import COMPLETE, SymbolTable, SymtabError
     path = run.target_path()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -393,6 +401,8 @@ def check_resume(run: RestoreRun) -> None:
 
 
 def mode_compare(run: RestoreRun) -> None:
+    from ndump.restore.compare import compare
+    from ndump.restore.extract import ExtractList
     tree, first = run.read_tree()
     sel = ExtractList.of(tree, run.starts(tree), run.dump.in_bits)
     # classic -C compares with the dumped filesystem; --target names another place

@@ -19,16 +19,12 @@ from ndump.fsmeta import Statx, get_flags
 from ndump.report import Reporter
 from ndump.restore.dirs import Entry, Tree
 from ndump.restore.extract import ExtractList
+from ndump.restore.options import PRECISIONS
 from ndump.restore.target import DirFds, reason
 
 # names at the top that restore -r and mkfs make, not the dump
 _TOP_NAMES = frozenset({b"restoresymtable", b"lost+found"})
 _COMPARED_XATTRS = ("user.", "trusted.", "security.", ACL_ACCESS, ACL_DEFAULT)
-# --time-precision: nanoseconds per unit; "auto" compares to the nanosecond and falls
-# back to the microsecond when every difference is below it (a tree that stock restore,
-# or any utimes()-based restore, made from an image carrying nanoseconds)
-PRECISIONS = {"ns": 1, "us": 1000, "s": 1_000_000_000}
-TIME_PRECISIONS = ("auto",) + tuple(PRECISIONS)
 
 
 class _Comparer:

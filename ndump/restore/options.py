@@ -12,6 +12,12 @@ MODES = {
     "C": "compare",        # compare the dump with the filesystem
     "i": "interactive",    # the shell (restore/shell.py)
 }
+# --time-precision (-C, restore/compare.py): nanoseconds per unit; "auto" compares to
+# the nanosecond and falls back to the microsecond when every difference is below it
+# (a tree that stock restore, or any utimes()-based restore, made from an image
+# carrying nanoseconds)
+PRECISIONS = {"ns": 1, "us": 1000, "s": 1_000_000_000}
+TIME_PRECISIONS = ("auto",) + tuple(PRECISIONS)
 
 
 @dataclass(frozen=True)

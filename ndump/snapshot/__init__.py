@@ -28,7 +28,7 @@ from typing import Iterator
 from ndump.errors import SnapshotError
 from ndump.report import Reporter
 from ndump.settings import Settings
-from ndump.snapshot import btrfs, detect, lvm, registry
+from ndump.snapshot import registry     # btrfs, lvm, detect: imported where used (start-up)
 from ndump.snapshot.registry import held_by_context
 
 __all__ = ["Snapshot", "open_snapshot", "reopen_kept", "remove_stale", "held_by_context",
@@ -110,6 +110,7 @@ def _scratch(settings: Settings, name: str) -> str:
 
 
 def _remove(record: registry.Record, settings: Settings, *, leftover: bool = False) -> None:
+    from ndump.snapshot import btrfs, lvm
     if record.kind == "btrfs":
         btrfs.remove(record.data, _scratch(settings, record.name))
     elif record.kind == "lvm":
@@ -159,6 +160,7 @@ def open_snapshot(path: str, mode: str, settings: Settings, reporter: Reporter, 
     """The snapshot to dump ``path`` from (see the module docstring); use it with ``with``."""
     origin = os.path.abspath(path)
     if size is not None:
+        from ndump.snapshot import lvm
         lvm.parse_size(size)                  # a bad --snapshot-size is an error whatever the fs
     snap = None
     try:
@@ -182,6 +184,7 @@ def reopen_kept(origin: str, name: str, rel: str, settings: Settings,
     """The btrfs snapshot ``name`` that a restartable dump context kept (SPEC §6), held
     by this process again: released (removed) at the end of the ``with`` block unless
     ``keep()`` is called.  Raises SnapshotError when it is gone."""
+    from ndump.snapshot import btrfs
     held = registry.take(settings, name)
     try:
         with _deferred_signals():
@@ -201,6 +204,7 @@ def reopen_kept(origin: str, name: str, rel: str, settings: Settings,
 
 
 def _auto(origin: str, size: str | None, settings: Settings, reporter: Reporter) -> Snapshot:
+    from ndump.snapshot import btrfs, detect, lvm
     mount = detect.find_mount(origin)
     if mount.fstype == "btrfs":
         held, root = btrfs.create(origin, mount, settings, reporter)
@@ -224,6 +228,7 @@ def _made(origin, root, kind, held, settings, reporter) -> Snapshot:
 
 
 def _named(origin: str, name: str, settings: Settings, reporter: Reporter) -> Snapshot:
+    from ndump.snapshot import btrfs, lvm
     if os.path.isdir(name):
         root = btrfs.existing(origin, name, reporter)
         return Snapshot(origin, root, name=name, kind="btrfs")

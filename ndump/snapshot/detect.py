@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 
 from ndump.errors import SnapshotError
-from ndump.snapshot import tools
 
 BTRFS_SUBVOL_ROOT_INO = 256        # BTRFS_FIRST_FREE_OBJECTID: the root of every subvolume
 _FINDMNT_COLUMNS = "TARGET,SOURCE,FSTYPE,FSROOT,MAJ:MIN"
@@ -39,6 +38,7 @@ class Mount:
 
 def find_mount(path: str) -> Mount:
     """The mount that holds ``path`` (which must exist)."""
+    from ndump.snapshot import tools       # (subprocess: only where a tool runs)
     real = os.path.realpath(path)
     res = tools.run("findmnt", "-n", "-P", "-v", "-o", _FINDMNT_COLUMNS, "--target", real)
     if res.returncode == 127:
@@ -54,6 +54,7 @@ def mounts_of(*, fstype: str | None = None, source: str | None = None) -> list[M
     argv = ["findmnt", "-n", "-P", "-v", "-o", _FINDMNT_COLUMNS]
     argv += ["-t", fstype] if fstype else []
     argv += ["--source", source] if source else []
+    from ndump.snapshot import tools
     res = tools.run(*argv)
     if res.returncode == 127:
         found = _read_mountinfo()

@@ -19,7 +19,6 @@ the hook that restartable contexts, SPEC §6, fill in).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,11 @@ from typing import Callable, Iterator
 from ndump.errors import SnapshotError
 from ndump.settings import Settings
 from ndump.snapshot import naming
+
+
+def _json():
+    import json        # imported where a record is read or written: most runs have none
+    return json
 
 SUBDIR = "snapshots"
 
@@ -70,7 +74,7 @@ class Held:
     def save(self) -> None:
         tmp = self.directory / f".{self.record.name}.json.tmp{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(asdict(self.record), f, indent=1, sort_keys=True)
+            _json().dump(asdict(self.record), f, indent=1, sort_keys=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -175,7 +179,7 @@ def take(settings: Settings, name: str) -> Held:
     if fd is None:
         raise SnapshotError(f"snapshot {name} is in use by another ndump process")
     try:
-        record = Record(**json.loads(path.read_text(encoding="utf-8")))
+        record = Record(**_json().loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as e:
         os.close(fd)
         raise SnapshotError(f"cannot read the record of snapshot {name} ({path}: {e})") from None
@@ -199,7 +203,7 @@ def stale(settings: Settings) -> Iterator[Held | str]:
             continue                          # its owner is alive
         path = directory / f"{name}.json"
         try:
-            record = Record(**json.loads(path.read_text(encoding="utf-8")))
+            record = Record(**_json().loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:             # cleaned up by another run meanwhile
             Held(directory, Record(name=name, kind="", origin=""), fd).forget()
             continue
@@ -219,7 +223,7 @@ def live(settings: Settings) -> list[Record]:
     out = []
     for path in sorted(_directory(settings).glob("*.json")):
         try:
-            out.append(Record(**json.loads(path.read_text(encoding="utf-8"))))
+            out.append(Record(**_json().loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError, TypeError):
             continue
     return out

@@ -159,11 +159,14 @@ def test_files_gone_before_their_directory_is_written_are_left_out_of_it(tmp_pat
 
 
 @pytest.mark.compat
+@pytest.mark.parametrize("unchanged", [1, 12])      # Pass III lists d, or looks at one name
 def test_a_changed_file_removed_during_a_level_1_goes_from_the_restored_chain(tmp_path,
-                                                                             run_ndump):
+                                                                             run_ndump, unchanged):
     """Level 1: a file changed since the level 0 is removed before its directory is
     written; restore -r of the 0/1 chain (ndump and stock) removes it, exit 0."""
-    src = build_tree(tmp_path / "src", {"d/changed": b"old", "d/same": b"same", "top": b"t"})
+    same = ["same"] + [f"same{i:02d}" for i in range(1, unchanged)]
+    src = build_tree(tmp_path / "src", {"d/changed": b"old", "top": b"t",
+                                        **{f"d/{name}": b"same" for name in same}})
     settings = _settings(tmp_path)
     run_dump(DumpOptions(path=str(src), file=str(tmp_path / "l0"), update=True), settings,
              ChangingReporter())
@@ -181,5 +184,5 @@ def test_a_changed_file_removed_during_a_level_1_goes_from_the_restored_chain(tm
     stock = tmp_path / "stock"
     _stock_restore_r([tmp_path / "l0", tmp_path / "l1"], stock)
     for out in (nd, stock):
-        assert sorted(p.name for p in (out / "d").iterdir()) == ["same"], out
+        assert sorted(p.name for p in (out / "d").iterdir()) == same, out
         assert (out / "top").read_bytes() == b"t"

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from ndump.fsmeta import Statx
+from ndump.fsmeta import Statx, entry_stat
 
 FIELDS = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime",
           "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_blksize",
@@ -48,6 +48,25 @@ def test_lstat_equals_os_lstat_and_nodump_attribute(tree):
             assert sx.lstat(b"skip", dfd)[1] is True and sx.lstat(b"empty", dfd)[1] is False
         with pytest.raises(FileNotFoundError):
             sx.lstat(b"missing", dfd)
+    finally:
+        os.close(dfd)
+
+
+def test_entry_stat_gives_the_walks_fields_of_os_lstat_and_nodump_attribute(tree):
+    root, flagged = tree
+    sx, stat_entry = Statx(), entry_stat()
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in (b"empty", b"data", b"dir", b"link", b"fifo", b"skip", b"."):
+            st = os.lstat(name, dir_fd=dfd)
+            assert stat_entry(name, dfd) == (st.st_mode, st.st_ino, st.st_dev, st.st_nlink,
+                                             st.st_size, st.st_blocks, int(st.st_mtime_ns // 10**9),
+                                             int(st.st_ctime_ns // 10**9),
+                                             sx.nodump_attribute(name, dfd))
+        if flagged:
+            assert stat_entry(b"skip", dfd)[8] is True and stat_entry(b"empty", dfd)[8] is False
+        with pytest.raises(FileNotFoundError):
+            stat_entry(b"missing", dfd)
     finally:
         os.close(dfd)
 
