@@ -45,6 +45,15 @@ class Tape:
                        "pos": self.pos}, f)
         os.replace(tmp, self.path)
 
+    def close(self, last_write, rewind):
+        """What st does on a close: a filemark after writes, a rewind unless /dev/nst*."""
+        if last_write:
+            self.items[self.pos:] = [None]
+            self.pos += 1
+        if rewind:
+            self.pos = 0
+        self.save()
+
     def used(self):
         return sum(len(x) for x in self.items[:self.pos] if x is not None)
 
@@ -71,12 +80,7 @@ def main():
             # the client died (a SIGKILLed dump): the kernel closes the device for it,
             # and st writes a filemark after writes, as on a close
             if tape is not None:
-                if last_write:
-                    tape.items[tape.pos:] = [None]
-                    tape.pos += 1
-                if rewind_on_close:
-                    tape.pos = 0
-                tape.save()
+                tape.close(last_write, rewind_on_close)
             break
         if cmd == b"O":
             name = inp.readline().strip().decode()
@@ -88,12 +92,7 @@ def main():
         elif cmd == b"C":
             inp.readline()
             if tape is not None:
-                if last_write:
-                    tape.items[tape.pos:] = [None]
-                    tape.pos += 1
-                if rewind_on_close:
-                    tape.pos = 0
-                tape.save()
+                tape.close(last_write, rewind_on_close)
             tape = None
             reply_ok(out, 0)
         elif cmd == b"W":

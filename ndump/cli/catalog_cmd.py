@@ -120,19 +120,32 @@ def chain(catalog, as_json, at, tree):
     return ExitStatus.OK
 
 
+def _reading_images(required: bool):
+    """The options of the commands that read dump images into the catalog."""
+    def wrap(f):
+        for option in reversed((
+                _catalog,
+                click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
+                             help="Each IMAGE is a prefix: read volumes IMAGE001, IMAGE002, ..."),
+                verbose_option, quiet_option,
+                click.argument("images", nargs=-1, required=required))):
+            f = option(f)
+        return f
+    return wrap
+
+
+def _index(index, catalog, multi_volume, verbose, quiet, images):
+    s = settings()
+    reporter = make_reporter("NDUMP", s, verbosity=verbose, quiet=quiet)
+    return index(_path(catalog), list(images), s, reporter, multi=multi_volume)
+
+
 @catalog.command("add")
-@_catalog
-@click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
-              help="Each IMAGE is a prefix: read volumes IMAGE001, IMAGE002, ...")
-@verbose_option
-@quiet_option
-@click.argument("images", nargs=-1, required=True)
+@_reading_images(required=True)
 def add(catalog, multi_volume, verbose, quiet, images):
     """Index existing dump images (ndump's or stock dump's) so that they can be searched."""
     from ndump.restore.index import add_images
-    s = settings()
-    reporter = make_reporter("NDUMP", s, verbosity=verbose, quiet=quiet)
-    return add_images(_path(catalog), list(images), s, reporter, multi=multi_volume)
+    return _index(add_images, catalog, multi_volume, verbose, quiet, images)
 
 
 @catalog.command("check")
@@ -152,15 +165,8 @@ def check(catalog):
 
 
 @catalog.command("rebuild")
-@_catalog
-@click.option("-M", "--multi-volume", "multi_volume", is_flag=True,
-              help="Each IMAGE is a prefix: read volumes IMAGE001, IMAGE002, ...")
-@verbose_option
-@quiet_option
-@click.argument("images", nargs=-1)
+@_reading_images(required=False)
 def rebuild(catalog, multi_volume, verbose, quiet, images):
     """Make the catalog anew from IMAGEs (default: the image files it lists)."""
     from ndump.restore.index import rebuild as rebuild_catalog
-    s = settings()
-    reporter = make_reporter("NDUMP", s, verbosity=verbose, quiet=quiet)
-    return rebuild_catalog(_path(catalog), list(images), s, reporter, multi=multi_volume)
+    return _index(rebuild_catalog, catalog, multi_volume, verbose, quiet, images)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import stat
 
 from ndump.errors import MediaError, StartupError
 from ndump.media.base import EndOfMedia
+from ndump.media.waits import pipe_writer, read_waiter, wait_readable
 
 
 def _reason(e: OSError) -> str:
@@ -37,6 +37,7 @@ class FileOutput:
         except OSError:
             self.seekable = False
         self.bytes_written = 0
+        self._pipe = pipe_writer(fd)        # None for a file or a device
 
     def write(self, data) -> None:
         # every view is released before an error propagates: the caller resizes
@@ -53,6 +54,8 @@ class FileOutput:
 
     def _write_once(self, part: memoryview, done: int) -> int:
         try:
+            if self._pipe is not None:
+                return self._pipe.write(part)
             return os.write(self.fd, part)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -87,6 +90,8 @@ class FileOutput:
                 pass
 
     def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             try:
@@ -129,12 +134,12 @@ class FileInput:
                 raise StartupError(f"cannot read {path}: is a directory")
         except OSError:
             pass
-        self._poll = _waiter(fd)
+        self._poll = read_waiter(fd)
 
     def read(self, n: int) -> bytes:
         try:
             if self._poll is not None:
-                _wait(self._poll)
+                wait_readable(self._poll)
             return os.read(self.fd, n)
         except OSError as e:
             if e.errno == errno.EISDIR:
@@ -153,29 +158,3 @@ def _fsync(fd: int, name: str) -> None:
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
             raise MediaError(f"cannot sync {name}: {_reason(e)}") from None
-
-
-_POLL_MS = 500
-
-
-def _waiter(fd: int):
-    """A poll object for an input that can wait for ever (a pipe or a socket);
-    None for anything else."""
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return None
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return None
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    return p
-
-
-def _wait(poll) -> None:
-    """Wait in short polls until there is something to read (or the writer is gone).
-    A signal whose handler (Interrupted) had not run when a blocking read(2) began
-    does not interrupt it (PEP 475), and the writer may keep the pipe open and send
-    nothing for ever; between polls the handler runs."""
-    while not poll.poll(_POLL_MS):
-        pass

@@ -13,6 +13,7 @@ import tempfile
 
 from ndump.errors import MediaError, StartupError
 from ndump.media.tape import MT_ST_BLKSIZE_MASK
+from ndump.media.waits import PipeWriter, PolledReader, write_all
 from ndump.settings import Settings
 
 _USER = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -60,6 +61,9 @@ class RemoteDrive:
         except OSError as e:
             self._stderr.close()
             raise StartupError(f"cannot start {settings.rsh} for {spec}: {e.strerror.lower()}") from None
+        # rmt's pipes through waits.py: a signal ends a wait on a stalled connection
+        self._out = PipeWriter(self.proc.stdin.fileno(), "fifo")
+        self._in = PolledReader(self.proc.stdout.fileno())
         mode = "1 O_WRONLY|O_CREAT|O_TRUNC" if write else "0 O_RDONLY"
         try:
             if write is None:
@@ -93,14 +97,14 @@ class RemoteDrive:
         return MediaError(f"lost connection to rmt for {self.name}" + (f" ({detail})" if detail else ""))
 
     def _reply(self) -> int:
-        line = self.proc.stdout.readline()
+        line = self._in.readline()
         if not line:
             raise self._lost()
         kind, value = line[:1], line[1:].strip()
         if kind == b"A":
             return int(value or b"0")
         if kind in (b"E", b"F"):
-            msg = self.proc.stdout.readline().decode("utf-8", "replace").strip()
+            msg = self._in.readline().decode("utf-8", "replace").strip()
             code = int(value or b"0")
             raise OSError(code, msg or os.strerror(code))
         raise MediaError(f"rmt protocol error from {self.name}: {line[:40]!r}")
@@ -114,35 +118,32 @@ class RemoteDrive:
     def _call_raw(self, request: bytes, payload=None) -> int:
         """A request and its reply; an error reply raises OSError."""
         try:
-            self.proc.stdin.write(request)
+            write_all(self._out, request)
             if payload is not None:
-                self.proc.stdin.write(payload)
-            self.proc.stdin.flush()
+                write_all(self._out, payload)
             return self._reply()
         except BrokenPipeError:
             raise self._lost() from None
 
     def write_record(self, data) -> int:
+        return self._call_raw(b"W%d\n" % len(data), data)
+
+    def _request(self, request: bytes) -> None:
         try:
-            self.proc.stdin.write(b"W%d\n" % len(data))
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-            return self._reply()
+            write_all(self._out, request)
         except BrokenPipeError:
             raise self._lost() from None
 
     def read_record(self, size: int) -> bytes:
-        self.proc.stdin.write(b"R%d\n" % size)
-        self.proc.stdin.flush()
+        self._request(b"R%d\n" % size)
         n = self._reply()
-        data = self.proc.stdout.read(n) if n else b""
+        data = self._in.read(n) if n else b""
         if len(data) != n:
             raise self._lost()
         return data
 
     def op(self, op: int, count: int) -> None:
-        self.proc.stdin.write(b"I%d\n%d\n" % (op, count))
-        self.proc.stdin.flush()
+        self._request(b"I%d\n%d\n" % (op, count))
         self._reply()
 
     def block_size(self) -> int | None:
