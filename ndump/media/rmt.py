@@ -5,11 +5,8 @@ standard input and output: O(pen), W(rite), R(ead), I(octl), C(lose).
 """
 from __future__ import annotations
 
-import getpass
 import os
 import re
-import subprocess
-import tempfile
 
 from ndump.errors import MediaError, StartupError
 from ndump.media.tape import MT_ST_BLKSIZE_MASK
@@ -50,6 +47,9 @@ class RemoteDrive:
         if len(path) > MAX_LINE - 1:
             raise StartupError(f"remote path {path!r} is longer than {MAX_LINE - 1} characters,"
                                " which rmt cannot take")
+        import getpass                     # only for a remote drive: not at start-up
+        import subprocess
+        import tempfile
         self.name = spec
         self.rsh = settings.rsh
         argv = [settings.rsh, host, "-l", user or getpass.getuser(), settings.rmt]
@@ -85,6 +85,7 @@ class RemoteDrive:
 
     def _lost(self) -> MediaError:
         """The connection is gone: say what $RSH said and how it ended."""
+        import subprocess
         try:
             status = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

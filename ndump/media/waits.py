@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import socket
 import stat
 import struct
 import termios
@@ -54,7 +53,11 @@ class PipeWriter:
         self.fd = fd
         self._poll = select.poll()
         self._poll.register(fd, select.POLLOUT)
-        self._sock = socket.socket(fileno=os.dup(fd)) if kind == "sock" else None
+        self._sock = None
+        if kind == "sock":
+            import socket                  # rare (stdout a socket): not at start-up
+            self._sock = socket.socket(fileno=os.dup(fd))
+            self._nowait = socket.MSG_DONTWAIT
         try:
             self._slots = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) // _PAGE if self._sock is None else 0
         except OSError:
@@ -65,7 +68,7 @@ class PipeWriter:
         while True:
             if self._sock is not None:
                 try:
-                    return self._sock.send(data, socket.MSG_DONTWAIT)
+                    return self._sock.send(data, self._nowait)
                 except BlockingIOError:
                     pass
             else:
