@@ -164,8 +164,8 @@ class Checkpointer:
             return hook
         pending = self._pending
 
-        def noted(dino, block, inode):
-            hook(dino, block, inode)
+        def noted(dino, block, mode, size, mtime, ctime):
+            hook(dino, block, mode, size, mtime, ctime)
             pending.append(dino)
         return noted
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import zlib
 
 from ndump.format import (
     FormatWriter, Inode, pack_dir, pack_ea_records, symlink_payload,
@@ -19,7 +20,7 @@ from ndump.format.header import make_inode_args
 from ndump.format.constants import (
     DT_DIR, DT_REG, EXT_NDUMP_XATTR, MAX_DIR_SIZE, MAX_SYMLINK, ROOTINO, TP_BSIZE, TP_NINDIR,
 )
-from ndump.fsmeta import Statx, get_flags, get_xattrs
+from ndump.fsmeta import Statx, flag_getter, get_flags, get_xattrs
 from ndump.errors import reason
 from ndump.report import Reporter
 from ndump.dump.inomap import InodeMap
@@ -29,6 +30,9 @@ from ndump.dump.treefd import FILE_FLAGS, TreeFds, proc_path
 CHUNK = TP_NINDIR * TP_BSIZE          # bytes described by one header
 _NS = 1_000_000_000
 ALL = b"\x01" * TP_NINDIR
+_ZEROS = bytes(TP_BSIZE)
+_S_IFMT, _S_IFREG = 0o170000, 0o100000
+_STATX_BTIME = 0x800
 
 
 class _ReadFailed(Exception):
@@ -48,13 +52,16 @@ class TreeWriter:
         self.rep = reporter
         self.checksums = checksums
         self.progress = progress or (lambda n: None)
-        # file history (dump/history.py): on_inode(dino, block of its TS_INODE header, inode)
+        # file history (dump/history.py): on_inode(dino, block of its TS_INODE header,
+        # mode, size, mtime, ctime)
         self.on_inode = on_inode
         self.bytes_done = 0
         self._noatime = os.O_NOATIME
         statx = Statx()
         self._birth_time = statx.birth_time
         self._fstat = statx.fstat             # os.fstat and the birth time, one system call
+        self._fstat_fields = statx.fstat_fields
+        self._get_flags = flag_getter()
         self.fds = TreeFds(root)
 
     def close(self) -> None:
@@ -63,7 +70,7 @@ class TreeWriter:
     # -- helpers -----------------------------------------------------------
     def _note(self, dino: int, inode: Inode) -> None:
         if self.on_inode is not None:
-            self.on_inode(dino, self.fmt.tapea, inode)
+            self.on_inode(dino, self.fmt.tapea, inode.mode, inode.size, inode.mtime, inode.ctime)
 
     def _open(self, name: bytes, dir_fd: int) -> int:
         try:
@@ -235,6 +242,7 @@ class TreeWriter:
         called before each file, at an inode boundary (restartable dumps)."""
         cur_dir = None
         dfd = -1
+        regular = self._regular
         for dino, node, i in self.sel.file_entries(start):
             if checkpoint is not None:
                 checkpoint(dino)
@@ -246,11 +254,76 @@ class TreeWriter:
                     dfd = -1
                     self._lost_dir(node, e)
             name = node.names[i]
+            if dfd >= 0 and node.dtypes[i] == DT_REG and regular(dino, dfd, node, name):
+                continue
             rel = node.relpath + b"/" + name if node.relpath else name
             if dfd < 0:
                 self.rep.info(f"{show_path(rel)}: vanished during the dump")
                 continue
             self._dump_file(dino, dfd, name, rel, node.dtypes[i])
+
+    def _regular(self, dino: int, dfd: int, node: DirNode, name: bytes) -> bool:
+        """Pass IV's common case in one function: a regular file of at most one chunk,
+        without holes, read whole and unchanged, dumped from its statx fields (no
+        stat_result, Inode or path made unless it has extended attributes).  False,
+        with nothing written, for anything else and on any error: _dump_file then
+        does it all again, and reports.  The bytes written are the general path's."""
+        try:
+            fd = os.open(name, FILE_FLAGS | self._noatime, dir_fd=dfd)
+        except OSError:
+            return False
+        ready = False
+        try:
+            v = self._fstat_fields(fd)
+            if v is None:
+                return False
+            (mask, _, _, nlink, uid, gid, mode, _, size, blocks, _, asec, ans, bsec, bns,
+             csec, cns, msec, mns) = v[:19]
+            if mode & _S_IFMT != _S_IFREG or size > CHUNK or blocks * 512 < size:
+                return False
+            flags = self._get_flags(fd)
+            if size:
+                data = os.pread(fd, size, 0)
+                if len(data) != size:
+                    return False
+                pad = -size % TP_BSIZE
+                if pad:
+                    data += _ZEROS[:pad]
+                after = os.fstat(fd)
+                if after.st_mtime_ns != msec * _NS + mns or after.st_size != size:
+                    return False
+                crc = zlib.crc32(data) if self.checksums else None
+            else:
+                data = crc = None
+            try:
+                xattrs = os.listxattr(fd)
+            except OSError:
+                xattrs = True                 # _xattrs asks again, and says what failed
+            ready = True
+        except OSError:
+            return False
+        finally:
+            if not ready:
+                os.close(fd)
+        # from here on the file is being written: nothing goes back to _dump_file
+        try:
+            birth = (bsec, bns) if mask & _STATX_BTIME else None
+            fmt = self.fmt
+            if self.on_inode is not None:
+                self.on_inode(dino, fmt.tapea, mode, size, msec, csec)
+            fmt.write_file(dino, mode, nlink, uid, gid, size, asec, ans, msec, mns, csec, cns,
+                           flags, blocks, birth, data, crc)
+            if size:
+                self.bytes_done += size
+                self.progress(self.bytes_done)
+            if xattrs:
+                inode = make_inode_args(mode, nlink, size, uid, gid, asec, ans, msec, mns, csec,
+                                        cns, 0, flags, blocks, 0, birth)
+                rel = node.relpath + b"/" + name if node.relpath else name
+                self._xattrs(dino, inode, fd, show_path(rel), single=False)
+        finally:
+            os.close(fd)
+        return True
 
     def _dump_file(self, dino: int, dfd: int, name: bytes, relpath: bytes, dtype: int) -> None:
         show = show_path(relpath)
