@@ -123,15 +123,22 @@ class FormatWriter:
             self._put(self._header(htype, ino, inode, count, bytes(512)), bitmap, ino, count)
 
     def write_chunk(self, ino: int, inode: Inode, first: bool, addr: bytes, data,
-                    *, metaonly: bool = False, crc: bool = True) -> None:
-        """One TS_INODE (first) or TS_ADDR header and its present data blocks."""
+                    *, metaonly: bool = False, crc: bool = True,
+                    known_crc: int | None = None) -> None:
+        """One TS_INODE (first) or TS_ADDR header and its present data blocks.
+        ``known_crc``: the CRC-32 of ``data``, exactly the present blocks, computed
+        already (by the dump's read-ahead thread)."""
         count = len(addr)
         nblocks = count - addr.count(0)
         if nblocks and len(data) != nblocks * TP_BSIZE:
             if len(data) > nblocks * TP_BSIZE:
                 raise ValueError("more data than the block map describes")
             data = bytes(data) + bytes(nblocks * TP_BSIZE - len(data))
-        dcrc = zlib.crc32(data) if crc and nblocks else None
+            known_crc = None
+        if known_crc is not None and crc and nblocks:
+            dcrc = known_crc
+        else:
+            dcrc = zlib.crc32(data) if crc and nblocks else None
         full_addr = (_NO_ADDR if not count else addr + bytes(512 - count) if count < 512
                      else addr)
         header = self._inode_header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,
