@@ -41,6 +41,8 @@ class FileHistory:
         self._mode = array("I")
         self._mtime = array("q")
         self._ctime = array("q")
+        # a restartable dump's checkpointer: the inodes noted since its last checkpoint
+        self.pending: list[int] | None = None
 
     # -- life cycle ----------------------------------------------------------
     def begin(self, new: NewDump, sel: Selection, inomap: dict) -> None:
@@ -80,6 +82,8 @@ class FileHistory:
         self._mode[dino] = mode
         self._mtime[dino] = mtime
         self._ctime[dino] = ctime
+        if self.pending is not None:
+            self.pending.append(dino)
 
     def volume_started(self, volume: int, blocks_before: int) -> None:
         """Volume ``volume`` begins; ``blocks_before`` blocks are on the earlier ones,

@@ -159,10 +159,14 @@ class Checkpointer:
         self._failed: BaseException | None = None
 
     def on_inode(self, hook):
-        """The file-history hook, noting each inode for the next checkpoint."""
+        """The file-history hook, noting each inode for the next checkpoint (the
+        file history's own hook appends to the pending list itself: one call a file)."""
         if hook is None or self.history is None:
             return hook
         pending = self._pending
+        if getattr(hook, "__self__", None) is self.history:
+            self.history.pending = pending
+            return hook
 
         def noted(dino, block, mode, size, mtime, ctime):
             hook(dino, block, mode, size, mtime, ctime)
