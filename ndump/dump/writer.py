@@ -420,7 +420,9 @@ class TreeWriter:
             raise _ReadFailed(e) from None
         starts = range(0, size, CHUNK)
         ahead = None
-        if len(starts) >= _AHEAD_FROM:
+        # read ahead unless sparse: chunks that are mostly holes cost less read here
+        # than handed over
+        if len(starts) >= _AHEAD_FROM and extents is None:
             if self._ahead is None:
                 self._ahead = _ReadAhead(self.checksums)
             ahead = self._ahead
