@@ -282,7 +282,7 @@ class TreeWriter:
             if v is None:
                 return False
             (mask, _, _, nlink, uid, gid, mode, _, size, blocks, _, asec, ans, bsec, bns,
-             csec, cns, msec, mns) = v[:19]
+             csec, cns, msec, mns, _, _, _, _) = v
             if mode & _S_IFMT != _S_IFREG or size > CHUNK or blocks * 512 < size:
                 return False
             flags = self._get_flags(fd)
