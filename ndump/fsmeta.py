@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import struct
+from array import array
 
 FS_IOC_GETFLAGS = 0x80086601
 FS_IOC_SETFLAGS = 0x40086602
@@ -37,6 +38,24 @@ def get_flags(fd: int) -> int:
             return 0
         raise
     return int.from_bytes(buf[:4], "little")
+
+
+def flag_getter():
+    """get_flags for a caller that asks for many files in turn (the dump's Pass IV):
+    one result buffer, reused, instead of a new one per call."""
+    buf = array("I", [0, 0])
+    ioctl = fcntl.ioctl
+
+    def get(fd: int) -> int:
+        buf[0] = 0
+        try:
+            ioctl(fd, FS_IOC_GETFLAGS, buf, True)
+        except OSError as e:
+            if e.errno in _NOT_SUPPORTED:
+                return 0
+            raise
+        return buf[0]
+    return get
 
 
 def set_flags(fd: int, flags: int) -> None:
@@ -169,6 +188,19 @@ class Statx:
         if found is None:
             return os.fstat(fd), self.birth_time(fd=fd)
         return found[0], found[1]
+
+    def fstat_fields(self, fd: int) -> tuple | None:
+        """The raw struct statx fields of an open file, as _STATX_RAW unpacks them
+        (mask, blksize, attributes, nlink, uid, gid, mode, ino, size, blocks,
+        attributes_mask, atime sec, ns, btime sec, ns, ctime sec, ns, mtime sec,
+        ns, rdev major, minor, dev major, minor), None when statx cannot give every
+        basic field (then use fstat).  The dump's per-file stat, without building
+        an os.stat_result."""
+        if _raw_statx is None or _raw_statx(fd, b"", _AT_EMPTY_PATH | _AT_SYMLINK_NOFOLLOW,
+                                            _STATX_ALL, self._ref) != 0:
+            return None
+        found = _STATX_RAW.unpack_from(self._buf)
+        return found if found[0] & _STATX_BASIC_STATS == _STATX_BASIC_STATS else None
 
     def lstat(self, name: bytes, dir_fd: int) -> tuple[os.stat_result, bool | None]:
         """os.lstat(name, dir_fd=dir_fd) and the nodump attribute (as

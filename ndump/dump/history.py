@@ -41,6 +41,8 @@ class FileHistory:
         self._mode = array("I")
         self._mtime = array("q")
         self._ctime = array("q")
+        # a restartable dump's checkpointer: the inodes noted since its last checkpoint
+        self.pending: list[int] | None = None
 
     # -- life cycle ----------------------------------------------------------
     def begin(self, new: NewDump, sel: Selection, inomap: dict) -> None:
@@ -71,13 +73,17 @@ class FileHistory:
         return self.catalog is not None
 
     # -- during the dump -------------------------------------------------------
-    def on_inode(self, dino: int, block: int, inode) -> None:
-        """The TS_INODE header of ``dino`` is logical block ``block`` of the dump."""
+    def on_inode(self, dino: int, block: int, mode: int, size: int, mtime: int,
+                 ctime: int) -> None:
+        """The TS_INODE header of ``dino`` is logical block ``block`` of the dump
+        (the inode's fields as values: the writer makes no Inode for most files)."""
         self._block[dino] = block
-        self._size[dino] = inode.size
-        self._mode[dino] = inode.mode
-        self._mtime[dino] = inode.mtime
-        self._ctime[dino] = inode.ctime
+        self._size[dino] = size
+        self._mode[dino] = mode
+        self._mtime[dino] = mtime
+        self._ctime[dino] = ctime
+        if self.pending is not None:
+            self.pending.append(dino)
 
     def volume_started(self, volume: int, blocks_before: int) -> None:
         """Volume ``volume`` begins; ``blocks_before`` blocks are on the earlier ones,

@@ -138,13 +138,14 @@ class VolumeWriter:
 
     # -- the sink protocol ---------------------------------------------------
     def put(self, header: bytes, data, ino: int, nblocks: int) -> None:
+        buf = self._buf                       # grows in place (one call per header)
         self._last_header = header
-        self._log.append((self._base + self._held + len(self._buf) - self._front, ino, nblocks))
-        self._buf += header
-        if data is not None and nblocks:
-            self._buf += data
+        self._log.append((self._base + self._held + len(buf) - self._front, ino, nblocks))
+        buf += header
+        if nblocks and data is not None:
+            buf += data
         self.blocks += 1 + nblocks
-        if len(self._buf) >= _BATCH:
+        if len(buf) >= _BATCH:
             self._flush()
 
     def pad_blocks(self) -> int:

@@ -408,6 +408,9 @@ class HeaderPacker:
         self.mid = _MID.pack(_cstr(label, 16), level, _cstr(filesys, 64), _cstr(dev, 64),
                              _cstr(host, 64))
         self.mid_sum = word_sum(self.mid)
+        # the words of a file_header that are the same in every one
+        self._file_words = (TS_INODE + date + ddate + NFS_MAGIC + self.mid_sum + ntrec
+                            + _NDX_WORD)
         self._addr_sums: dict[bytes, int] = {}
 
     def addr_sum(self, addr: bytes) -> int:
@@ -462,6 +465,47 @@ class HeaderPacker:
             mode & 0xFFFF, nlink, uid & 0xFFFF, gid & 0xFFFF, size, alow, ausec, mlow, musec,
             clow, cusec, db0, iflags, blocks, gen, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF,
             count, addr, self.mid, flags, firstrec, self.ntrec, extattr,
+            NDX_MAGIC, ans, mns, cns, ahi, mhi, chi, bsec, bns, ext_flags, crc)
+
+
+    def file_header(self, volume: int, tapea: int, ino: int, mode: int, nlink: int, uid: int,
+                    gid: int, size: int, asec: int, ans: int, msec: int, mns: int, csec: int,
+                    cns: int, iflags: int, blocks: int, birth: tuple[int, int] | None,
+                    count: int, addr: bytes, flags: int, firstrec: int,
+                    crc: int | None) -> bytes:
+        """inode_header for the TS_INODE of a regular file (no device number, no
+        generation, no EA kind) from the field values themselves: the dump writer's
+        per-file header, without an Inode object.  Same bytes as inode_header."""
+        if not -32768 <= nlink <= 32767:
+            nlink = -32768 if nlink < 0 else 32767
+        alow, ahi = (asec, 0) if -0x80000000 <= asec < 0x80000000 else split_seconds(asec)
+        mlow, mhi = (msec, 0) if -0x80000000 <= msec < 0x80000000 else split_seconds(msec)
+        clow, chi = (csec, 0) if -0x80000000 <= csec < 0x80000000 else split_seconds(csec)
+        if birth is None:
+            bsec = bns = ext_flags = 0
+        else:
+            bsec, bns = birth
+            ext_flags = _EXT_BIRTH
+        if crc is None:
+            crc = 0
+        else:
+            ext_flags |= _EXT_CRC
+        iflags &= 0xFFFFFFFF
+        blocks &= 0xFFFFFFFF
+        tapea &= 0xFFFFFFFF
+        ausec, musec, cusec = ans // 1000, mns // 1000, cns // 1000
+        m16, u16, g16 = mode & 0xFFFF, uid & 0xFFFF, gid & 0xFFFF
+        # as inode_header's sum, the dump-wide words summed once (_file_words)
+        total = (self._file_words + volume + tapea + ino + m16 + ((nlink & 0xFFFF) << 16)
+                 + u16 + (g16 << 16) + size + (size >> 32) + alow + ausec + mlow + musec
+                 + clow + cusec + iflags + blocks + uid + gid + count + self.addr_sum(addr)
+                 + flags + firstrec + ans + mns + cns + ahi + mhi + chi + bsec + (bsec >> 32)
+                 + bns + ext_flags + crc)
+        return _INODE_HEADER.pack(
+            TS_INODE, self.date, self.ddate, volume, tapea, ino, NFS_MAGIC,
+            _s32(CHECKSUM - total), m16, nlink, u16, g16, size, alow, ausec, mlow, musec,
+            clow, cusec, 0, iflags, blocks, 0, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF,
+            count, addr, self.mid, flags, firstrec, self.ntrec, 0,
             NDX_MAGIC, ans, mns, cns, ahi, mhi, chi, bsec, bns, ext_flags, crc)
 
 

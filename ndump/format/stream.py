@@ -28,6 +28,8 @@ from ndump.format.records import BlockSource, RecordError, UnsupportedCompressio
 
 ALL_PRESENT = b"\x01" * TP_NINDIR
 _NO_ADDR = bytes(TP_NINDIR)           # the c_addr of an empty file (one object: its sum is cached)
+# the c_addr of a chunk of n blocks, all present, by n (one object each: sums cached)
+_FULL_ADDR = [_NO_ADDR] + [ALL_PRESENT[:n] + bytes(TP_NINDIR - n) for n in range(1, TP_NINDIR + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +123,43 @@ class FormatWriter:
             self._put(self._header(htype, ino, inode, count, bytes(512)), bitmap, ino, count)
 
     def write_chunk(self, ino: int, inode: Inode, first: bool, addr: bytes, data,
-                    *, metaonly: bool = False, crc: bool = True) -> None:
-        """One TS_INODE (first) or TS_ADDR header and its present data blocks."""
+                    *, metaonly: bool = False, crc: bool = True,
+                    known_crc: int | None = None) -> None:
+        """One TS_INODE (first) or TS_ADDR header and its present data blocks.
+        ``known_crc``: the CRC-32 of ``data``, exactly the present blocks, computed
+        already (by the dump's read-ahead thread)."""
         count = len(addr)
         nblocks = count - addr.count(0)
         if nblocks and len(data) != nblocks * TP_BSIZE:
             if len(data) > nblocks * TP_BSIZE:
                 raise ValueError("more data than the block map describes")
             data = bytes(data) + bytes(nblocks * TP_BSIZE - len(data))
-        dcrc = zlib.crc32(data) if crc and nblocks else None
+            known_crc = None
+        if known_crc is not None and crc and nblocks:
+            dcrc = known_crc
+        else:
+            dcrc = zlib.crc32(data) if crc and nblocks else None
         full_addr = (_NO_ADDR if not count else addr + bytes(512 - count) if count < 512
                      else addr)
         header = self._inode_header(TS_INODE if first else TS_ADDR, ino, inode, count, full_addr,
                                     DR_METAONLY if metaonly else 0, 0, dcrc)
         self._put(header, data if nblocks else None, ino, nblocks)
+
+    def write_file(self, ino: int, mode: int, nlink: int, uid: int, gid: int, size: int,
+                   asec: int, ans: int, msec: int, mns: int, csec: int, cns: int, iflags: int,
+                   blocks: int, birth: tuple[int, int] | None, data: bytes | None,
+                   crc: int | None) -> None:
+        """write_chunk of a regular file's only chunk, every block present, from the
+        inode's field values (no Inode object: the dump's per-file path).  ``data``:
+        the file's bytes padded to whole blocks (at most TP_NINDIR), None when it is
+        empty; ``crc``: the CRC-32 of ``data`` or None."""
+        count = len(data) >> 10 if data is not None else 0
+        header = self._packer.file_header(self.volume, self.tapea, ino, mode, nlink, uid, gid,
+                                          size, asec, ans, msec, mns, csec, cns, iflags, blocks,
+                                          birth, count, _FULL_ADDR[count], self._flags,
+                                          self.firstrec, crc)
+        self.sink.put(header, data, ino, count)
+        self.tapea += 1 + count
 
     def write_extattrs(self, ino: int, inode: Inode, record: bytes, ext: int = EXT_XATTR) -> None:
         """One EA record (FORMAT §4.6); ``record`` is a multiple of 1024 bytes.

@@ -158,7 +158,7 @@ def test_checkpoints_made_beside_the_dump_restart_exactly(start, tmp_path, ndump
     restart still gives the tree and the catalog positions of an uninterrupted dump."""
     rng = random.Random(SEED)
     src = tmp_path / "big"
-    total = fill(src, rng, files=500)
+    total = fill(src, rng, files=1500)      # a dump long enough for several checkpoints
     reference = tree_state(src)
     image = tmp_path / "l0.dump"
     proc = start("dump", "-0", "--snapshot", "none", "-f", image, src,

@@ -82,3 +82,35 @@ def test_fstat_equals_os_fstat_and_birth_time(tree):
             assert birth == sx.birth_time(fd=fd)
         finally:
             os.close(fd)
+
+
+def test_fstat_fields_are_fstat_and_birth_time_and_flags_are_get_flags(tree):
+    """The raw statx fields Pass IV dumps regular files from (Statx.fstat_fields)
+    say what fstat and birth_time say; the reused-buffer flag_getter what get_flags
+    says, the nodump flag included."""
+    from ndump.fsmeta import flag_getter, get_flags
+    root, flagged = tree
+    sx = Statx()
+    flags = flag_getter()
+    for path in (root / "empty", root / "data", root / "skip", root / "dir", root / "fifo"):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            v = sx.fstat_fields(fd)
+            st, birth = sx.fstat(fd)
+            (mask, _, _, nlink, uid, gid, mode, ino, size, blocks, _, asec, ans, bsec, bns,
+             csec, cns, msec, mns) = v[:19]
+            assert (mode, ino, nlink, uid, gid, size, blocks) == (
+                st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_blocks)
+            assert (asec * 10**9 + ans, msec * 10**9 + mns, csec * 10**9 + cns) == (
+                st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
+            assert ((bsec, bns) if mask & 0x800 else None) == birth
+            assert flags(fd) == get_flags(fd)
+        finally:
+            os.close(fd)
+    if flagged:
+        fd = os.open(root / "skip", os.O_RDONLY)
+        try:
+            assert flags(fd) & 0x40                   # FS_NODUMP_FL
+        finally:
+            os.close(fd)
+    assert os.stat(root / "data").st_mtime_ns == 4_102_444_800_987_654_321

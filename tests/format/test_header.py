@@ -262,3 +262,29 @@ def test_positional_inode_constructor_equals_inode():
     made = make_inode_args(*values)
     assert made == Inode(**{f.name: v for f, v in zip(fields(Inode), values)})
     assert type(made) is Inode and hash(made) == hash(Inode(*values))
+
+
+def test_file_header_from_values_equals_inode_header():
+    """The dump's per-file header packed from field values (HeaderPacker.file_header,
+    no Inode) is byte for byte inode_header's for the same regular file: the edge
+    values of _packer_cases, with the fields a regular file has."""
+    from ndump.format.header import HeaderPacker, make_inode
+    from ndump.format.constants import DR_NEWINODEFMT
+    packer = HeaderPacker(date=1_764_000_000, ddate=1_700_000_000, level=3, label="lbl",
+                          filesys="/srv/tree", dev="/dev/sdz9", host="host.example", ntrec=64)
+    seen = 0
+    for _, inode, crc, count, tapea, ino in _packer_cases():
+        i = make_inode(mode=0o100000 | inode.mode & 0o7777, nlink=inode.nlink, size=inode.size,
+                       uid=inode.uid, gid=inode.gid, atime=inode.atime, atime_ns=inode.atime_ns,
+                       mtime=inode.mtime, mtime_ns=inode.mtime_ns, ctime=inode.ctime,
+                       ctime_ns=inode.ctime_ns, rdev=0, flags=inode.flags, blocks=inode.blocks,
+                       gen=0, birth=inode.birth)
+        addr = bytes([1]) * count + bytes(512 - count)
+        want = packer.inode_header(TS_INODE, 2, tapea, ino + 3, i, count, addr,
+                                   DR_NEWINODEFMT, 7, 0, crc)
+        got = packer.file_header(2, tapea, ino + 3, i.mode, i.nlink, i.uid, i.gid, i.size,
+                                 i.atime, i.atime_ns, i.mtime, i.mtime_ns, i.ctime, i.ctime_ns,
+                                 i.flags, i.blocks, i.birth, count, addr, DR_NEWINODEFMT, 7, crc)
+        assert got == want, (i, crc, count, tapea)
+        seen += 1
+    assert seen == 300
