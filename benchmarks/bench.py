@@ -1026,17 +1026,48 @@ class Bench:
             log(f"scale: built in {build_s:.0f} s; ndump dump")
             env = dict(self.env, NDUMP_STATE_DIR=self.fresh_dir(f"scale-state-{n_files}"))
             r = Result("scale", f"dump level 0, {k:,} empty files", "ndump", [], 0)
-            r.cmd = self.ndump_dump_cmd(["-0"], "/dev/null", mnt)
+            # the image goes to the temp dir's disk (1 KiB a file: 10 GB for 10M)
+            image = os.path.join(self.tmp, f"scale-{n_files}.ndump")
+            r.cmd = self.ndump_dump_cmd(["-0"], image, mnt)
             o = self.runner.run(r.cmd, env=env)
             if self.record(r, o):
                 r.extra.update(files=k, build_s=build_s, files_per_s=k / o.wall)
             self.rm(env["NDUMP_STATE_DIR"])
             self.results.append(r)
-            self.scale.append({"files": k, "dump_s": r.best, "peak_rss_mib": r.peak_rss_mib})
+            row = {"files": k, "dump_s": r.best, "peak_rss_mib": r.peak_rss_mib}
+            if not r.error:
+                rr = self.scale_restore(image, k, n_dirs)
+                row.update(restore_s=rr.best, restore_rss_mib=rr.peak_rss_mib,
+                           restored_check=rr.extra.get("restored_check"))
+            self.rm(image)
+            self.scale.append(row)
             if floor is None:
                 floor = self.tiny_dump_rss()
         for row in self.scale:
             row["floor_mib"] = floor
+
+    def scale_restore(self, image: str, k: int, n_dirs: int) -> Result:
+        """restore -r of a scale dump into a fresh ext4 with inodes enough: time,
+        peak RSS, and a count of the files restored."""
+        r = Result("scale", f"restore -r, {k:,} empty files", "ndump", [], 0)
+        mnt = os.path.join(self.tmp, f"scale-restore-{k}")
+        self.mounts.loop_fs(mnt + ".img", max(GiB, k * 3 * KiB), mnt,
+                            ["-N", str(k + n_dirs + 10000)])
+        log(f"scale: ndump restore -r of {k:,} files")
+        r.cmd = self.ndump("restore", "-r", "-f", image)
+        o = self.runner.run(r.cmd, env=self.env, cwd=mnt)
+        if self.record(r, o):
+            r.extra["files_per_s"] = k / o.wall
+            st = os.statvfs(mnt)
+            # inodes in use: the files, their directories, the two levels above them,
+            # lost+found, the root, restoresymtable and ext4's reserved ones (11)
+            used = st.f_files - st.f_ffree
+            r.extra["inodes_used"] = used
+            want = k + n_dirs + (n_dirs + 999) // 1000
+            r.extra["restored_check"] = ("ok" if used >= want
+                                         else f"{used:,} inodes in use, fewer than {want:,}")
+        self.results.append(r)
+        return r
 
     def tiny_dump_rss(self) -> float | None:
         """Peak RSS of a level-0 dump of one file: the interpreter and ndump's modules."""
@@ -1319,15 +1350,17 @@ def report(b: Bench, only: set[str]) -> str:
                         rss, rss is not None and rss < MILLION_RESTORE_RSS_TARGET_MIB))
 
     if b.scale:
-        L.append("## Scale: peak RSS of a level-0 dump (file history on) against tree size")
+        L.append("## Scale: peak RSS of a level-0 dump (file history on) and its restore -r against tree size")
         L.append("")
         floor = b.scale[0].get("floor_mib")
-        L.append(f"Empty files, 1,000 to a directory, dumped to /dev/null. A one-file dump "
-                 f"peaks at {fmt(floor, '.1f')} MiB (interpreter and modules); per million "
-                 f"files is (peak - that) / millions, and the slope is between two sizes.")
+        L.append(f"Empty files, 1,000 to a directory, dumped to an image file, then restored "
+                 f"with restore -r into a fresh ext4. A one-file dump peaks at {fmt(floor, '.1f')} "
+                 f"MiB (interpreter and modules); per million files is (peak - that) / millions, "
+                 f"and the slope is between two sizes.")
         L.append("")
-        L.append("| files | dump s | files/s | peak RSS MiB | MiB per million files | slope MiB per million |")
-        L.append("|---:|---:|---:|---:|---:|---:|")
+        L.append("| files | dump s | files/s | peak RSS MiB | MiB per million files | slope MiB per million "
+                 "| restore -r s | restore peak RSS MiB | restore MiB per million | restored |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         prev = None
         for row in b.scale:
             n, rss = row["files"], row["peak_rss_mib"]
@@ -1336,8 +1369,12 @@ def report(b: Bench, only: set[str]) -> str:
                      if prev and rss is not None and prev["peak_rss_mib"] is not None
                      and n != prev["files"] else None)
             dump_s = row["dump_s"]
+            rrss = row.get("restore_rss_mib")
+            rper = (rrss - floor) / (n / 1e6) if rrss is not None and floor is not None else None
             L.append(f"| {n:,} | {fmt(dump_s)} | {fmt(n / dump_s if dump_s else None, ',.0f')} "
-                     f"| {fmt(rss, '.1f')} | {fmt(per, '.0f')} | {fmt(slope, '.0f')} |")
+                     f"| {fmt(rss, '.1f')} | {fmt(per, '.0f')} | {fmt(slope, '.0f')} "
+                     f"| {fmt(row.get('restore_s'))} | {fmt(rrss, '.1f')} | {fmt(rper, '.0f')} "
+                     f"| {row.get('restored_check') or '–'} |")
             prev = row
         L.append("")
 
