@@ -350,8 +350,10 @@ def mode_list(run: RestoreRun) -> None:
         else:
             starts.append(found)
     listing = Listing(run.out)
-    list_dump(names, starts, run.dump.in_bits, listing, verbose=run.options.verbose > 0)
-    listing.close()
+    try:
+        list_dump(names, starts, run.dump.in_bits, listing, verbose=run.options.verbose > 0)
+    finally:
+        listing.close()
 
 
 def mode_extract(run: RestoreRun) -> None:

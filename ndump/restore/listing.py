@@ -26,16 +26,29 @@ class Listing:
     def __init__(self, out):
         self._bin = getattr(out, "buffer", None)
         self._out = out
+        # lines go out a thousand at a time: one write each would be a system call
+        # a name when standard output is unbuffered (python -u, PYTHONUNBUFFERED)
+        self._pending: list[bytes] = []
         if self._bin is not None:
             out.flush()
 
     def line(self, text: bytes) -> None:
         if self._bin is not None:
-            self._bin.write(text + b"\n")
+            self._pending.append(text)
+            if len(self._pending) >= 1000:
+                self._write_pending()
         else:
             self._out.write(text.decode("utf-8", "surrogateescape") + "\n")
 
+    def _write_pending(self) -> None:
+        if self._pending:
+            self._pending.append(b"")
+            self._bin.write(b"\n".join(self._pending))
+            self._pending.clear()
+
     def close(self) -> None:
+        if self._bin is not None:
+            self._write_pending()
         (self._bin or self._out).flush()
 
 
