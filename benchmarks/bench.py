@@ -605,6 +605,9 @@ class Bench:
             "LC_ALL": "C",
         })
         self.env.pop("TAPE", None)
+        # ndump runs as a user's shell runs it: unbuffered standard output (python -u)
+        # would make every listing line a system call of its own
+        self.env.pop("PYTHONUNBUFFERED", None)
         # Byte code is cached, as for an installed package (pip compiles it at
         # install): without it every run recompiles each module it imports,
         # which more than doubles the start-up.  The cache lives in the temp dir.
