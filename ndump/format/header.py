@@ -408,9 +408,8 @@ class HeaderPacker:
         self.mid = _MID.pack(_cstr(label, 16), level, _cstr(filesys, 64), _cstr(dev, 64),
                              _cstr(host, 64))
         self.mid_sum = word_sum(self.mid)
-        # the words of a file_header that are the same in every one
-        self._file_words = (TS_INODE + date + ddate + NFS_MAGIC + self.mid_sum + ntrec
-                            + _NDX_WORD)
+        # the words of an inode header that are the same in every one
+        self._fixed_words = date + ddate + NFS_MAGIC + self.mid_sum + ntrec + _NDX_WORD
         self._addr_sums: dict[bytes, int] = {}
 
     def addr_sum(self, addr: bytes) -> int:
@@ -425,57 +424,24 @@ class HeaderPacker:
                      addr: bytes, flags: int, firstrec: int, extattr: int,
                      crc: int | None) -> bytes:
         """A TS_INODE or TS_ADDR header of inode ``i`` (its c_dinode and ndump
-        extension included) in one pack: the checksum is summed from the field
-        values rather than from the packed words, and no part is built apart."""
+        extension included): file_header of its fields."""
         mode = i.mode
-        nlink = i.nlink
-        if not -32768 <= nlink <= 32767:
-            nlink = -32768 if nlink < 0 else 32767
-        uid, gid, size = i.uid, i.gid, i.size
-        asec, msec, csec = i.atime, i.mtime, i.ctime
-        ans, mns, cns = i.atime_ns, i.mtime_ns, i.ctime_ns
-        alow, ahi = (asec, 0) if -0x80000000 <= asec < 0x80000000 else split_seconds(asec)
-        mlow, mhi = (msec, 0) if -0x80000000 <= msec < 0x80000000 else split_seconds(msec)
-        clow, chi = (csec, 0) if -0x80000000 <= csec < 0x80000000 else split_seconds(csec)
         db0 = _s32(encode_rdev(i.rdev)) if mode & 0o170000 in (0o020000, 0o060000) else 0
-        iflags, blocks, gen = i.flags & 0xFFFFFFFF, i.blocks & 0xFFFFFFFF, _s32(i.gen)
-        birth = i.birth
-        if birth is None:
-            bsec = bns = 0
-            ext_flags = 0
-        else:
-            bsec, bns = birth
-            ext_flags = _EXT_BIRTH
-        if crc is None:
-            crc = 0
-        else:
-            ext_flags |= _EXT_CRC
-        tapea &= 0xFFFFFFFF
-        ausec, musec, cusec = ans // 1000, mns // 1000, cns // 1000
-        # the 256 little-endian words, summed field by field (FORMAT §2.2)
-        total = (htype + self.date + self.ddate + volume + tapea + ino + NFS_MAGIC
-                 + (mode & 0xFFFF) + ((nlink & 0xFFFF) << 16) + (uid & 0xFFFF) + ((gid & 0xFFFF) << 16)
-                 + size + (size >> 32) + alow + ausec + mlow + musec + clow + cusec + db0
-                 + iflags + blocks + gen + uid + gid
-                 + count + self.addr_sum(addr) + self.mid_sum + flags + firstrec + self.ntrec + extattr
-                 + _NDX_WORD + ans + mns + cns + ahi + mhi + chi + bsec + (bsec >> 32) + bns
-                 + ext_flags + crc)
-        return _INODE_HEADER.pack(
-            htype, self.date, self.ddate, volume, tapea, ino, NFS_MAGIC, _s32(CHECKSUM - total),
-            mode & 0xFFFF, nlink, uid & 0xFFFF, gid & 0xFFFF, size, alow, ausec, mlow, musec,
-            clow, cusec, db0, iflags, blocks, gen, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF,
-            count, addr, self.mid, flags, firstrec, self.ntrec, extattr,
-            NDX_MAGIC, ans, mns, cns, ahi, mhi, chi, bsec, bns, ext_flags, crc)
-
+        return self.file_header(volume, tapea, ino, mode, i.nlink, i.uid, i.gid, i.size,
+                                i.atime, i.atime_ns, i.mtime, i.mtime_ns, i.ctime, i.ctime_ns,
+                                i.flags, i.blocks, i.birth, count, addr, flags, firstrec, crc,
+                                htype=htype, db0=db0, gen=_s32(i.gen), extattr=extattr)
 
     def file_header(self, volume: int, tapea: int, ino: int, mode: int, nlink: int, uid: int,
                     gid: int, size: int, asec: int, ans: int, msec: int, mns: int, csec: int,
                     cns: int, iflags: int, blocks: int, birth: tuple[int, int] | None,
                     count: int, addr: bytes, flags: int, firstrec: int,
-                    crc: int | None) -> bytes:
-        """inode_header for the TS_INODE of a regular file (no device number, no
-        generation, no EA kind) from the field values themselves: the dump writer's
-        per-file header, without an Inode object.  Same bytes as inode_header."""
+                    crc: int | None, *, htype: int = TS_INODE, db0: int = 0, gen: int = 0,
+                    extattr: int = 0) -> bytes:
+        """A TS_INODE or TS_ADDR header from the inode's field values in one pack,
+        without an Inode object: the dump writer's per-file header (the defaults are
+        a regular file's: no device number, generation or EA kind).  The checksum
+        is summed from the field values rather than from the packed words."""
         if not -32768 <= nlink <= 32767:
             nlink = -32768 if nlink < 0 else 32767
         alow, ahi = (asec, 0) if -0x80000000 <= asec < 0x80000000 else split_seconds(asec)
@@ -495,17 +461,18 @@ class HeaderPacker:
         tapea &= 0xFFFFFFFF
         ausec, musec, cusec = ans // 1000, mns // 1000, cns // 1000
         m16, u16, g16 = mode & 0xFFFF, uid & 0xFFFF, gid & 0xFFFF
-        # as inode_header's sum, the dump-wide words summed once (_file_words)
-        total = (self._file_words + volume + tapea + ino + m16 + ((nlink & 0xFFFF) << 16)
+        # the 256 little-endian words, summed field by field (FORMAT §2.2); the
+        # dump-wide ones summed once (_fixed_words)
+        total = (self._fixed_words + htype + volume + tapea + ino + m16 + ((nlink & 0xFFFF) << 16)
                  + u16 + (g16 << 16) + size + (size >> 32) + alow + ausec + mlow + musec
-                 + clow + cusec + iflags + blocks + uid + gid + count + self.addr_sum(addr)
-                 + flags + firstrec + ans + mns + cns + ahi + mhi + chi + bsec + (bsec >> 32)
-                 + bns + ext_flags + crc)
+                 + clow + cusec + db0 + iflags + blocks + gen + uid + gid + count
+                 + self.addr_sum(addr) + flags + firstrec + extattr + ans + mns + cns + ahi
+                 + mhi + chi + bsec + (bsec >> 32) + bns + ext_flags + crc)
         return _INODE_HEADER.pack(
-            TS_INODE, self.date, self.ddate, volume, tapea, ino, NFS_MAGIC,
+            htype, self.date, self.ddate, volume, tapea, ino, NFS_MAGIC,
             _s32(CHECKSUM - total), m16, nlink, u16, g16, size, alow, ausec, mlow, musec,
-            clow, cusec, 0, iflags, blocks, 0, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF,
-            count, addr, self.mid, flags, firstrec, self.ntrec, 0,
+            clow, cusec, db0, iflags, blocks, gen, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF,
+            count, addr, self.mid, flags, firstrec, self.ntrec, extattr,
             NDX_MAGIC, ans, mns, cns, ahi, mhi, chi, bsec, bns, ext_flags, crc)
 
 
