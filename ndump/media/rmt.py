@@ -118,13 +118,10 @@ class RemoteDrive:
 
     def _call_raw(self, request: bytes, payload=None) -> int:
         """A request and its reply; an error reply raises OSError."""
-        try:
-            write_all(self._out, request)
-            if payload is not None:
-                write_all(self._out, payload)
-            return self._reply()
-        except BrokenPipeError:
-            raise self._lost() from None
+        self._request(request)
+        if payload is not None:
+            self._request(payload)
+        return self._reply()
 
     def write_record(self, data) -> int:
         return self._call_raw(b"W%d\n" % len(data), data)

@@ -116,11 +116,12 @@ class PolledReader:
 
     def __init__(self, fd: int):
         self.fd = fd
-        self._poll = read_waiter(fd) or select.poll()
+        self._poll = read_waiter(fd)          # None: a file, whose reads do not wait
         self._buf = bytearray()
 
     def _fill(self) -> bool:
-        wait_readable(self._poll)
+        if self._poll is not None:
+            wait_readable(self._poll)
         chunk = os.read(self.fd, 65536)
         self._buf += chunk
         return bool(chunk)
